@@ -1,0 +1,5 @@
+"""``python -m osintd``: the same entry point as the ``osintd`` console script."""
+
+from osintd.cli import main
+
+raise SystemExit(main())

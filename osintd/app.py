@@ -1,0 +1,117 @@
+"""Wiring: builds the pipeline and runs every task in one nursery.
+
+Owns: the channels between stages, their sizes, start-up order and graceful
+shutdown.
+Must not: contain pipeline logic; each stage lives in its own module.
+
+    source ─▶ [events] ─▶ scorer ─▶ [scored] ─▶ differ ─▶ [inbox] ─▶ hub ─▶ client queues ─▶ senders
+    heartbeat, metrics, health monitor ────────────────────────▶ [inbox]
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from osintd.clock import WallClock
+from osintd.config import Settings
+from osintd.demo import DemoSettings, DemoSource
+from osintd.differ import Differ, DifferSettings, run_differ
+from osintd.httpapi import HttpApi
+from osintd.hub import GOING_AWAY, Hub
+from osintd.monitors import Counts, HealthMonitor, PipelineCondition, heartbeat, metrics
+from osintd.scorer import Scorer, ScoringModel, run_scorer
+from osintd.server import Server, ServerSettings
+from osintd.session import SessionSettings
+from osintd.sources import Source
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    """One running daemon.  ``run`` serves until cancelled; ``shutdown`` ends it gracefully."""
+
+    def __init__(self, settings: Settings, source: Source | None = None,
+                 model: ScoringModel | None = None, listeners: list | None = None) -> None:
+        self.settings = settings
+        self._source = source
+        self._model = model
+        self._listeners = listeners
+        self.port: int | None = None
+        self.hub: Hub
+        self.scorer: Scorer
+        self.server: Server
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        settings = self.settings
+        clock = WallClock()
+        source = self._source or DemoSource(DemoSettings(rate=settings.demo_rate, seed=settings.demo_seed), clock.now)
+        model = self._model or (ScoringModel.for_demo(settings.demo_rate) if source.name == "demo" else ScoringModel())
+        self.scorer = scorer = Scorer(model, clock.now if source.live else None)
+        self.hub = hub = Hub(clock.now, replay_capacity=settings.replay_capacity)
+        differ = Differ(DifferSettings(summary_interval=settings.summary_interval))
+
+        events_in, events_out = trio.open_memory_channel(settings.event_queue)
+        scored_in, scored_out = trio.open_memory_channel(256)
+        inbox_in, inbox_out = trio.open_memory_channel(1024)
+        health_in, health_out = trio.open_memory_channel(64)
+        self._last_tick = trio.current_time()
+
+        def tick() -> None:
+            self._last_tick = trio.current_time()
+
+        def depths() -> dict[str, int]:
+            return {name: channel.statistics().current_buffer_used
+                    for name, channel in (("events", events_in), ("scored", scored_in), ("hub_inbox", inbox_in))}
+
+        api = HttpApi(hub, max_clients=settings.max_clients, client_queue=settings.client_queue,
+                      pipeline_depths=depths)
+        session = SessionSettings(client_queue=settings.client_queue, send_timeout=settings.send_timeout,
+                                  ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout)
+        self.server = server = Server(ServerSettings(settings.host, settings.port, settings.max_clients,
+                                                     settings.handshake_timeout, settings.allowed_origins, session),
+                                      hub, api, clock.now)
+        health = HealthMonitor(inbox_in.clone(), clock.now, lambda: PipelineCondition(
+            running=trio.current_time() - self._last_tick < 3 * settings.announce_interval + 1,
+            overloaded=hub.overloaded), "github")
+
+        def counts() -> Counts:
+            return Counts(scorer.total_events, scorer.active_repositories, api.total_queries, hub.connection_count)
+
+        listeners = self._listeners or await trio.open_tcp_listeners(settings.port, host=settings.host)
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(hub.run, inbox_out)
+            nursery.start_soon(health.run, health_out)
+            nursery.start_soon(heartbeat, inbox_in.clone(), settings.heartbeat_interval, clock.now)
+            nursery.start_soon(metrics, inbox_in.clone(), settings.metrics_interval, clock.now, counts)
+            nursery.start_soon(run_differ, differ, scored_out, inbox_in, clock.now)
+            nursery.start_soon(run_scorer, scorer, events_out, scored_in, settings.announce_interval, tick)
+            nursery.start_soon(_run_source, source, events_in, health_in)
+            await nursery.start(server.serve, listeners)
+            log.info("serving ws://%s:%d/ws/live-updates (source: %s)", _display_host(settings.host),
+                     self.port, source.name)
+            task_status.started(self)
+
+    async def shutdown(self) -> None:
+        """Stop accepting, close every client with 1001, wait a little, then stop all tasks."""
+        log.info("shutting down: closing %d clients", self.hub.connection_count)
+        self.server.stop_accepting()
+        self.hub.close_all(GOING_AWAY)
+        with trio.move_on_after(self.settings.shutdown_grace):
+            await self.server.wait_sessions_closed()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+
+async def _run_source(source: Source, events, health) -> None:
+    async with events:  # a finite source (a replay) ends the stream when it is done
+        await source.run(events, health)
+    log.info("source %s finished", source.name)
+
+
+def _display_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,176 @@
+"""The plain-HTTP side of the port: health, stats and the read-only REST API.
+
+Owns: the routes and JSON bodies of every non-WebSocket request, and the
+count of API queries (``total_queries``).
+Must not: read or write sockets (``server`` does), or change pipeline state.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from typing import Any, Callable
+
+import attrs
+
+from osintd import __version__, wire
+from osintd.hub import Hub
+from osintd.messages import NewEvent
+
+JSON = "application/json"
+
+
+@attrs.frozen
+class Response:
+    status: int
+    body: Any
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def encoded(self) -> bytes:
+        return (self.body if isinstance(self.body, str) else wire.dumps(self.body)).encode()
+
+
+@attrs.frozen
+class Problem:
+    """The body of every 4xx/5xx answer: a code to branch on and a sentence to read."""
+
+    error: str
+    message: str
+
+
+def problem(status: int, error: str, message: str, *headers: tuple[str, str]) -> Response:
+    return Response(status, Problem(error, message), headers)
+
+
+@attrs.frozen
+class Health:
+    status: str
+    version: str
+    uptime_seconds: float
+
+
+@attrs.frozen
+class ComponentHealth:
+    status: str
+    message: str
+    components: dict[str, str]
+    version: str
+    uptime_seconds: float
+    epoch: str
+    seq: int
+    websocket_connections: int
+
+
+@attrs.frozen
+class ClientStats:
+    client_id: str
+    queued: int
+    frames_sent: int
+
+
+@attrs.frozen
+class WsStats:
+    connections: int
+    max_clients: int
+    clients_connected_total: int
+    messages_by_type: dict[str, int]
+    frames_delivered: int
+    slow_consumers_dropped: int
+    shed_by_type: dict[str, int]
+    overloaded: bool
+    client_queue_capacity: int
+    queue_depths: dict[str, int]
+    clients: list[ClientStats]
+    epoch: str
+    seq: int
+    replay_ring: int
+
+
+class HttpApi:
+    """Routes ``GET`` requests to JSON answers; ``pipeline_depths`` reports channel fill."""
+
+    def __init__(self, hub: Hub, *, max_clients: int, client_queue: int,
+                 pipeline_depths: Callable[[], dict[str, int]]) -> None:
+        self.hub = hub
+        self.max_clients = max_clients
+        self.client_queue = client_queue
+        self.pipeline_depths = pipeline_depths
+        self.total_queries = 0
+        self._started = time.monotonic()
+        self._routes: dict[str, Callable[[], Response]] = {
+            "/": self._index,
+            "/health": self._health,
+            "/api/v1/health": self._component_health,
+            "/ws/stats": self._ws_stats,
+            "/api/v1/repos": self._repos,
+            "/api/v1/events": self._events,
+        }
+
+    def handle(self, method: str, path: str) -> Response:
+        route = self._routes.get(path)
+        if route is None and path.startswith("/api/v1/repos/"):
+            route = lambda: self._repo(path.removeprefix("/api/v1/repos/"))  # noqa: E731
+        if route is None:
+            return problem(404, "not_found", f"no resource at {path}; try /health, /ws/stats or /api/v1/repos")
+        if method not in ("GET", "HEAD"):
+            return problem(405, "method_not_allowed", f"{path} answers GET only", ("Allow", "GET, HEAD"))
+        if path.startswith("/api/"):
+            self.total_queries += 1
+        return route()
+
+    # ---------------------------------------------------------------- routes
+
+    def _uptime(self) -> float:
+        return round(time.monotonic() - self._started, 3)
+
+    def _index(self) -> Response:
+        return Response(200, {"service": "osintd", "version": __version__,
+                              "websocket": "/ws/live-updates",
+                              "endpoints": sorted(self._routes)})
+
+    def _health(self) -> Response:
+        status = self.hub.system.status
+        code = 503 if status == "unhealthy" else 200
+        return Response(code, Health("ok" if code == 200 else "unhealthy", __version__, self._uptime()))
+
+    def _component_health(self) -> Response:
+        system = self.hub.system
+        components = dict(system.components)
+        return Response(200, ComponentHealth(system.status, system.message, components, __version__,
+                                             self._uptime(), self.hub.epoch, self.hub.seq,
+                                             self.hub.connection_count))
+
+    def _ws_stats(self) -> Response:
+        hub = self.hub
+        clients = [ClientStats(c.client_id, c.queued, c.frames_sent) for c in hub.clients.values()]
+        return Response(200, WsStats(
+            connections=hub.connection_count,
+            max_clients=self.max_clients,
+            clients_connected_total=hub.stats.clients_connected_total,
+            messages_by_type=dict(hub.stats.broadcasts_by_type),
+            frames_delivered=hub.stats.frames_delivered,
+            slow_consumers_dropped=hub.stats.slow_consumers_dropped,
+            shed_by_type=dict(hub.stats.shed_by_type),
+            overloaded=hub.overloaded,
+            client_queue_capacity=self.client_queue,
+            queue_depths=self.pipeline_depths(),
+            clients=clients[:1000],
+            epoch=hub.epoch,
+            seq=hub.seq,
+            replay_ring=len(hub.ring),
+        ))
+
+    def _repos(self) -> Response:
+        return Response(200, {"repositories": self.hub.snapshot().top, "seq": self.hub.seq})
+
+    def _repo(self, name: str) -> Response:
+        board = self.hub.board
+        for rank, score in enumerate(board.ranking if board else (), start=1):
+            if score.repo_full_name == name:
+                return Response(200, {"rank": rank, **wire.converter.unstructure(score)})
+        return problem(404, "not_found", f"{name} is not tracked (no events inside the window)")
+
+    def _events(self) -> Response:
+        newest_first = (json.loads(f.text) for f in reversed(self.hub.ring) if f.type == NewEvent.TYPE)
+        return Response(200, {"events": list(itertools.islice(newest_first, 100))})

@@ -1,0 +1,343 @@
+"""The hub: stamps, encodes once, remembers, and fans out every broadcast.
+
+Owns: ``seq`` and ``epoch``, the replay ring, the set of attached clients and
+each client's outgoing queue, the state a ``snapshot`` shows, overload
+shedding, and the broadcast counters.
+Must not: await a client (every hand-off is ``send_nowait``), touch a socket
+(``session`` does), or compute scores (``scorer``/``differ`` do).
+
+Invariants:
+
+* ``seq`` rises by one for each stamped broadcast; the ring holds the most
+  recent ``replay_capacity`` stamped frames, consecutive by ``seq``.
+* Everything the hub does to its state happens without an await in between,
+  so attaching a client, computing its backlog and starting its live feed
+  are atomic with respect to broadcasts: no gap, no duplicate.
+* A client whose queue is full is behind the others: it is detached, its
+  queue is closed and its sender closes the socket with 1013.
+* When most clients are behind at once, it is the server that is behind:
+  low-value messages are shed before stamping (so nobody sees a gap) and one
+  ``error`` with ``SERVER_OVERLOADED`` tells the clients so.
+"""
+
+from __future__ import annotations
+
+import collections
+import fnmatch
+import itertools
+import logging
+import re
+import secrets
+import statistics
+from typing import Callable, Iterable
+
+import attrs
+import trio
+
+from osintd import wire
+from osintd.messages import (
+    Connection, Error, Heartbeat, MetricsUpdate, NewEvent, Outgoing, RankedRepo, Resumed,
+    Snapshot, SummaryUpdate, SystemStatus,
+)
+from osintd.models import Scoreboard
+
+log = logging.getLogger(__name__)
+
+#: Broadcast types shed first when the server itself falls behind.
+LOW_VALUE = frozenset({NewEvent.TYPE, SummaryUpdate.TYPE})
+
+SLOW_CONSUMER = (1013, "slow consumer")
+GOING_AWAY = (1001, "server shutting down")
+
+
+@attrs.frozen
+class Frame:
+    """One message, encoded once, as every client receives it."""
+
+    seq: int | None
+    type: str
+    repo: str | None
+    text: str
+
+
+@attrs.frozen
+class BoardState:
+    """Sent by the differ after the announcements of a scoreboard: what a snapshot shows."""
+
+    board: Scoreboard
+
+
+@attrs.frozen
+class Filter:
+    """A client's subscription: ``None`` admits everything of that kind."""
+
+    types: frozenset[str] | None = None
+    repos: tuple[str, ...] | None = None
+    _pattern: re.Pattern[str] | None = attrs.field(init=False, default=None, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.repos is not None:
+            joined = "|".join(fnmatch.translate(glob) for glob in self.repos) or "(?!)"
+            object.__setattr__(self, "_pattern", re.compile(joined))
+
+    def admits(self, frame: Frame) -> bool:
+        if self.types is not None and frame.type not in self.types:
+            return False
+        if self._pattern is not None and frame.repo is not None:
+            return self._pattern.match(frame.repo) is not None
+        return True
+
+
+EVERYTHING = Filter()
+#: Queued to wake a sender; never written to a socket.
+WAKE = Frame(None, "_wake", None, "")
+_client_numbers = itertools.count(1)
+
+
+class Subscriber:
+    """One attached client as the hub and its session task see it.
+
+    The hub writes ``queue_in`` (never awaiting); the session's sender reads
+    ``backlog`` first, then ``queue_out``.  ``close_reason`` is set once, by
+    whoever decides the connection ends.
+    """
+
+    def __init__(self, capacity: int, filter: Filter = EVERYTHING) -> None:
+        self.client_id = f"client_{secrets.randbelow(10**9):09d}{next(_client_numbers)}"
+        self.filter = filter
+        self.queue_in, self.queue_out = trio.open_memory_channel[Frame](capacity)
+        self.backlog: collections.deque[Frame] = collections.deque()
+        self.connected_seq = 0
+        self.last_data_seq: int | None = None  # last stamped frame handed to the socket
+        self.close_reason: tuple[int, str] | None = None
+        self.frames_sent = 0
+
+    @property
+    def queued(self) -> int:
+        return self.queue_in.statistics().current_buffer_used + len(self.backlog)
+
+    def end(self, reason: tuple[int, str]) -> None:
+        """Ask the session to close with ``reason`` (first reason wins)."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        self.queue_in.close()
+
+    def nudge(self) -> None:
+        """Wake a sender blocked on an empty queue after its backlog was refilled."""
+        try:
+            self.queue_in.send_nowait(WAKE)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            pass  # a full queue wakes the sender anyway; a closed one ends it
+
+
+@attrs.define
+class HubStats:
+    broadcasts_by_type: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    shed_by_type: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    frames_delivered: int = 0
+    slow_consumers_dropped: int = 0
+    clients_connected_total: int = 0
+    overload_episodes: int = 0
+
+
+class Hub:
+    def __init__(
+        self,
+        now: Callable[[], "object"],
+        replay_capacity: int = 10_000,
+        epoch: str | None = None,
+        first_seq: int = 0,
+        overload_fill: float = 0.5,
+    ) -> None:
+        self._now = now
+        self.epoch = epoch or secrets.token_hex(8)
+        self.seq = first_seq
+        self.ring: collections.deque[Frame] = collections.deque(maxlen=replay_capacity)
+        self.clients: dict[str, Subscriber] = {}
+        self.stats = HubStats()
+        self.board: Scoreboard | None = None
+        self.metrics: MetricsUpdate | None = None
+        self.system = SystemStatus(now(), "healthy", {"api": "operational", "pipeline": "starting"},
+                                   "Starting up", "info")
+        self.overloaded = False
+        self._overload_fill = overload_fill
+        self._last_overload_check = -1e9
+
+    # ------------------------------------------------------------ broadcasting
+
+    async def run(self, inbox: trio.MemoryReceiveChannel) -> None:
+        """Broadcast everything that arrives on ``inbox`` until it closes."""
+        async for item in inbox:
+            self.publish(item)
+
+    def publish(self, item: Outgoing | BoardState) -> Frame | None:
+        """Stamp, encode, remember and offer one message to every client."""
+        if isinstance(item, BoardState):
+            self.board = item.board
+            return None
+        self._check_overload()
+        if isinstance(item, Heartbeat):
+            frame = Frame(None, item.TYPE, None, wire.encode(item, seq=self.seq))
+            self._fan_out(frame)
+            return frame
+        if self.overloaded and item.TYPE in LOW_VALUE:
+            self.stats.shed_by_type[item.TYPE] += 1
+            return None
+        if isinstance(item, MetricsUpdate):
+            self.metrics = item
+        elif isinstance(item, SystemStatus):
+            self.system = item
+        self.seq += 1
+        frame = Frame(self.seq, item.TYPE, getattr(item, "repo_full_name", None), wire.encode(item, seq=self.seq))
+        self.ring.append(frame)
+        self.stats.broadcasts_by_type[item.TYPE] += 1
+        self._fan_out(frame)
+        return frame
+
+    def _fan_out(self, frame: Frame) -> None:
+        for client in list(self.clients.values()):
+            if not client.filter.admits(frame):
+                continue
+            try:
+                client.queue_in.send_nowait(frame)
+            except trio.WouldBlock:
+                self.drop_slow(client)
+            except trio.ClosedResourceError:
+                self.clients.pop(client.client_id, None)
+
+    def drop_slow(self, client: Subscriber) -> None:
+        if self.clients.pop(client.client_id, None) is None:
+            return
+        self.stats.slow_consumers_dropped += 1
+        log.warning("client %s dropped: slow consumer (%d queued)", client.client_id, client.queued)
+        client.end(SLOW_CONSUMER)
+
+    def _check_overload(self) -> None:
+        # Sampled at most ten times a second: cheap at thousands of clients.
+        now = trio.current_time()
+        if now - self._last_overload_check < 0.1 or len(self.clients) < 4:
+            if len(self.clients) < 4 and self.overloaded:
+                self._set_overloaded(False)
+            return
+        self._last_overload_check = now
+        fills = [c.queue_in.statistics() for c in self.clients.values()]
+        median = statistics.median(s.current_buffer_used / max(s.max_buffer_size, 1) for s in fills)
+        if not self.overloaded and median >= self._overload_fill:
+            self._set_overloaded(True)
+        elif self.overloaded and median < self._overload_fill / 2:
+            self._set_overloaded(False)
+
+    def _set_overloaded(self, overloaded: bool) -> None:
+        self.overloaded = overloaded
+        if overloaded:
+            self.stats.overload_episodes += 1
+            log.warning("server behind its clients: shedding %s", ", ".join(sorted(LOW_VALUE)))
+            self.publish(Error(self._now(), "SERVER_OVERLOADED",
+                               "The server is behind; new_event and summary_update messages are being shed",
+                               "warning", {"shedding": sorted(LOW_VALUE)}))
+        else:
+            log.info("server caught up: no longer shedding")
+
+    # ----------------------------------------------------------- one client
+
+    def attach(self, client: Subscriber, *, snapshot: bool = True,
+               since: int | None = None, epoch: str | None = None) -> None:
+        """Register ``client``: its first frames (connection, then a resume
+        answer or a snapshot) go to its backlog, and live frames follow."""
+        client.connected_seq = self.seq
+        client.backlog.append(self._direct(Connection(self._now(), client.client_id, self.epoch, self.seq)))
+        if since is not None:
+            self._replay_into(client, since, epoch)
+        elif snapshot:
+            client.backlog.append(self._direct(self.snapshot()))
+        self.clients[client.client_id] = client
+        self.stats.clients_connected_total += 1
+
+    def detach(self, client: Subscriber) -> None:
+        self.clients.pop(client.client_id, None)
+        client.queue_in.close()
+
+    def send_direct(self, client: Subscriber, message: Outgoing) -> None:
+        """One message for one client only (pong, error, subscribed …); never stamped."""
+        if client.client_id not in self.clients:
+            return
+        try:
+            client.queue_in.send_nowait(self._direct(message))
+        except trio.WouldBlock:
+            self.drop_slow(client)
+        except trio.ClosedResourceError:
+            pass
+
+    def resume(self, client: Subscriber, since: int, epoch: str) -> None:
+        """A ``resume`` request on a live connection.
+
+        Everything not yet handed to the socket is taken back and queued again
+        in order after the answer, so the client still sees each seq once and in
+        order.  If this connection has already delivered data older than what
+        the client is missing, order cannot be kept: ``recovered`` is false.
+        """
+        pending = list(client.backlog)
+        client.backlog.clear()
+        while True:
+            try:
+                pending.append(client.queue_out.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        delivered = client.last_data_seq
+        direct = [frame for frame in pending if frame.seq is None and frame.type not in ("heartbeat", "_wake")]
+        if delivered is not None and since < delivered:
+            self._refuse(client, since, epoch, "data after your since was already delivered on this "
+                         "connection; reconnect with ?since=SEQ&epoch=E to resume without a gap")
+        else:
+            self._replay_into(client, since if delivered is None else max(since, delivered), epoch,
+                              reported_since=since)
+        client.backlog.extend(direct)
+        client.nudge()
+
+    def _replay_into(self, client: Subscriber, since: int, epoch: str | None,
+                     reported_since: int | None = None) -> None:
+        reported = since if reported_since is None else reported_since
+        oldest = self.ring[0].seq if self.ring else self.seq + 1
+        if epoch != self.epoch:
+            return self._refuse(client, reported, epoch, f"epoch {epoch!r} is not the current epoch {self.epoch!r}")
+        if since > self.seq:
+            return self._refuse(client, reported, epoch, f"since {since} is ahead of the current seq {self.seq}")
+        if since + 1 < oldest:
+            return self._refuse(client, reported, epoch,
+                                f"messages after {since} are no longer kept (oldest kept: {oldest})")
+        missed = [frame for frame in self._ring_after(since) if client.filter.admits(frame)]
+        client.backlog.append(self._direct(Resumed(self._now(), True, reported, self.epoch, self.seq, len(missed))))
+        client.backlog.extend(missed)
+
+    def _refuse(self, client: Subscriber, since: int, epoch: str | None, reason: str) -> None:
+        client.backlog.append(self._direct(Resumed(self._now(), False, since, self.epoch, self.seq, 0, reason)))
+        client.backlog.append(self._direct(self.snapshot()))
+
+    def _ring_after(self, since: int) -> Iterable[Frame]:
+        if not self.ring:
+            return ()
+        start = max(since - self.ring[0].seq + 1, 0)
+        return itertools.islice(self.ring, start, None)
+
+    @staticmethod
+    def _direct(message: Outgoing) -> Frame:
+        return Frame(None, message.TYPE, None, wire.encode(message))
+
+    # ----------------------------------------------------------------- views
+
+    def snapshot(self) -> Snapshot:
+        top = []
+        if self.board is not None:
+            for rank, score in enumerate(self.board.ranking[:10], start=1):
+                top.append(RankedRepo(rank, score.repo_full_name, score.activity_score, score.trend_status,
+                                      score.momentum, score.velocity, score.events_in_window, score.summary))
+        return Snapshot(self._now(), self.epoch, self.seq, top, self.metrics, self.system)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self.clients)
+
+    def close_all(self, reason: tuple[int, str]) -> None:
+        for client in list(self.clients.values()):
+            self.clients.pop(client.client_id, None)
+            client.end(reason)

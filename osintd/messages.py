@@ -1,0 +1,213 @@
+"""Every message osintd sends or accepts on ``/ws/live-updates``, as attrs classes.
+
+Owns: the fields of each message type (the guide's ten plus design.md's
+``snapshot``, ``subscribed`` and ``resumed``) and of the client requests.
+Must not: serialise anything (``wire`` does) or decide when a message is sent.
+
+Each outgoing class names its wire ``type`` in the class variable ``TYPE``;
+``seq`` is not a field, because the hub stamps it at broadcast time.
+Optional fields default to ``None`` and are left out of the JSON when unset.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+import attrs
+
+from osintd.models import Momentum, RankChange, TrendStatus
+
+
+@attrs.frozen
+class Connection:
+    TYPE: ClassVar[str] = "connection"
+    timestamp: dt.datetime
+    client_id: str
+    epoch: str
+    seq: int
+    status: str = "connected"
+    message: str = "Connected to live updates"
+
+
+@attrs.frozen
+class Heartbeat:
+    TYPE: ClassVar[str] = "heartbeat"
+    timestamp: dt.datetime
+
+
+@attrs.frozen
+class NewEvent:
+    TYPE: ClassVar[str] = "new_event"
+    timestamp: dt.datetime
+    event_id: str
+    repo_full_name: str
+    event_type: str
+    title: str
+    author: str
+    url: str
+    data: dict[str, Any]
+
+
+@attrs.frozen
+class SummaryUpdate:
+    TYPE: ClassVar[str] = "summary_update"
+    timestamp: dt.datetime
+    repo_full_name: str
+    summary: str
+    activity_score: float
+    trend_status: TrendStatus
+    momentum: Momentum
+    events_in_window: int
+
+
+@attrs.frozen
+class RankingChange:
+    TYPE: ClassVar[str] = "ranking_change"
+    timestamp: dt.datetime
+    repo_full_name: str
+    old_rank: int
+    new_rank: int
+    activity_score: float
+    change: RankChange
+
+
+@attrs.frozen
+class TrendChange:
+    TYPE: ClassVar[str] = "trend_change"
+    timestamp: dt.datetime
+    repo_full_name: str
+    old_status: TrendStatus
+    new_status: TrendStatus
+    momentum: Momentum
+    velocity: float
+    activity_score: float
+
+
+@attrs.frozen
+class MetricsUpdate:
+    TYPE: ClassVar[str] = "metrics_update"
+    timestamp: dt.datetime
+    total_events: int
+    active_repositories: int
+    total_queries: int
+    websocket_connections: int
+    changes: dict[str, str]
+
+
+@attrs.frozen
+class SystemStatus:
+    TYPE: ClassVar[str] = "system_status"
+    timestamp: dt.datetime
+    status: str
+    components: dict[str, str]
+    message: str
+    severity: str
+
+
+@attrs.frozen
+class Error:
+    TYPE: ClassVar[str] = "error"
+    timestamp: dt.datetime
+    error_code: str
+    message: str
+    severity: str
+    details: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Pong:
+    TYPE: ClassVar[str] = "pong"
+    timestamp: dt.datetime
+
+
+@attrs.frozen
+class RankedRepo:
+    """One row of a snapshot's Top 10."""
+
+    rank: int
+    repo_full_name: str
+    activity_score: float
+    trend_status: TrendStatus
+    momentum: Momentum
+    velocity: float
+    events_in_window: int
+    summary: str
+
+
+@attrs.frozen
+class Snapshot:
+    """The current state, sent right after ``connection`` so a dashboard is full at once.
+
+    ``seq`` is the last broadcast this state already includes.
+    """
+
+    TYPE: ClassVar[str] = "snapshot"
+    timestamp: dt.datetime
+    epoch: str
+    seq: int
+    top: list[RankedRepo]
+    metrics: MetricsUpdate | None
+    system: SystemStatus
+
+
+@attrs.frozen
+class Subscribed:
+    TYPE: ClassVar[str] = "subscribed"
+    timestamp: dt.datetime
+    types: list[str] | None
+    repos: list[str] | None
+
+
+@attrs.frozen
+class Resumed:
+    """The answer to a resume: either the missed messages follow (``recovered``)
+    or they cannot, ``reason`` says why, and a ``snapshot`` follows instead."""
+
+    TYPE: ClassVar[str] = "resumed"
+    timestamp: dt.datetime
+    recovered: bool
+    since: int
+    epoch: str
+    seq: int
+    replayed: int
+    reason: str | None = None
+
+
+Outgoing = (
+    Connection | Heartbeat | NewEvent | SummaryUpdate | RankingChange | TrendChange
+    | MetricsUpdate | SystemStatus | Error | Pong | Snapshot | Subscribed | Resumed
+)
+
+#: The types a client may name in a subscription filter.
+SUBSCRIBABLE_TYPES: frozenset[str] = frozenset(
+    cls.TYPE for cls in (Heartbeat, NewEvent, SummaryUpdate, RankingChange, TrendChange,
+                         MetricsUpdate, SystemStatus, Error)
+)
+
+
+# ---------------------------------------------------------------- client requests
+
+@attrs.frozen
+class PingRequest:
+    TYPE: ClassVar[str] = "ping"
+
+
+@attrs.frozen
+class SubscribeRequest:
+    """``types``/``repos`` of ``None`` mean "everything"; an empty list means nothing."""
+
+    TYPE: ClassVar[str] = "subscribe"
+    types: list[str] | None = None
+    repos: list[str] | None = None
+
+
+@attrs.frozen
+class ResumeRequest:
+    TYPE: ClassVar[str] = "resume"
+    since: int
+    epoch: str
+
+
+Incoming = PingRequest | SubscribeRequest | ResumeRequest
+INCOMING_TYPES: dict[str, type] = {cls.TYPE: cls for cls in (PingRequest, SubscribeRequest, ResumeRequest)}

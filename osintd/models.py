@@ -1,0 +1,126 @@
+"""The internal records that flow between pipeline stages.
+
+Owns: the shapes of events, scores and rankings inside osintd.
+Must not: know the wire format (``messages``/``wire`` do) or do any I/O.
+
+All records are frozen attrs classes, so a stage can hand one to the next
+without either of them having to copy it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, Mapping
+
+import attrs
+
+
+class EventType(enum.StrEnum):
+    """The ``event_type`` of a ``new_event`` message: one word per GitHub activity kind."""
+
+    COMMIT = "commit"
+    PULL_REQUEST = "pull_request"
+    ISSUE = "issue"
+    COMMENT = "comment"
+    REVIEW = "review"
+    RELEASE = "release"
+    STAR = "star"
+    FORK = "fork"
+    CREATE = "create"
+    DELETE = "delete"
+    DISCUSSION = "discussion"
+    MEMBER = "member"
+    PUBLIC = "public"
+
+
+class TrendStatus(enum.StrEnum):
+    """Trend statuses exactly as the guide spells them, ordered from hottest down."""
+
+    HOT = "🔥 HOT"
+    ACTIVE = "📈 ACTIVE"
+    STABLE = "📊 STABLE"
+    COOLING = "📉 COOLING"
+    QUIET = "💤 QUIET"
+
+
+class Momentum(enum.StrEnum):
+    ACCELERATING = "ACCELERATING"
+    STEADY = "STEADY"
+    DECELERATING = "DECELERATING"
+
+
+class RankChange(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"
+    NEW = "new"
+    DROPPED = "dropped"
+
+
+@attrs.frozen
+class Event:
+    """One piece of repository activity, normalised from any source.
+
+    ``action`` refines ``event_type`` for scoring (``merged``, ``opened``,
+    ``closed``, ``tag`` …); ``created_at`` is the event's own time, never the
+    time osintd saw it, so that replays score exactly like the live run.
+    """
+
+    event_id: str
+    repo_full_name: str
+    event_type: EventType
+    title: str
+    author: str
+    url: str
+    created_at: dt.datetime
+    action: str | None = None
+    is_bot: bool = False
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def weight_key(self) -> str:
+        """``event_type`` or ``event_type.action``: the key the scoring weights use."""
+        return f"{self.event_type}.{self.action}" if self.action else str(self.event_type)
+
+
+@attrs.frozen
+class RepoScore:
+    """A repository's standing at one moment, as the scorer computed it."""
+
+    repo_full_name: str
+    activity_score: float
+    velocity: float
+    momentum: Momentum
+    trend_status: TrendStatus
+    events_in_window: int
+    summary: str
+
+
+@attrs.frozen
+class Scoreboard:
+    """Every tracked repository, best first: ``ranking[i]`` holds rank ``i + 1``.
+
+    A repository is tracked while it has at least one event inside the window.
+    """
+
+    at: dt.datetime
+    ranking: tuple[RepoScore, ...]
+
+    def rank_of(self) -> dict[str, int]:
+        return {score.repo_full_name: rank for rank, score in enumerate(self.ranking, start=1)}
+
+
+@attrs.frozen
+class SourceHealth:
+    """What a source says about its upstream: sent whenever that changes.
+
+    ``state`` is ``ok``, ``degraded`` (working, with trouble) or ``down``.
+    """
+
+    component: str
+    state: str
+    message: str
+    error_code: str | None = None
+    retry_in_seconds: float | None = None
+    affected_repos: tuple[str, ...] = ()
+    simulated: bool = False

@@ -1,0 +1,356 @@
+"""The listening port: one port, HTTP and WebSocket.
+
+Owns: accepting connections, reading each request head with h11, the
+handshake checks (Host, Origin, client limit, query string), handing
+upgrades to trio-websocket with the bytes already read, and answering plain
+HTTP through ``httpapi``.
+Must not: let one connection's failure reach another, or the nursery that
+runs them all.
+
+trio-websocket answers any non-upgrade request with a bare 400, which is why
+osintd reads the head itself and only gives trio-websocket the upgrades it
+has already accepted.
+"""
+
+from __future__ import annotations
+
+import http
+import ipaddress
+import logging
+import urllib.parse
+from typing import Callable
+
+import attrs
+import h11
+import trio
+from trio_websocket import wrap_server_stream
+
+from osintd.hub import Filter, Hub, Subscriber
+from osintd.httpapi import HttpApi, Response, problem
+from osintd.messages import SUBSCRIBABLE_TYPES
+from osintd.session import Session, SessionSettings, filter_from
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/ws/live-updates"
+MAX_HEAD_BYTES = 16 * 1024
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@attrs.frozen
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_clients: int = 10_000
+    handshake_timeout: float = 10.0
+    allowed_origins: tuple[str, ...] = ()
+    session: SessionSettings = SessionSettings()
+
+
+class BadQuery(ValueError):
+    pass
+
+
+@attrs.frozen
+class Upgrade:
+    """What the query string of a WebSocket upgrade asks for."""
+
+    filter: Filter
+    snapshot: bool
+    since: int | None
+    epoch: str | None
+
+    @classmethod
+    def parse(cls, query: str) -> "Upgrade":
+        params = urllib.parse.parse_qs(query, keep_blank_values=True)
+        one = {key: values[-1] for key, values in params.items()}
+        types = _csv(one.get("types"))
+        if types is not None and (unknown := sorted(set(types) - SUBSCRIBABLE_TYPES)):
+            raise BadQuery(f"unknown types {unknown}; choose from {sorted(SUBSCRIBABLE_TYPES)}")
+        since = one.get("since")
+        if since is not None:
+            if not since.isdigit():
+                raise BadQuery("since must be a whole number (the last seq you received)")
+            if "epoch" not in one:
+                raise BadQuery("since needs epoch too (both come from the connection message)")
+        snapshot = one.get("snapshot", "1")
+        if snapshot not in ("0", "1", "true", "false"):
+            raise BadQuery("snapshot must be 0 or 1")
+        return cls(filter_from(types, _csv(one.get("repos"))), snapshot in ("1", "true"),
+                   int(since) if since is not None else None, one.get("epoch"))
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class PrefixedStream(trio.abc.Stream):
+    """A stream that first yields bytes already read from it (the request head)."""
+
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class Server:
+    def __init__(self, settings: ServerSettings, hub: Hub, api: HttpApi, now: Callable) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.api = api
+        self._now = now
+        self.sessions = 0
+        self.connections_failed = 0
+        self._accepting: trio.CancelScope | None = None
+        self._handlers: trio.Nursery | None = None
+        self._idle = trio.Event()
+        self._idle.set()
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def serve(self, listeners: list[trio.SocketListener], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as handlers:
+            self._handlers = handlers
+            with trio.CancelScope() as self._accepting:
+                await trio.serve_listeners(self._handle_safely, listeners,
+                                           handler_nursery=handlers, task_status=task_status)
+            handlers.cancel_scope.cancel()
+
+    def stop_accepting(self) -> None:
+        if self._accepting is not None:
+            self._accepting.cancel()
+
+    async def wait_sessions_closed(self) -> None:
+        await self._idle.wait()
+
+    # ------------------------------------------------------------ connection
+
+    async def _handle_safely(self, stream: trio.SocketStream) -> None:
+        try:
+            await self._handle(stream)
+        except* Exception as group:
+            # One connection's failure, including trio-websocket bug #184 (a ping
+            # answered after close raises in its reader), ends that connection only.
+            self.connections_failed += 1
+            log.warning("connection failed: %s", "; ".join(f"{type(e).__name__}: {e}" for e in group.exceptions))
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        first = True
+        while True:
+            raw = bytearray()
+            with trio.move_on_after(self.settings.handshake_timeout) as timer:
+                request = await self._read_head(stream, connection, raw)
+            if timer.cancelled_caught or request is None:
+                return
+            if isinstance(request, Response):
+                await self._respond(stream, connection, request)
+                return
+            target = request.target.decode("latin-1")
+            path, _, query = target.partition("?")
+            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
+            refusal = self._check_host(headers.get("host"))
+            if refusal is None and _is_upgrade(headers):
+                if path != WS_PATH:
+                    refusal = problem(404, "not_found", f"WebSocket connections go to {WS_PATH}")
+                elif not first:
+                    refusal = problem(400, "bad_request", "open a new connection for the WebSocket upgrade")
+                else:
+                    await self._upgrade(stream, connection, bytes(raw), headers, query)
+                    return
+            if refusal is None and path == WS_PATH:
+                refusal = problem(426, "upgrade_required", f"{WS_PATH} speaks WebSocket; connect with a "
+                                  "WebSocket client", ("Upgrade", "websocket"))
+            answer = refusal or await self._plain(stream, connection, request, path)
+            await self._respond(stream, connection, answer, head_only=request.method == b"HEAD")
+            if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
+                return
+            connection.start_next_cycle()
+            first = False
+
+    async def _read_head(self, stream, connection: h11.Connection, raw: bytearray):
+        """The next request head, a Response for a malformed one, or None at EOF."""
+        while True:
+            try:
+                event = connection.next_event()
+            except h11.RemoteProtocolError as exc:
+                return problem(exc.error_status_hint, "bad_request", f"malformed HTTP request: {exc}")
+            if isinstance(event, h11.Request):
+                return event
+            if event is h11.NEED_DATA:
+                try:
+                    data = await stream.receive_some(65536)
+                except trio.BrokenResourceError:
+                    return None
+                raw += data
+                connection.receive_data(data)
+                if not data:
+                    continue  # h11 turns EOF into ConnectionClosed or an error
+            else:
+                return None  # ConnectionClosed or PAUSED
+
+    async def _plain(self, stream, connection: h11.Connection, request: h11.Request, path: str) -> Response:
+        """Drain the body (bounded), then route."""
+        size = 0
+        while True:
+            event = connection.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65536)
+                connection.receive_data(data)
+                if not data:
+                    return problem(400, "bad_request", "connection closed before the body ended")
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > MAX_BODY_BYTES:
+                    return problem(413, "payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                return problem(400, "bad_request", "unexpected end of request")
+        return self.api.handle(request.method.decode("latin-1"), path)
+
+    async def _respond(self, stream, connection: h11.Connection, answer: Response, head_only: bool = False) -> None:
+        body = answer.encoded()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                   ("Cache-Control", "no-store"), *answer.headers]
+        if answer.status >= 400 and answer.status != 404:
+            headers.append(("Connection", "close"))
+        try:
+            if connection.our_state is not h11.SEND_RESPONSE:
+                return
+            data = connection.send(h11.Response(status_code=answer.status, headers=headers,
+                                                reason=http.HTTPStatus(answer.status).phrase.encode()))
+            if not head_only:
+                data += connection.send(h11.Data(data=body))
+            data += connection.send(h11.EndOfMessage())
+            await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            pass
+
+    # -------------------------------------------------------------- websocket
+
+    async def _upgrade(self, stream, connection: h11.Connection, raw: bytes,
+                       headers: dict[str, str], query: str) -> None:
+        refusal = self._check_origin(headers.get("origin"))
+        if refusal is None and self.sessions >= self.settings.max_clients:
+            refusal = problem(503, "too_many_clients",
+                              f"this server takes at most {self.settings.max_clients} clients; retry later",
+                              ("Retry-After", "5"))
+        upgrade = None
+        if refusal is None:
+            try:
+                upgrade = Upgrade.parse(query)
+            except BadQuery as exc:
+                refusal = problem(400, "bad_request", str(exc))
+        if refusal is not None:
+            await self._respond(stream, connection, refusal)
+            return
+        self.sessions += 1
+        self._idle = trio.Event() if self.sessions == 1 else self._idle
+        try:
+            await self._run_websocket(PrefixedStream(stream, raw), upgrade)
+        finally:
+            self.sessions -= 1
+            if self.sessions == 0:
+                self._idle.set()
+
+    async def _run_websocket(self, stream: PrefixedStream, upgrade: Upgrade) -> None:
+        session_settings = self.settings.session
+        async with trio.open_nursery() as connection_tasks:
+            with trio.move_on_after(self.settings.handshake_timeout) as timer:
+                request = await wrap_server_stream(connection_tasks, stream,
+                                                   max_message_size=session_settings.max_message_bytes)
+                ws = await request.accept()
+            if timer.cancelled_caught:
+                connection_tasks.cancel_scope.cancel()
+                return
+            client = Subscriber(session_settings.client_queue, upgrade.filter)
+            self.hub.attach(client, snapshot=upgrade.snapshot, since=upgrade.since, epoch=upgrade.epoch)
+            log.info("client %s connected (%d connected)", client.client_id, self.hub.connection_count)
+            try:
+                await Session(ws, stream, self.hub, session_settings, client, self._now).run()
+            finally:
+                log.info("client %s disconnected: %s", client.client_id,
+                         client.close_reason or (ws.closed.code if ws.closed else "gone"))
+                connection_tasks.cancel_scope.cancel()
+
+    # ----------------------------------------------------------------- checks
+
+    def _check_host(self, host: str | None) -> Response | None:
+        """Refuse requests for other host names (DNS rebinding) with 421."""
+        if host is None:
+            return problem(400, "bad_request", "the Host header is required")
+        name = _host_name(host)
+        if name in self._allowed_hosts() or (self._wildcard_bind() and _is_ip(name)):
+            return None
+        return problem(421, "misdirected_request",
+                       f"this server does not answer for host {name!r}; use localhost or add "
+                       f"the page's origin with --allowed-origin")
+
+    def _check_origin(self, origin: str | None) -> Response | None:
+        """Browsers send Origin; refuse pages from elsewhere with 403. No Origin passes."""
+        if origin is None or "*" in self.settings.allowed_origins:
+            return None
+        if origin.rstrip("/").lower() in self._allowed_origins():
+            return None
+        log.warning("refused WebSocket from origin %s", origin)
+        return problem(403, "forbidden_origin",
+                       f"origin {origin} is not allowed; start osintd with --allowed-origin {origin}")
+
+    def _allowed_origins(self) -> set[str]:
+        port = self.settings.port
+        own = {f"{scheme}://{host}:{port}" for scheme in ("http", "https")
+               for host in ("localhost", "127.0.0.1", "[::1]")}
+        if port in (80, 443):
+            own |= {f"{scheme}://{host}" for scheme in ("http", "https") for host in ("localhost", "127.0.0.1", "[::1]")}
+        return own | {o.rstrip("/").lower() for o in self.settings.allowed_origins}
+
+    def _allowed_hosts(self) -> set[str]:
+        hosts = {"localhost", "127.0.0.1", "::1", self.settings.host.strip("[]").lower()}
+        for origin in self.settings.allowed_origins:
+            hostname = urllib.parse.urlsplit(origin).hostname
+            if hostname:
+                hosts.add(hostname.lower())
+        return hosts
+
+    def _wildcard_bind(self) -> bool:
+        return self.settings.host in ("0.0.0.0", "::", "")
+
+
+def _is_upgrade(headers: dict[str, str]) -> bool:
+    return (headers.get("upgrade", "").lower() == "websocket"
+            and "upgrade" in headers.get("connection", "").lower())
+
+
+def _host_name(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

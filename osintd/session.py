@@ -1,0 +1,193 @@
+"""One WebSocket client from accept to close.
+
+Owns: the three tasks of a connection (sender, reader, keepalive), the
+client's inbound rate limit, and closing the socket with the right code.
+Must not: broadcast (the hub does), or let any failure of this connection
+escape: a peer that misbehaves, vanishes or trips a library bug ends its own
+session and nothing else.
+
+Close codes: 1001 shutdown, 1003 binary frame, 1008 message flood,
+1009 frame over the size limit (closed by trio-websocket itself),
+1011 keepalive ping unanswered, 1013 slow consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import attrs
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from osintd import wire
+from osintd.hub import WAKE, Filter, Hub, Subscriber
+from osintd.messages import Error, PingRequest, Pong, ResumeRequest, SubscribeRequest, Subscribed
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class SessionSettings:
+    client_queue: int = 1024
+    send_timeout: float = 10.0
+    close_timeout: float = 2.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 10.0
+    max_message_bytes: int = 64 * 1024
+    #: Inbound messages: a burst of ``rate_burst``, refilled at ``rate_per_second``.
+    rate_per_second: float = 20.0
+    rate_burst: float = 60.0
+
+
+@attrs.define
+class TokenBucket:
+    rate: float
+    capacity: float
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class Session:
+    """Runs one accepted WebSocket until it closes; see :meth:`run`."""
+
+    def __init__(self, ws: WebSocketConnection, stream: trio.abc.Stream, hub: Hub,
+                 settings: SessionSettings, client: Subscriber, now: Callable) -> None:
+        self.ws = ws
+        self.stream = stream  # ours, not trio-websocket's: closed here whatever happened
+        self.hub = hub
+        self.settings = settings
+        self.client = client
+        self._now = now
+        self._writing = False  # a frame may be half written: no close handshake possible
+        self._bucket = TokenBucket(settings.rate_per_second, settings.rate_burst, settings.rate_burst,
+                                   trio.current_time())
+
+    async def run(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                for task in (self._send_loop, self._read_loop, self._keepalive_loop):
+                    nursery.start_soon(self._one_ends_all, task, nursery.cancel_scope)
+        finally:
+            self.hub.detach(self.client)
+            with trio.CancelScope(shield=True):
+                await self._close()
+
+    @staticmethod
+    async def _one_ends_all(task, scope: trio.CancelScope) -> None:
+        try:
+            await task()
+        finally:
+            scope.cancel()
+
+    # ------------------------------------------------------------------ send
+
+    async def _send_loop(self) -> None:
+        client = self.client
+        while client.close_reason is None:
+            frame = await self._next_frame()
+            if frame is None or client.close_reason is not None:
+                return
+            if frame is WAKE:
+                continue
+            with trio.move_on_after(self.settings.send_timeout) as timer:
+                self._writing = True
+                await self.ws.send_message(frame.text)
+                self._writing = False
+            if timer.cancelled_caught:
+                log.warning("client %s dropped: send timed out after %.0fs",
+                            client.client_id, self.settings.send_timeout)
+                self.hub.drop_slow(client)
+                return
+            client.frames_sent += 1
+            self.hub.stats.frames_delivered += 1
+            if frame.seq is not None:
+                client.last_data_seq = frame.seq
+
+    async def _next_frame(self):
+        client = self.client
+        if client.backlog:
+            return client.backlog.popleft()
+        try:
+            frame = await client.queue_out.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return None
+        if client.backlog:  # refilled by a resume while we waited: this frame is newer
+            client.backlog.append(frame)
+            return client.backlog.popleft()
+        return frame
+
+    # ------------------------------------------------------------------ read
+
+    async def _read_loop(self) -> None:
+        client = self.client
+        while True:
+            try:
+                message = await self.ws.get_message()
+            except ConnectionClosed:
+                return
+            if isinstance(message, bytes):
+                client.end((1003, "binary frames are not accepted; send JSON text"))
+                return
+            if not self._bucket.take(trio.current_time()):
+                log.warning("client %s dropped: message flood", client.client_id)
+                client.end((1008, "too many messages; at most %g per second" % self.settings.rate_per_second))
+                return
+            self._handle(message)
+
+    def _handle(self, text: str) -> None:
+        try:
+            request = wire.decode_request(text)
+        except wire.RequestRejected as rejected:
+            self.hub.send_direct(self.client, Error(self._now(), rejected.error_code, rejected.message,
+                                                    "warning", {"received": text[:200]}))
+            return
+        if isinstance(request, PingRequest):
+            self.hub.send_direct(self.client, Pong(self._now()))
+        elif isinstance(request, SubscribeRequest):
+            self.client.filter = filter_from(request.types, request.repos)
+            self.hub.send_direct(self.client, Subscribed(self._now(), request.types, request.repos))
+        elif isinstance(request, ResumeRequest):
+            self.hub.resume(self.client, request.since, request.epoch)
+
+    # ------------------------------------------------------------- keepalive
+
+    async def _keepalive_loop(self) -> None:
+        while True:
+            await trio.sleep(self.settings.ping_interval)
+            with trio.move_on_after(self.settings.ping_timeout) as timer:
+                try:
+                    await self.ws.ping()
+                except ConnectionClosed:
+                    return
+            if timer.cancelled_caught:
+                log.info("client %s dropped: no pong within %.0fs", self.client.client_id,
+                         self.settings.ping_timeout)
+                self._writing = True  # a peer that does not answer gets no close handshake
+                self.client.end((1011, "keepalive ping unanswered"))
+                return
+
+    # ----------------------------------------------------------------- close
+
+    async def _close(self) -> None:
+        code, reason = self.client.close_reason or (1000, "bye")
+        if not self._writing and self.ws.closed is None:
+            with trio.move_on_after(self.settings.close_timeout):
+                try:
+                    await self.ws.aclose(code, reason)
+                except Exception:  # the peer vanished mid-close; the stream is closed below
+                    log.debug("close handshake with %s failed", self.client.client_id, exc_info=True)
+        await trio.aclose_forcefully(self.stream)
+
+
+def filter_from(types: list[str] | None, repos: list[str] | None) -> Filter:
+    return Filter(frozenset(types) if types is not None else None,
+                  tuple(repos) if repos is not None else None)

@@ -1,0 +1,27 @@
+"""The interface every event source implements.
+
+Owns: the contract between sources and the pipeline.
+Must not: contain a source.
+
+A source runs as one task.  It sends :class:`~osintd.models.Event` objects on
+``events`` (awaiting when the pipeline is busy: sources never drop) and
+:class:`~osintd.models.SourceHealth` on ``health`` whenever its upstream's
+state changes.  ``live`` says whether event time follows the wall clock (demo,
+poller, webhooks) or only the events themselves (replay).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import trio
+
+from osintd.models import Event, SourceHealth
+
+
+class Source(Protocol):
+    name: str
+    live: bool
+
+    async def run(self, events: trio.MemorySendChannel[Event],
+                  health: trio.MemorySendChannel[SourceHealth]) -> None: ...
