@@ -46,7 +46,7 @@ class App:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         settings = self.settings
-        clock = WallClock()
+        self.clock = clock = WallClock()
         source = self._source or DemoSource(DemoSettings(rate=settings.demo_rate, seed=settings.demo_seed), clock.now)
         model = self._model or (ScoringModel.for_demo(settings.demo_rate) if source.name == "demo" else ScoringModel())
         self.scorer = scorer = Scorer(model, clock.now if source.live else None)

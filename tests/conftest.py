@@ -1,0 +1,180 @@
+"""Shared test fixtures.
+
+Two ways to run osintd here, both on real loopback sockets:
+
+* ``daemon`` starts the console script as a user would (``python -m osintd``)
+  on a free port, in demo mode, and ends it by its PID afterwards.
+* ``start_app`` runs :class:`osintd.app.App` inside the test's trio run, so a
+  test can use trio's autojump clock and a :class:`ScriptedSource` whose events
+  it chooses itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+import trio_websocket
+
+from osintd.app import App
+from osintd.config import Settings
+from osintd.models import Event, EventType, SourceHealth
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------ subprocess
+
+
+@attrs.define
+class Daemon:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/live-updates"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+
+def spawn_daemon(tmp_path: Path, *args: str, env: dict | None = None, timeout: float = 15) -> Daemon:
+    """Start ``python -m osintd --port 0 ARGS`` and wait for its "serving" line."""
+    log_path = tmp_path / f"osintd-{time.monotonic_ns()}.log"
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "osintd", "--port", "0", *args],
+        stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = re.search(r"serving ws://[^:]+:(\d+)/ws/live-updates", log_path.read_text(errors="replace"))
+        if match:
+            return Daemon(process, int(match.group(1)), log_path)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    raise RuntimeError(f"osintd did not start:\n{log_path.read_text(errors='replace')}")
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    """osintd --demo as a subprocess: seeded, with a 1 s heartbeat so tests see one quickly."""
+    started = spawn_daemon(tmp_path, "--demo", "--demo-seed", "7", "--demo-rate", "20",
+                           "--heartbeat-interval", "1", "--metrics-interval", "1")
+    yield started
+    if started.process.poll() is None:
+        started.process.kill()
+        started.process.wait()
+
+
+# ------------------------------------------------------------------- in-process
+
+
+T0 = dt.datetime(2026, 1, 15, 10, 0, tzinfo=dt.timezone.utc)
+
+
+class ScriptedSource:
+    """A source whose events the test sends itself (``await source.emit(...)``)."""
+
+    name = "scripted"
+    live = True
+
+    def __init__(self) -> None:
+        self._send, self._receive = trio.open_memory_channel(10_000)
+        self._health_send, self._health_receive = trio.open_memory_channel(100)
+        self._numbers = iter(range(1, 10**9))
+        self.now = _now  # start_app points this at the app's clock
+
+    async def run(self, events, health) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._forward_health, health)
+            async for event in self._receive:
+                await events.send(event)
+            nursery.cancel_scope.cancel()
+
+    async def _forward_health(self, health) -> None:
+        async for report in self._health_receive:
+            await health.send(report)
+
+    def event(self, repo: str, event_type: EventType = EventType.COMMIT, *, action: str | None = None,
+              title: str = "Fix bug in parser", author: str = "alice", at: dt.datetime | None = None,
+              event_id: str | None = None) -> Event:
+        number = next(self._numbers)
+        return Event(event_id=event_id or f"{event_type}_{number:06d}", repo_full_name=repo,
+                     event_type=event_type, title=title, author=author,
+                     url=f"https://github.com/{repo}/x/{number}",
+                     created_at=at or self.now(), action=action, data={"n": number})
+
+    async def emit(self, *events: Event) -> None:
+        for event in events:
+            await self._send.send(event)
+
+    async def report(self, health: SourceHealth) -> None:
+        await self._health_send.send(health)
+
+    async def finish(self) -> None:
+        await self._send.aclose()
+
+
+def _now() -> dt.datetime:
+    # Same anchor the app's WallClock uses: wall time now + trio time since start.
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def test_settings(**overrides) -> Settings:
+    base = dict(port=0, heartbeat_interval=30.0, metrics_interval=5.0, announce_interval=1.0,
+                summary_interval=0.0, ping_interval=1000.0, ping_timeout=10.0)
+    base.update(overrides)
+    return Settings(**base)
+
+
+async def start_app(nursery: trio.Nursery, settings: Settings | None = None, source=None, model=None) -> App:
+    app = App(settings or test_settings(), source=source, model=model)
+    await nursery.start(app.run)
+    if source is not None and hasattr(source, "now"):
+        source.now = app.clock.now
+    return app
+
+
+def ws_url(app: App, query: str = "") -> str:
+    return f"ws://127.0.0.1:{app.port}/ws/live-updates" + (f"?{query}" if query else "")
+
+
+async def receive_json(ws: trio_websocket.WebSocketConnection) -> dict:
+    return json.loads(await ws.get_message())
+
+
+async def receive_until(ws, predicate, limit: int = 10_000) -> list[dict]:
+    """Messages up to and including the first one that satisfies ``predicate``."""
+    seen = []
+    for _ in range(limit):
+        message = await receive_json(ws)
+        seen.append(message)
+        if predicate(message):
+            return seen
+    raise AssertionError(f"no matching message in {limit}: last {seen[-3:]}")
