@@ -6,7 +6,7 @@ Must not: serialise anything (``wire`` does) or decide when a message is sent.
 
 Each outgoing class names its wire ``type`` in the class variable ``TYPE``;
 ``seq`` is not a field, because the hub stamps it at broadcast time.
-Optional fields default to ``None`` and are left out of the JSON when unset.
+Optional fields default to ``None``; ``wire`` leaves them out of the JSON when unset.
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ class Server:
             # One connection's failure, including trio-websocket bug #184 (a ping
             # answered after close raises in its reader), ends that connection only.
             self.connections_failed += 1
-            log.warning("connection failed: %s", "; ".join(f"{type(e).__name__}: {e}" for e in group.exceptions))
+            log.warning("connection failed: %s", _describe(group), exc_info=log.isEnabledFor(logging.DEBUG))
         finally:
             await trio.aclose_forcefully(stream)
 
@@ -334,6 +334,14 @@ class Server:
 
     def _wildcard_bind(self) -> bool:
         return self.settings.host in ("0.0.0.0", "::", "")
+
+
+def _describe(group: BaseExceptionGroup) -> str:
+    leaves = []
+    for exc in group.exceptions:
+        leaves.extend(_describe(exc).split("; ") if isinstance(exc, BaseExceptionGroup)
+                      else [f"{type(exc).__name__}: {exc}"])
+    return "; ".join(leaves)
 
 
 def _is_upgrade(headers: dict[str, str]) -> bool:

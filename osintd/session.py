@@ -100,7 +100,10 @@ class Session:
                 continue
             with trio.move_on_after(self.settings.send_timeout) as timer:
                 self._writing = True
-                await self.ws.send_message(frame.text)
+                try:
+                    await self.ws.send_message(frame.text)
+                except ConnectionClosed:
+                    return  # the peer closed or vanished; nothing more to send
                 self._writing = False
             if timer.cancelled_caught:
                 log.warning("client %s dropped: send timed out after %.0fs",

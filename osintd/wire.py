@@ -4,7 +4,7 @@ Owns: turning message objects into JSON text and client JSON into request
 objects, with the error codes of a malformed request.
 Must not: decide who receives what, or hold any state.
 
-Outgoing JSON puts ``type`` first, then the message's fields in declaration
+Outgoing JSON leaves out fields that are None, puts ``type`` first, then the message's fields in declaration
 order, then ``seq`` where the hub stamped one.
 """
 
@@ -21,7 +21,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 from osintd.clock import isoformat
 from osintd.messages import INCOMING_TYPES, SUBSCRIBABLE_TYPES, Incoming, Outgoing, SubscribeRequest
 
-converter = cattrs.Converter(omit_if_default=True)
+converter = cattrs.Converter()
 converter.register_unstructure_hook(dt.datetime, isoformat)
 
 
@@ -51,7 +51,8 @@ _strict_converter.register_structure_hook_func(lambda cls: cls == list[str], _st
 
 def to_dict(message: Outgoing, seq: int | None = None) -> dict[str, Any]:
     payload = {"type": message.TYPE}
-    payload.update(converter.unstructure(message))
+    # Optional fields are None when unset and then left out.
+    payload.update((k, v) for k, v in converter.unstructure(message).items() if v is not None)
     if seq is not None:
         payload["seq"] = seq
     return payload

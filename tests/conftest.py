@@ -146,7 +146,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def test_settings(**overrides) -> Settings:
+def make_settings(**overrides) -> Settings:
     base = dict(port=0, heartbeat_interval=30.0, metrics_interval=5.0, announce_interval=1.0,
                 summary_interval=0.0, ping_interval=1000.0, ping_timeout=10.0)
     base.update(overrides)
@@ -154,7 +154,7 @@ def test_settings(**overrides) -> Settings:
 
 
 async def start_app(nursery: trio.Nursery, settings: Settings | None = None, source=None, model=None) -> App:
-    app = App(settings or test_settings(), source=source, model=model)
+    app = App(settings or make_settings(), source=source, model=model)
     await nursery.start(app.run)
     if source is not None and hasattr(source, "now"):
         source.now = app.clock.now
