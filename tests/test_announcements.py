@@ -1,0 +1,134 @@
+"""Scoring and announcements through the real pipeline: rankings, trends, summaries."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import trio
+import trio_websocket
+
+from conftest import ScriptedSource, make_settings, receive_json, start_app, ws_url
+from osintd.models import Event, EventType, TrendStatus
+from osintd.scorer import ScoringModel, Scorer, classify
+
+
+async def _collect(ws, kind: str, until_quiet: float = 5.0) -> list[dict]:
+    found = []
+    with trio.move_on_after(until_quiet):
+        while True:
+            message = await receive_json(ws)
+            if message["type"] == kind:
+                found.append(message)
+    return found
+
+
+def _burst(source: ScriptedSource, repo: str, count: int, at: dt.datetime) -> list[Event]:
+    return [source.event(repo, at=at) for _ in range(count)]
+
+
+async def test_ranking_change_up_down_new_dropped(autojump_clock):
+    source = ScriptedSource()
+    async with trio.open_nursery() as nursery:
+        app = await start_app(nursery, source=source, model=ScoringModel())
+        async with trio_websocket.open_websocket_url(ws_url(app, "types=ranking_change&snapshot=0")) as ws:
+            await receive_json(ws)
+            at = app.clock.now()
+            # r01 gets 12 events … r12 gets 1: the ranking is r01..r12.
+            for index in range(1, 13):
+                await source.emit(*_burst(source, f"org/r{index:02d}", 13 - index, at))
+            first = await _collect(ws, "ranking_change")
+            assert [(m["repo_full_name"], m["new_rank"], m["change"]) for m in first] == [
+                (f"org/r{index:02d}", index, "new") for index in range(1, 11)]
+
+            # r12 jumps to first place: it enters, r01..r09 move down, r10 drops out.
+            await source.emit(*_burst(source, "org/r12", 15, at))
+            second = {m["repo_full_name"]: (m["old_rank"], m["new_rank"], m["change"])
+                      for m in await _collect(ws, "ranking_change")}
+            assert second.pop("org/r12") == (12, 1, "new")
+            assert second.pop("org/r10") == (10, 11, "dropped")
+            assert second == {f"org/r{index:02d}": (index, index + 1, "down") for index in range(1, 10)}
+
+            # r05 (8 events) overtakes everyone: up from 6 to 1; the five above it move down.
+            await source.emit(*_burst(source, "org/r05", 9, at))
+            third = {m["repo_full_name"]: (m["old_rank"], m["new_rank"], m["change"])
+                     for m in await _collect(ws, "ranking_change")}
+            assert third == {"org/r05": (6, 1, "up"), "org/r12": (1, 2, "down"), "org/r01": (2, 3, "down"),
+                             "org/r02": (3, 4, "down"), "org/r03": (4, 5, "down"), "org/r04": (5, 6, "down")}
+        nursery.cancel_scope.cancel()
+
+
+async def test_trend_goes_hot_then_cools_down(autojump_clock):
+    source = ScriptedSource()
+    async with trio.open_nursery() as nursery:
+        app = await start_app(nursery, make_settings(announce_interval=60.0), source=source, model=ScoringModel())
+        async with trio_websocket.open_websocket_url(ws_url(app, "types=trend_change&snapshot=0")) as ws:
+            await receive_json(ws)
+            now = app.clock.now()
+            # A baseline from 20 hours ago, then a burst now: velocity far above 1.
+            await source.emit(source.event("calm/base", at=now - dt.timedelta(hours=20)))
+            await source.emit(*(source.event("hot/repo", at=now) for _ in range(20)))
+            up = await receive_json(ws)
+            while up["repo_full_name"] != "hot/repo":
+                up = await receive_json(ws)
+            assert (up["old_status"], up["new_status"], up["momentum"]) == ("💤 QUIET", "🔥 HOT", "ACCELERATING")
+            assert up["velocity"] > 1.5 and up["activity_score"] >= 15
+            # Two quiet hours later: the score has decayed a little, the rate has fallen away.
+            down = await receive_json(ws)
+            assert down["repo_full_name"] == "hot/repo"
+            assert (down["old_status"], down["new_status"]) == ("🔥 HOT", "📉 COOLING")
+            assert down["velocity"] < 0.67 and down["momentum"] == "DECELERATING"
+        nursery.cancel_scope.cancel()
+
+
+def test_hysteresis_keeps_a_status_at_its_threshold():
+    model = ScoringModel()
+    S = TrendStatus
+    assert classify(model, 15.0, 1.5, S.ACTIVE) is S.HOT           # enters at the threshold
+    assert classify(model, 13.0, 1.4, S.HOT) is S.HOT              # stays just below it
+    assert classify(model, 13.0, 1.4, S.ACTIVE) is S.ACTIVE        # but does not enter there
+    assert classify(model, 11.0, 1.4, S.HOT) is S.ACTIVE           # leaves well below it
+    assert classify(model, 5.0, 0.7, S.COOLING) is S.COOLING       # cooling holds up to 0.67 × 1.2
+    assert classify(model, 5.0, 0.7, S.STABLE) is S.STABLE
+
+
+def _event(repo, kind, action=None, author="alice", at=None, n=[0]):
+    n[0] += 1
+    return Event(f"e{n[0]}", repo, kind, "t", author, "u", at or dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+                 action=action, is_bot=author.endswith("[bot]"))
+
+
+def test_weights_once_per_actor_bots_and_decay():
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    model = ScoringModel()
+    scorer = Scorer(model)
+    scorer.accept(_event("a/merged", EventType.PULL_REQUEST, "merged", at=t0))
+    scorer.accept(_event("a/push", EventType.COMMIT, at=t0))
+    for _ in range(3):
+        scorer.accept(_event("a/stars", EventType.STAR, "started", author="same", at=t0))
+    scorer.accept(_event("a/bot", EventType.COMMIT, author="dependabot[bot]", at=t0))
+    scores = {s.repo_full_name: s.activity_score for s in scorer.scoreboard().ranking}
+    assert scores["a/merged"] == model.weights["pull_request.merged"] > scores["a/push"] == model.weights["commit"]
+    assert scores["a/stars"] == model.weights["star"]      # three stars by one actor count once
+    assert scores["a/bot"] == 0.0
+    # One half-life later every score has halved (event time moves "now").
+    scorer.accept(_event("a/clock", EventType.COMMIT, at=t0 + dt.timedelta(seconds=model.half_life)))
+    later = {s.repo_full_name: s.activity_score for s in scorer.scoreboard().ranking}
+    assert later["a/merged"] == round(scores["a/merged"] / 2, 2)
+    # A duplicate id is not scored twice.
+    duplicate = _event("a/push", EventType.COMMIT, at=t0)
+    assert scorer.accept(duplicate) and not scorer.accept(duplicate)
+
+
+async def test_summary_names_recent_focus(autojump_clock):
+    source = ScriptedSource()
+    async with trio.open_nursery() as nursery:
+        app = await start_app(nursery, source=source, model=ScoringModel())
+        async with trio_websocket.open_websocket_url(ws_url(app, "types=summary_update&snapshot=0")) as ws:
+            await receive_json(ws)
+            await source.emit(*(source.event("docs/repo", title=t) for t in (
+                "Fix crash in parser", "Fix bug in tokenizer", "Update docs for CLI", "Fix typo")))
+            summary = await receive_json(ws)
+        nursery.cancel_scope.cancel()
+    assert summary["repo_full_name"] == "docs/repo" and summary["events_in_window"] == 4
+    assert summary["summary"].startswith("Moderate activity with 4 events in 24h. Recent focus on bug fixes")
+    assert "documentation" in summary["summary"]
