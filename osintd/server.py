@@ -117,6 +117,7 @@ class Server:
         self.api = api
         self._now = now
         self.sessions = 0
+        self.port = settings.port
         self.connections_failed = 0
         self._accepting: trio.CancelScope | None = None
         self._handlers: trio.Nursery | None = None
@@ -126,6 +127,8 @@ class Server:
     # -------------------------------------------------------------- lifecycle
 
     async def serve(self, listeners: list[trio.SocketListener], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        # The port actually bound (settings may say 0): own origins are on this one.
+        self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as handlers:
             self._handlers = handlers
             with trio.CancelScope() as self._accepting:
@@ -235,8 +238,6 @@ class Server:
         if answer.status >= 400 and answer.status != 404:
             headers.append(("Connection", "close"))
         try:
-            if connection.our_state is not h11.SEND_RESPONSE:
-                return
             data = connection.send(h11.Response(status_code=answer.status, headers=headers,
                                                 reason=http.HTTPStatus(answer.status).phrase.encode()))
             if not head_only:
@@ -317,7 +318,7 @@ class Server:
                        f"origin {origin} is not allowed; start osintd with --allowed-origin {origin}")
 
     def _allowed_origins(self) -> set[str]:
-        port = self.settings.port
+        port = self.port
         own = {f"{scheme}://{host}:{port}" for scheme in ("http", "https")
                for host in ("localhost", "127.0.0.1", "[::1]")}
         if port in (80, 443):

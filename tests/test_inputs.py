@@ -1,0 +1,234 @@
+"""Bad input of every kind gets its answer, and the server stays up for everyone else."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import trio
+import trio_websocket
+
+import wsraw
+from conftest import ScriptedSource, make_settings, receive_json, receive_until, start_app, ws_url
+
+
+async def _health(app) -> int:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(f"http://127.0.0.1:{app.port}/health")).status_code
+
+
+async def _open(app, query: str = "snapshot=0"):
+    ws = await trio_websocket.connect_websocket_url(app._test_nursery, ws_url(app, query))
+    assert (await receive_json(ws))["type"] == "connection"
+    return ws
+
+
+@pytest.fixture
+async def app(nursery):
+    started = await start_app(nursery, make_settings(), source=ScriptedSource())
+    started._test_nursery = nursery
+    yield started
+    nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("text, code", [
+    ("{not json", "INVALID_JSON"),
+    ('"just a string"', "INVALID_MESSAGE"),
+    ('{"no": "type"}', "INVALID_MESSAGE"),
+    ('{"type": "launch_rockets"}', "UNKNOWN_TYPE"),
+    ('{"type": "resume", "since": "five", "epoch": "e"}', "INVALID_MESSAGE"),
+    ('{"type": "subscribe", "types": ["new_event", "gossip"]}', "INVALID_MESSAGE"),
+    ('{"type": "subscribe", "repos": "openai/*"}', "INVALID_MESSAGE"),
+])
+async def test_client_mistakes_get_an_error_and_the_connection_stays_open(app, text, code, autojump_clock):
+    ws = await _open(app)
+    await ws.send_message(text)
+    error = await receive_json(ws)
+    assert error["type"] == "error" and error["error_code"] == code and error["severity"] == "warning"
+    assert error["message"]
+    await ws.send_message('{"type": "ping"}')
+    assert (await receive_json(ws))["type"] == "pong"
+    await ws.aclose()
+    assert await _health(app) == 200
+
+
+async def _closed_with(ws) -> tuple[int, str | None]:
+    with trio.fail_after(30):
+        try:
+            while True:
+                await ws.get_message()
+        except trio_websocket.ConnectionClosed as closed:
+            return closed.reason.code, closed.reason.reason
+
+
+async def test_binary_frame_closes_1003(app, autojump_clock):
+    ws = await _open(app)
+    await ws.send_message(b"\x00\x01")
+    assert (await _closed_with(ws))[0] == 1003
+    assert await _health(app) == 200
+
+
+async def test_oversized_frame_closes_1009(app, autojump_clock):
+    ws = await _open(app)
+    await ws.send_message("x" * (64 * 1024 + 1))
+    assert (await _closed_with(ws))[0] == 1009
+    assert await _health(app) == 200
+
+
+async def test_a_frame_at_the_limit_is_still_answered(app, autojump_clock):
+    ws = await _open(app)
+    await ws.send_message(json.dumps({"type": "ping", "pad": "x" * (64 * 1024 - 40)}))
+    assert (await receive_json(ws))["type"] == "pong"
+
+
+async def test_flood_closes_1008_and_others_keep_going(app, autojump_clock):
+    calm = await _open(app)
+    ws = await _open(app)
+    for _ in range(200):
+        try:
+            await ws.send_message('{"type": "ping"}')
+        except trio_websocket.ConnectionClosed:
+            break
+    code, reason = await _closed_with(ws)
+    assert code == 1008 and "too many messages" in reason
+    await calm.send_message('{"type": "ping"}')
+    await receive_until(calm, lambda m: m["type"] == "pong")
+    assert await _health(app) == 200
+
+
+async def test_ping_after_server_close_is_contained(app, autojump_clock):
+    """trio-websocket #184: a ping arriving while the server closes raised in its
+    reader task and took down a stock server.  Here it ends that connection only."""
+    calm = await _open(app)
+    for _ in range(5):
+        stream = await wsraw.open_raw(app.port)
+        # A binary frame makes the server close (1003); the pings race the close.
+        await stream.send_all(wsraw.frame(0x2, b"\x00") + b"".join(wsraw.frame(0x9, b"p%d" % i) for i in range(20)))
+        data = await wsraw.read_all(stream)
+        assert wsraw.close_code(data) == 1003
+    await calm.send_message('{"type": "ping"}')
+    await receive_until(calm, lambda m: m["type"] == "pong")
+    assert await _health(app) == 200
+
+
+async def test_dead_peer_is_found_by_ping_and_cleaned_up(nursery, autojump_clock):
+    app = await start_app(nursery, make_settings(ping_interval=20.0, ping_timeout=10.0), source=ScriptedSource())
+    stream = await wsraw.open_raw(app.port)  # completes the handshake, then never reads or answers
+    await trio.sleep(1)
+    assert app.hub.connection_count == 1
+    await trio.sleep(40)
+    assert app.hub.connection_count == 0
+    nursery.cancel_scope.cancel()
+
+
+async def test_handshake_timeout_closes_silent_connections(nursery, autojump_clock):
+    app = await start_app(nursery, make_settings(handshake_timeout=10.0), source=ScriptedSource())
+    stream = await wsraw.connect(app.port)
+    await stream.send_all(b"GET /ws/live-updates HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and then nothing
+    with trio.fail_after(11):
+        assert await wsraw.read_all(stream) == b""
+    nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------------ HTTP side
+
+
+async def _get(app, path: str, method: str = "GET", **kwargs) -> httpx.Response:
+    async with httpx.AsyncClient() as http:
+        return await http.request(method, f"http://127.0.0.1:{app.port}{path}", **kwargs)
+
+
+async def test_health_endpoints_and_stats(app, autojump_clock):
+    health = await _get(app, "/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    detail = (await _get(app, "/api/v1/health")).json()
+    assert detail["components"]["api"] == "operational" and detail["epoch"] == app.hub.epoch
+    ws = await _open(app)
+    stats = (await _get(app, "/ws/stats")).json()
+    assert stats["connections"] == 1 and stats["clients"][0]["queued"] == 0
+    assert {"messages_by_type", "slow_consumers_dropped", "queue_depths", "frames_delivered"} <= set(stats)
+    await ws.aclose()
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/nothing/here", 404),
+    ("POST", "/health", 405),
+    ("DELETE", "/ws/stats", 405),
+    ("GET", "/ws/live-updates", 426),
+])
+async def test_http_errors_are_json(app, method, path, status, autojump_clock):
+    response = await _get(app, path, method)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["error"] and body["message"]
+
+
+async def test_oversized_body_is_413(app, autojump_clock):
+    response = await _get(app, "/health", "POST", content=b"x" * (1024 * 1024 + 1))
+    assert response.status_code == 413 and response.json()["error"] == "payload_too_large"
+
+
+async def test_malformed_request_is_400(app, autojump_clock):
+    stream = await wsraw.connect(app.port)
+    await stream.send_all(b"THIS IS NOT HTTP\r\n\r\n")
+    answer = await wsraw.read_all(stream)
+    assert answer.startswith(b"HTTP/1.1 400") and b'"bad_request"' in answer
+    assert await _health(app) == 200
+
+
+async def _refused_status(app, query: str = "", **headers: str) -> int:
+    """The HTTP status a raw upgrade request gets (101 when accepted)."""
+    stream = await wsraw.connect(app.port)
+    path = "/ws/live-updates" + (f"?{query}" if query else "")
+    await stream.send_all(wsraw.handshake(app.port, path=path, headers=headers))
+    head = b""
+    while b"\r\n" not in head:
+        head += await stream.receive_some(1024)
+    await stream.aclose()
+    return int(head.split()[1])
+
+
+async def test_foreign_origin_403_own_origin_and_no_origin_pass(app, autojump_clock):
+    assert await _refused_status(app, Origin="http://evil.example") == 403
+    assert await _refused_status(app, Origin=f"http://localhost:{app.port}.evil.example") == 403
+    for origin in (f"http://localhost:{app.port}", f"http://127.0.0.1:{app.port}", None):
+        headers = [("Origin", origin)] if origin else []
+        ws = await trio_websocket.connect_websocket_url(app._test_nursery, ws_url(app), extra_headers=headers)
+        assert (await receive_json(ws))["type"] == "connection"
+        await ws.aclose()
+
+
+async def test_allowed_origin_flag_admits_that_origin(nursery, autojump_clock):
+    app = await start_app(nursery, make_settings(allowed_origins=("https://dash.example",)), source=ScriptedSource())
+    ws = await trio_websocket.connect_websocket_url(nursery, ws_url(app),
+                                                    extra_headers=[("Origin", "https://dash.example")])
+    assert (await receive_json(ws))["type"] == "connection"
+    nursery.cancel_scope.cancel()
+
+
+async def test_foreign_host_is_421(app, autojump_clock):
+    response = await _get(app, "/health", headers={"Host": "attacker.example"})
+    assert response.status_code == 421 and response.json()["error"] == "misdirected_request"
+    stream = await wsraw.connect(app.port)
+    await stream.send_all(wsraw.handshake(app.port).replace(b"Host: 127.0.0.1", b"Host: rebind.example"))
+    assert (await wsraw.read_all(stream)).startswith(b"HTTP/1.1 421")
+
+
+async def test_max_clients_refuses_the_next_with_503(nursery, autojump_clock):
+    app = await start_app(nursery, make_settings(max_clients=2), source=ScriptedSource())
+    first = await trio_websocket.connect_websocket_url(nursery, ws_url(app))
+    second = await trio_websocket.connect_websocket_url(nursery, ws_url(app))
+    assert await _refused_status(app) == 503
+    await first.aclose()
+    await trio.sleep(1)
+    third = await trio_websocket.connect_websocket_url(nursery, ws_url(app))
+    assert (await receive_json(third))["type"] == "connection"
+    nursery.cancel_scope.cancel()
+
+
+async def test_bad_query_is_400(app, autojump_clock):
+    for query in ("since=abc&epoch=x", "since=3", "types=new_event,gossip", "snapshot=maybe"):
+        assert await _refused_status(app, query) == 400, query
+    assert await _refused_status(app, "types=new_event&repos=openai/*") == 101
