@@ -134,8 +134,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(settings.log_level)
     try:
         trio.run(serve, settings)
-    except OSError as exc:
-        print(f"osintd: error: cannot serve on {settings.host}:{settings.port}: {exc.strerror or exc}",
-              file=sys.stderr)
+    except Exception as exc:
+        bind_error = _first(exc, OSError)
+        if bind_error is None:
+            raise
+        print(f"osintd: error: cannot serve on {settings.host}:{settings.port}: "
+              f"{bind_error.strerror or bind_error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _first(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first ``kind`` in ``exc``, looking inside exception groups (trio nurseries raise those)."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _first(inner, kind)) is not None:
+                return found
+    return None

@@ -134,7 +134,8 @@ class Server:
             with trio.CancelScope() as self._accepting:
                 await trio.serve_listeners(self._handle_safely, listeners,
                                            handler_nursery=handlers, task_status=task_status)
-            handlers.cancel_scope.cancel()
+            # Accepting has stopped; open connections finish their own close
+            # handshakes (the app cancels what is left after its grace period).
 
     def stop_accepting(self) -> None:
         if self._accepting is not None:
