@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minimum seconds between summaries of one repository (default 30; 10 in demo)")
     p.add_argument("--client-queue", type=_ranged(int, 4, 1_000_000, "a message count"), default=1024,
                    help="messages queued per client before it is dropped as slow (default 1024)")
+    p.add_argument("--replay-capacity", type=_ranged(int, 0, 10_000_000, "a message count"), default=10_000,
+                   help="broadcasts kept for clients that resume (default 10000)")
     p.add_argument("--max-clients", type=_ranged(int, 1, 1_000_000, "a client count"), default=10_000,
                    help="WebSocket clients at once; the next one gets 503 (default 10000)")
     p.add_argument("--allowed-origin", type=_origin, action="append", default=[], metavar="ORIGIN",
@@ -105,7 +107,7 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         host=args.host, port=args.port, demo=True, demo_rate=args.demo_rate, demo_seed=args.demo_seed,
         heartbeat_interval=args.heartbeat_interval, metrics_interval=args.metrics_interval,
         announce_interval=args.announce_interval, summary_interval=summary_interval,
-        client_queue=args.client_queue, max_clients=args.max_clients,
+        client_queue=args.client_queue, max_clients=args.max_clients, replay_capacity=args.replay_capacity,
         allowed_origins=tuple(args.allowed_origin), log_level=args.log_level,
     )
 

@@ -1,0 +1,25 @@
+# Both targets install what they need first, so they work on a fresh machine.
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+SYSTEM_PYTHON ?= python3
+
+.PHONY: demo test clean
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/osintd --demo
+
+test: $(VENV)/.installed tests/node/node_modules/.installed
+	$(PYTHON) -m pytest -q
+
+$(VENV)/.installed: pyproject.toml
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+	touch $@
+
+tests/node/node_modules/.installed: tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+clean:
+	rm -rf $(VENV) tests/node/node_modules
