@@ -122,7 +122,8 @@ class DemoSource:
 
     async def _emit_history(self, events: trio.MemorySendChannel[Event]) -> None:
         """Past events so that the ranking is full from the first second."""
-        span = self.settings.history
+        # At high rates a full history would be a flood at start-up: keep it to ~1,500 events.
+        span = min(self.settings.history, 1500 / self.settings.rate) if self.settings.rate > 0 else 0.0
         start = self._now() - dt.timedelta(seconds=span)
         elapsed = self._gap()
         while elapsed < span:

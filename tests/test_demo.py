@@ -1,0 +1,74 @@
+"""The demo source: reproducible, every event kind, bursts that make trends move, incidents."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+
+import trio
+import trio_websocket
+
+from conftest import make_settings, receive_json, start_app, ws_url
+from osintd.demo import DemoSettings, DemoSource
+
+
+def _events(seed: int, count: int) -> list:
+    moment = dt.datetime(2026, 1, 15, tzinfo=dt.timezone.utc)
+    source = DemoSource(DemoSettings(seed=seed), lambda: moment)
+    return [source.make_event(moment, index * 0.25) for index in range(count)]
+
+
+def test_same_seed_same_events_other_seed_other_events():
+    first, again, other = _events(42, 300), _events(42, 300), _events(43, 300)
+    assert first == again
+    assert [e.event_id for e in first] != [e.event_id for e in other]
+
+
+def test_every_event_kind_appears_with_believable_fields():
+    events = _events(1, 3000)
+    kinds = collections.Counter((str(e.event_type), e.action) for e in events)
+    for kind in [("commit", None), ("pull_request", "opened"), ("pull_request", "merged"),
+                 ("pull_request", "closed"), ("issue", "opened"), ("issue", "closed"), ("comment", "created"),
+                 ("review", "submitted"), ("release", "published"), ("star", "started"), ("fork", None),
+                 ("create", "tag")]:
+        assert kinds[kind] > 0, kind
+    repos = collections.Counter(e.repo_full_name for e in events)
+    assert 25 <= len(repos) <= 40  # a few dozen repositories, long-tailed
+    assert repos.most_common(1)[0][1] > 5 * repos.most_common()[-1][1]
+    assert any(e.is_bot for e in events) and all(e.url.startswith("https://github.com/") for e in events)
+    assert all(e.title for e in events)
+    commit = next(e for e in events if str(e.event_type) == "commit" and not e.is_bot)
+    assert {"additions", "deletions", "files_changed"} <= set(commit.data)
+
+
+async def test_demo_trends_heat_up_and_cool_down_and_incidents_come_and_go(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        app = await start_app(nursery, make_settings(demo_seed=11, demo_rate=4.0, summary_interval=10.0))
+        query = "snapshot=0&types=trend_change,system_status,error"
+        async with trio_websocket.open_websocket_url(ws_url(app, query)) as ws:
+            trends, statuses, errors = [], [], []
+            with trio.move_on_after(15 * 60):
+                while True:
+                    message = await receive_json(ws)
+                    if message["type"] == "connection":
+                        continue
+                    {"trend_change": trends, "system_status": statuses, "error": errors}[message["type"]].append(message)
+        nursery.cancel_scope.cancel()
+    became_hot = {m["repo_full_name"] for m in trends if m["new_status"] == "🔥 HOT"}
+    cooled = {m["repo_full_name"] for m in trends if m["old_status"] == "🔥 HOT"}
+    assert became_hot and became_hot & cooled, "a burst should make a repository HOT and let it cool down"
+    assert errors and errors[0]["error_code"] == "GITHUB_RATE_LIMITED" and errors[0]["details"]["simulated"]
+    assert "degraded" in [m["status"] for m in statuses]
+    degraded_at = [m["status"] for m in statuses].index("degraded")
+    assert "healthy" in [m["status"] for m in statuses[degraded_at:]]
+
+
+async def test_high_demo_rate_keeps_up(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        app = await start_app(nursery, make_settings(demo_seed=5, demo_rate=3000.0))
+        await trio.sleep(0.5)  # past the start-up history
+        before = app.scorer.total_events
+        await trio.sleep(2)
+        after = app.scorer.total_events
+        nursery.cancel_scope.cancel()
+    assert 5000 <= after - before <= 7000  # 3,000/s for two (virtual) seconds
