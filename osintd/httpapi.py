@@ -7,6 +7,7 @@ Must not: read or write sockets (``server`` does), or change pipeline state.
 
 from __future__ import annotations
 
+import importlib.resources
 import itertools
 import json
 import time
@@ -19,6 +20,12 @@ from osintd.hub import Hub
 from osintd.messages import NewEvent
 
 JSON = "application/json"
+DASHBOARD_HEADERS = (
+    ("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+)
 
 
 @attrs.frozen
@@ -26,8 +33,11 @@ class Response:
     status: int
     body: Any
     headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = JSON
 
     def encoded(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
         return (self.body if isinstance(self.body, str) else wire.dumps(self.body)).encode()
 
 
@@ -125,9 +135,9 @@ class HttpApi:
         return round(time.monotonic() - self._started, 3)
 
     def _index(self) -> Response:
-        return Response(200, {"service": "osintd", "version": __version__,
-                              "websocket": "/ws/live-updates",
-                              "endpoints": sorted(self._routes)})
+        """The live dashboard: one self-contained page, nothing loaded from elsewhere."""
+        page = importlib.resources.files("osintd").joinpath("static/dashboard.html").read_bytes()
+        return Response(200, page, DASHBOARD_HEADERS, content_type="text/html; charset=utf-8")
 
     def _health(self) -> Response:
         status = self.hub.system.status

@@ -234,7 +234,7 @@ class Server:
 
     async def _respond(self, stream, connection: h11.Connection, answer: Response, head_only: bool = False) -> None:
         body = answer.encoded()
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+        headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(body))),
                    ("Cache-Control", "no-store"), *answer.headers]
         if answer.status >= 400 and answer.status != 404:
             headers.append(("Connection", "close"))
