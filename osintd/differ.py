@@ -10,8 +10,9 @@ Rules:
 * Every tracked repository has a rank.  ``up``/``down`` are moves inside the
   Top 10; ``new`` enters it, ``dropped`` leaves it, each with the integer rank
   outside the Top 10 (a repository never ranked before enters from one past
-  the last rank of the previous ranking; one no longer tracked leaves to one
-  past the last rank of the new ranking).
+  the last rank of the previous ranking, and never from above 11; one no
+  longer tracked leaves to one past the last rank of the new ranking, 11 at
+  the least).
 * A trend is announced when the scorer's status differs from the last one
   announced (repositories start ``QUIET``).
 * A summary is announced when its text changed, at most once per
@@ -82,8 +83,10 @@ class Differ:
     def _ranking_changes(self, board: Scoreboard, now: dt.datetime) -> Iterator[RankingChange]:
         old_ranks = self.ranks
         new_ranks = board.rank_of()
-        entering_from = len(old_ranks) + 1
-        leaving_to = len(new_ranks) + 1
+        # "new" always enters from outside the Top 10, "dropped" always leaves to outside it,
+        # even while fewer than ten repositories are ranked.
+        entering_from = max(len(old_ranks), TOP) + 1
+        leaving_to = max(len(new_ranks), TOP) + 1
         candidates = {name for name, rank in old_ranks.items() if rank <= TOP}
         candidates.update(score.repo_full_name for score in board.ranking[:TOP])
         scores = {score.repo_full_name: score.activity_score for score in board.ranking}
