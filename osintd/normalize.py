@@ -1,0 +1,734 @@
+"""One normalizer: GitHub JSON (Events API items and webhook bodies) to ``Event``.
+
+Owns: the mapping of both GitHub shapes to :class:`osintd.models.Event` —
+which GitHub types and actions osintd uses, the ``event_type``/``action``,
+``title``, ``author``, ``url``, ``created_at``, ``is_bot`` and ``data`` of each,
+the ``event_id`` rule below, and timestamp parsing (:func:`parse_time`).
+Must not: do any I/O (no network, no files, no clock), score, dedupe or
+announce.  Every function here is pure.
+
+Entry points
+------------
+* :func:`from_events_api` takes one Events API item (also one GH Archive line).
+* :func:`from_webhook` takes one webhook delivery body and the value of its
+  ``X-GitHub-Event`` header.
+
+Both return ``None`` for a type or action osintd does not use, and raise
+:class:`Unusable` (a ``ValueError``) for input that is malformed: never any
+other exception.  Callers count both and carry on.
+
+``event_id``: one rule for both shapes
+--------------------------------------
+The id is a natural key built from the content, never from the Events API
+``id`` or the webhook delivery id, so the same activity gets the same id
+whichever way it arrives (osintd dedupes on it) and different activities get
+different ids.  It starts with the event type:
+
+=============================  ==============================================
+commit (push to a branch)      ``commit_<owner/repo>_<head sha>`` (the repo too: a fork
+                               pushing the same commit is its own activity)
+pull_request                   ``pull_request_<owner/repo>#<number>_<GitHub action>``
+                               (the raw action: a merge is ``…_closed`` even
+                               though its ``action`` is ``merged``, because the
+                               Events API's minimal payload cannot tell)
+issue                          ``issue_<owner/repo>#<number>_<action>``
+comment                        ``comment_<id>`` (issue and PR conversation),
+                               ``comment_pr_<id>`` (PR diff/review comment),
+                               ``comment_commit_<id>``, ``comment_discussion_<id>``
+                               (the four comment kinds have separate id spaces)
+review                         ``review_<review id>``
+release                        ``release_<release id>``
+star                           ``star_<owner/repo>_<login>`` (watch.started and
+                               star.created for one star share it)
+fork                           ``fork_<forkee full name>``
+create                         ``create_<owner/repo>_<tag|branch>_<short ref>``,
+                               ``create_<owner/repo>_repository``
+delete                         ``delete_<owner/repo>_<tag|branch>_<short ref>``
+discussion                     ``discussion_<owner/repo>#<number>_<action>``
+member                         ``member_<owner/repo>_<login>_<action>``
+public                         ``public_<owner/repo>``
+=============================  ==============================================
+
+Consequence, accepted: repeating exactly the same activity (a PR closed,
+reopened and closed again; a star removed and given again) yields the same id,
+so the repeat is dropped while the first one is still in the dedupe memory.
+
+Decisions on GitHub's quirks
+----------------------------
+* Push.  The current Events API shape has only ``ref``/``head``/``before``;
+  the legacy one and the webhook also have ``commits`` (the webhook says
+  ``after`` for ``head``).  A push to a branch is a ``commit`` event titled by
+  the head commit's first line when a message is known, else "Pushed N commits
+  to <branch>" or "Pushed to <branch>".  A push that deletes a ref (``after``/
+  ``head`` all zeros, ``deleted: true``, ``head_commit: null``) is a ``delete``
+  event with the same id as the ``delete`` webhook/DeleteEvent GitHub also
+  sends, so the two collapse into one.  Likewise a push that creates a tag
+  (``refs/tags/…`` with ``before`` all zeros) is a ``create`` event (action
+  ``tag``) sharing the CreateEvent's id; a push that moves an existing tag is
+  skipped.  A push that creates a branch (``before`` all zeros) is an ordinary
+  ``commit`` event (data ``created: true``); GitHub's separate ``create``
+  event for the branch is kept as well.  Pushes to refs other than
+  ``refs/heads/`` and ``refs/tags/`` are skipped.
+* ``pull_request``: ``opened``, ``reopened`` and ``closed`` are used; a
+  ``closed`` with ``merged: true`` (or a ``merged_at``) has action ``merged``,
+  else ``closed``.  The Events API's minimal PR payload says nothing about the
+  merge: its closes stay ``closed`` and ``data`` has no ``merged`` (unknown).
+  ``synchronize`` and all other actions are skipped: new commits on a PR
+  arrive as their own push.
+* ``issues``: ``opened``, ``closed``, ``reopened``; others skipped.
+* Comments: only ``created`` (``edited``/``deleted`` skipped).
+* ``pull_request_review``: webhook ``submitted`` and Events API ``created``;
+  ``action`` is the review state (``approved``, ``changes_requested``,
+  ``commented`` …), lower-cased.
+* ``release``: only ``published`` (``created``/``released``/``prereleased``
+  fire for the same release); the title uses ``name``, or ``tag_name`` when
+  the name is null or empty.
+* Stars: ``watch``/WatchEvent ``started`` and ``star.created`` are ``star``
+  (action ``started``); ``star.deleted`` is skipped.
+* ``discussion``: ``created`` and ``answered``; ``discussion_comment``
+  ``created`` is a ``comment``.  ``member``: ``added``, ``removed``,
+  ``edited``.  ``create``/``delete`` of a tag or branch, ``create`` of a
+  repository (whose legacy ``ref`` is null).
+* Anything else (``check_suite``, ``ping``, GollumEvent …) is skipped.
+* Authors: the webhook ``sender``/Events API ``actor`` login.  ``is_bot`` is
+  ``sender.type == "Bot"`` or a login ending in ``[bot]`` (Events API actors
+  have no type).  An Organization sender (forks) is not a bot.
+* Null bodies, null release names, missing ``organization``/``org`` and an
+  ``enterprise`` object change nothing.  URLs: the payload's ``html_url`` when
+  it has one (so GitHub Enterprise hosts are kept), else built from the
+  repository name on the web host that matches the API host
+  (``api.github.com`` → ``github.com``).
+* ``created_at``: Events API items use their ``created_at``.  Webhooks use the
+  time of the activity inside the payload (per type: ``merged_at``/
+  ``closed_at``/``created_at``/``updated_at``, ``comment.created_at``,
+  ``review.submitted_at``, ``release.published_at``, ``starred_at``,
+  ``forkee.created_at``, ``repository.pushed_at`` (a unix integer) then
+  ``head_commit.timestamp`` for pushes …) and fall back to ``received_at``
+  (watch, create, delete, member and public carry no time of their own).
+  Always timezone-aware UTC.
+* ``data`` holds JSON primitives only, and leaves out what the payload does
+  not say (``None``): e.g. ``sha``/``branch``/``ref``/``before``/``commits``/
+  ``created``/``files_changed`` for pushes, ``number``/``merged``/``state``/
+  ``head``/``base``/``additions``/``deletions`` for PRs, ``tag_name`` for
+  releases, ``ref``/``ref_type`` for create/delete, ``forkee`` for forks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import urllib.parse
+from typing import Any, Callable, Mapping
+
+import attrs
+
+from osintd.models import Event, EventType
+
+__all__ = ["Unusable", "from_events_api", "from_webhook", "parse_time"]
+
+UTC = dt.timezone.utc
+ZERO_SHA = "0" * 40
+_TITLE_MAX = 300
+
+#: Events API ``type`` → the webhook event name that carries the same activity.
+EVENTS_API_TYPES: Mapping[str, str] = {
+    "PushEvent": "push",
+    "PullRequestEvent": "pull_request",
+    "IssuesEvent": "issues",
+    "IssueCommentEvent": "issue_comment",
+    "CommitCommentEvent": "commit_comment",
+    "PullRequestReviewEvent": "pull_request_review",
+    "PullRequestReviewCommentEvent": "pull_request_review_comment",
+    "ReleaseEvent": "release",
+    "WatchEvent": "watch",
+    "ForkEvent": "fork",
+    "CreateEvent": "create",
+    "DeleteEvent": "delete",
+    "DiscussionEvent": "discussion",
+    "MemberEvent": "member",
+    "PublicEvent": "public",
+}
+
+
+class Unusable(ValueError):
+    """The input is not a GitHub event osintd can read (missing or mistyped fields)."""
+
+
+# ------------------------------------------------------------------ time
+
+
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+
+
+def parse_time(value: object) -> dt.datetime | None:
+    """A timezone-aware UTC datetime from any timestamp GitHub sends, else ``None``.
+
+    Accepts ISO 8601 strings with ``Z``, ``+00:00`` or ``-05:00`` offsets and
+    any fraction (``.000``), unix seconds as int, float or digit string (push
+    webhooks' ``repository.pushed_at``), and datetimes.  Naive values are taken
+    as UTC.  ``None``, empty, unparseable or out-of-range values give ``None``.
+    """
+    try:
+        if value is None or isinstance(value, bool):
+            return None
+        if isinstance(value, dt.datetime):
+            parsed = value
+        elif isinstance(value, (int, float)):
+            return dt.datetime.fromtimestamp(value, UTC)
+        elif isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return None
+            if _NUMBER.fullmatch(text):
+                return dt.datetime.fromtimestamp(float(text), UTC)
+            parsed = dt.datetime.fromisoformat(text)
+        else:
+            return None
+        if parsed.tzinfo is None or parsed.utcoffset() is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+# ------------------------------------------------------------ entry points
+
+
+def from_events_api(item: Mapping) -> Event | None:
+    """The ``Event`` for one Events API item, ``None`` if osintd does not use it.
+
+    Raises :class:`Unusable` (and nothing else) for a malformed item.
+    """
+    return _guarded("Events API item", _from_events_api, item)
+
+
+def from_webhook(event_name: str, payload: Mapping, received_at: dt.datetime) -> Event | None:
+    """The ``Event`` for one webhook delivery body, ``None`` if osintd does not use it.
+
+    ``event_name`` is the ``X-GitHub-Event`` header; ``received_at`` is the
+    fallback time for payloads that carry no time of their own.  Raises
+    :class:`Unusable` (and nothing else) for a malformed body.
+    """
+    return _guarded(f"{event_name!r} webhook", _from_webhook, event_name, payload, received_at)
+
+
+def _guarded(what: str, function: Callable[..., Event | None], *args: Any) -> Event | None:
+    try:
+        return function(*args)
+    except Unusable:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError, OverflowError,
+            RecursionError) as exc:
+        raise Unusable(f"malformed {what}: {type(exc).__name__}: {exc}") from exc
+
+
+@attrs.frozen
+class _Context:
+    kind: str                       # webhook event name (Events API types translated)
+    payload: Mapping[str, Any]
+    repo: str                       # owner/name
+    repo_url: str                   # html URL of the repository
+    web_base: str                   # https://github.com or a GHES host
+    author: str
+    is_bot: bool
+    fallback_time: dt.datetime      # Events API: created_at; webhook: received_at
+    fixed_time: bool                # Events API: always fallback_time, never a payload time
+
+    def time(self, *candidates: object) -> dt.datetime:
+        """The event time: fixed for Events API items, else the first parseable candidate."""
+        if not self.fixed_time:
+            for candidate in candidates:
+                parsed = parse_time(candidate)
+                if parsed is not None:
+                    return parsed
+        return self.fallback_time
+
+    def event(self, event_id: str, event_type: EventType, title: str, url: str,
+              created_at: dt.datetime, action: str | None = None,
+              data: Mapping[str, Any] | None = None) -> Event:
+        return Event(event_id=event_id, repo_full_name=self.repo, event_type=event_type,
+                     title=_one_line(title), author=self.author, url=url, created_at=created_at,
+                     action=action, is_bot=self.is_bot, data=_clean(data or {}))
+
+
+def _from_events_api(item: Mapping) -> Event | None:
+    if not isinstance(item, Mapping):
+        raise Unusable(f"Events API item is a {type(item).__name__}, not an object")
+    type_name = _req_str(item, "type", "Events API item")
+    kind = EVENTS_API_TYPES.get(type_name)
+    if kind is None:
+        return None
+    repo_obj = _req_obj(item, "repo", "Events API item")
+    repo = _repo_name(repo_obj.get("name"), "repo.name")
+    actor = _req_obj(item, "actor", "Events API item")
+    login = _req_str(actor, "login", "actor")
+    created_at = parse_time(item.get("created_at"))
+    if created_at is None:
+        raise Unusable(f"Events API item has no usable created_at: {item.get('created_at')!r}")
+    payload = _req_obj(item, "payload", "Events API item")
+    web_base = _web_base_from_api_url(repo_obj.get("url"))
+    context = _Context(kind=kind, payload=payload, repo=repo, repo_url=f"{web_base}/{repo}",
+                       web_base=web_base, author=login, is_bot=_is_bot(login, actor.get("type")),
+                       fallback_time=created_at, fixed_time=True)
+    return _BUILDERS[kind](context)
+
+
+def _from_webhook(event_name: str, payload: Mapping, received_at: dt.datetime) -> Event | None:
+    if not isinstance(event_name, str):
+        raise Unusable(f"event name is a {type(event_name).__name__}, not a string")
+    if not isinstance(received_at, dt.datetime):
+        raise Unusable(f"received_at is a {type(received_at).__name__}, not a datetime")
+    if not isinstance(payload, Mapping):
+        raise Unusable(f"webhook payload is a {type(payload).__name__}, not an object")
+    kind = event_name.strip().lower()
+    builder = _BUILDERS.get(kind)
+    if builder is None:
+        return None
+    received = parse_time(received_at)
+    if received is None:
+        raise Unusable(f"received_at {received_at!r} is out of range")
+    repository = _req_obj(payload, "repository", "webhook payload")
+    repo = _repo_name(repository.get("full_name"), "repository.full_name")
+    sender = _req_obj(payload, "sender", "webhook payload")
+    login = _req_str(sender, "login", "sender")
+    repo_url = _http_url(repository.get("html_url"))
+    if repo_url is None:
+        web_base = _web_base_from_api_url(repository.get("url"))
+        repo_url = f"{web_base}/{repo}"
+    else:
+        repo_url = repo_url.rstrip("/")
+        web_base = repo_url[: -len(repo) - 1] if repo_url.endswith("/" + repo) else "https://github.com"
+    context = _Context(kind=kind, payload=payload, repo=repo, repo_url=repo_url,
+                       web_base=web_base, author=login, is_bot=_is_bot(login, sender.get("type")),
+                       fallback_time=received, fixed_time=False)
+    return builder(context)
+
+
+# ---------------------------------------------------------------- builders
+
+
+def _push(c: _Context) -> Event | None:
+    p = c.payload
+    ref = _req_str(p, "ref", "push")
+    head = _opt_str(p, "after") or _opt_str(p, "head")
+    if head is None:
+        raise Unusable("push has neither 'after' nor 'head'")
+    before = _opt_str(p, "before")
+    ref_type, short = _split_ref(ref)
+    head_commit = _opt_obj(p, "head_commit")
+    when = c.time(_opt_obj(p, "repository", {}).get("pushed_at"),
+                  head_commit.get("timestamp") if head_commit else None)
+    if p.get("deleted") is True or head == ZERO_SHA:
+        if ref_type is None:
+            return None
+        return _ref_event(c, EventType.DELETE, ref_type, short, when, via="push")
+    if ref_type == "tag":
+        if p.get("created") is True or before == ZERO_SHA:
+            return _ref_event(c, EventType.CREATE, ref_type, short, when, via="push", sha=head)
+        return None  # an existing tag moved: not an activity osintd scores
+    if ref_type != "branch":
+        return None
+
+    commits = p.get("commits")
+    if commits is not None and not isinstance(commits, list):
+        raise Unusable("push.commits is not a list")
+    commits = [_as_obj(commit, "push.commits[]") for commit in commits or ()]
+    count = _opt_int(p, "size")
+    if count is None and "commits" in p:
+        count = len(commits)
+    message = _opt_str(head_commit, "message") if head_commit else None
+    if message is None and commits:
+        matching = [m for m in commits if head in (m.get("id"), m.get("sha"))]
+        message = _opt_str((matching or commits)[-1], "message")
+    first_line = message.strip().splitlines()[0].strip() if message and message.strip() else ""
+    if first_line:
+        title = first_line
+    elif count is not None:
+        title = f"Pushed {count} commit{'' if count == 1 else 's'} to {short}"
+    else:
+        title = f"Pushed to {short}"
+    url = _http_url(head_commit.get("url")) if head_commit else None
+    files = {name for commit in commits for key in ("added", "removed", "modified")
+             if isinstance(commit.get(key), list) for name in commit[key] if isinstance(name, str)}
+    data = {
+        "sha": head, "branch": short, "ref": ref, "before": before,
+        "commits": count, "distinct_commits": _opt_int(p, "distinct_size"),
+        "created": p.get("created") is True or before == ZERO_SHA,
+        "forced": p.get("forced") if isinstance(p.get("forced"), bool) else None,
+        "files_changed": len(files) if files else None,
+    }
+    return c.event(f"commit_{c.repo}_{head}", EventType.COMMIT, title, url or f"{c.repo_url}/commit/{head}",
+                   when, None, data)
+
+
+def _create(c: _Context) -> Event | None:
+    p = c.payload
+    ref_type = _req_str(p, "ref_type", c.kind)
+    when = c.time()
+    if ref_type == "repository" and c.kind == "create":
+        data = {"ref_type": "repository", "master_branch": _opt_str(p, "master_branch"),
+                "description": _opt_str(p, "description")}
+        return c.event(f"create_{c.repo}_repository", EventType.CREATE, f"Repository {c.repo} created",
+                       c.repo_url, when, "repository", data)
+    if ref_type not in ("tag", "branch"):
+        return None
+    ref = _req_str(p, "ref", c.kind)
+    _, short = _split_ref(ref)
+    event_type = EventType.CREATE if c.kind == "create" else EventType.DELETE
+    return _ref_event(c, event_type, ref_type, short, when, via=c.kind)
+
+
+def _ref_event(c: _Context, event_type: EventType, ref_type: str, ref: str, when: dt.datetime,
+               via: str, sha: str | None = None) -> Event:
+    verb = "created" if event_type is EventType.CREATE else "deleted"
+    url = (f"{c.repo_url}/tree/{urllib.parse.quote(ref, safe='/')}"
+           if event_type is EventType.CREATE else c.repo_url)
+    data = {"ref": ref, "ref_type": ref_type, "sha": sha, "via": via}
+    return c.event(f"{event_type}_{c.repo}_{ref_type}_{ref}", event_type,
+                   f"{ref_type.capitalize()} {ref} {verb}", url, when, ref_type, data)
+
+
+def _pull_request(c: _Context) -> Event | None:
+    p = c.payload
+    action = _req_str(p, "action", "pull_request")
+    pr = _req_obj(p, "pull_request", "pull_request")
+    number = _opt_int(p, "number") or _req_int(pr, "number", "pull_request")
+    if action not in ("opened", "closed", "reopened"):
+        return None
+    merged = pr.get("merged") if isinstance(pr.get("merged"), bool) else None
+    if merged is None and "merged_at" in pr:
+        merged = pr.get("merged_at") is not None
+    refined = ("merged" if merged else "closed") if action == "closed" else action
+    if action == "opened":
+        when = c.time(pr.get("created_at"), pr.get("updated_at"))
+    elif action == "closed":
+        when = c.time(pr.get("merged_at") if merged else None, pr.get("closed_at"), pr.get("updated_at"))
+    else:
+        when = c.time(pr.get("updated_at"))
+    head, base = _opt_obj(pr, "head"), _opt_obj(pr, "base")
+    data = {
+        "number": number, "merged": merged, "state": _opt_str(pr, "state"),
+        "draft": pr.get("draft") if isinstance(pr.get("draft"), bool) else None,
+        "head": _opt_str(head, "ref") if head else None,
+        "head_sha": _opt_str(head, "sha") if head else None,
+        "base": _opt_str(base, "ref") if base else None,
+        "commits": _opt_int(pr, "commits"), "additions": _opt_int(pr, "additions"),
+        "deletions": _opt_int(pr, "deletions"), "files_changed": _opt_int(pr, "changed_files"),
+    }
+    return c.event(f"pull_request_{c.repo}#{number}_{action}", EventType.PULL_REQUEST,
+                   _opt_str(pr, "title") or f"Pull request #{number}",
+                   _http_url(pr.get("html_url")) or f"{c.repo_url}/pull/{number}",
+                   when, refined, data)
+
+
+def _issues(c: _Context) -> Event | None:
+    p = c.payload
+    action = _req_str(p, "action", "issues")
+    issue = _req_obj(p, "issue", "issues")
+    number = _req_int(issue, "number", "issue")
+    if action not in ("opened", "closed", "reopened"):
+        return None
+    first = {"opened": "created_at", "closed": "closed_at", "reopened": "updated_at"}[action]
+    when = c.time(issue.get(first), issue.get("updated_at"))
+    changes = _opt_obj(p, "changes")
+    old_repo = _opt_obj(changes, "old_repository") if changes else None
+    data = {"number": number, "state": _opt_str(issue, "state"),
+            "comments": _opt_int(issue, "comments"),
+            "transferred_from": _opt_str(old_repo, "full_name") if old_repo else None}
+    return c.event(f"issue_{c.repo}#{number}_{action}", EventType.ISSUE,
+                   _opt_str(issue, "title") or f"Issue #{number}",
+                   _http_url(issue.get("html_url")) or f"{c.repo_url}/issues/{number}",
+                   when, action, data)
+
+
+def _issue_comment(c: _Context) -> Event | None:
+    p = c.payload
+    action = _req_str(p, "action", "issue_comment")
+    comment = _req_obj(p, "comment", "issue_comment")
+    comment_id = _req_int(comment, "id", "comment")
+    issue = _req_obj(p, "issue", "issue_comment")
+    number = _req_int(issue, "number", "issue")
+    if action != "created":
+        return None
+    subject = _opt_str(issue, "title")
+    data = {"issue_number": number, "comment_id": comment_id,
+            "is_pull_request": "pull_request" in issue}
+    return c.event(f"comment_{comment_id}", EventType.COMMENT,
+                   f"Comment on: {subject}" if subject else f"Comment on #{number}",
+                   _http_url(comment.get("html_url"))
+                   or f"{c.repo_url}/issues/{number}#issuecomment-{comment_id}",
+                   c.time(comment.get("created_at")), "created", data)
+
+
+def _commit_comment(c: _Context) -> Event | None:
+    p = c.payload
+    action = _opt_str(p, "action") or "created"  # older CommitCommentEvents have no action
+    comment = _req_obj(p, "comment", "commit_comment")
+    comment_id = _req_int(comment, "id", "comment")
+    sha = _req_str(comment, "commit_id", "comment")
+    if action != "created":
+        return None
+    data = {"sha": sha, "comment_id": comment_id, "path": _opt_str(comment, "path")}
+    return c.event(f"comment_commit_{comment_id}", EventType.COMMENT, f"Comment on commit {sha[:7]}",
+                   _http_url(comment.get("html_url"))
+                   or f"{c.repo_url}/commit/{sha}#commitcomment-{comment_id}",
+                   c.time(comment.get("created_at")), "created", data)
+
+
+def _review_comment(c: _Context) -> Event | None:
+    p = c.payload
+    action = _req_str(p, "action", "pull_request_review_comment")
+    comment = _req_obj(p, "comment", "pull_request_review_comment")
+    comment_id = _req_int(comment, "id", "comment")
+    pr = _req_obj(p, "pull_request", "pull_request_review_comment")
+    number = _req_int(pr, "number", "pull_request")
+    if action != "created":
+        return None
+    subject = _opt_str(pr, "title")
+    data = {"number": number, "comment_id": comment_id, "path": _opt_str(comment, "path"),
+            "review_id": _opt_int(comment, "pull_request_review_id")}
+    return c.event(f"comment_pr_{comment_id}", EventType.COMMENT,
+                   f"Review comment on: {subject}" if subject else f"Review comment on #{number}",
+                   _http_url(comment.get("html_url"))
+                   or f"{c.repo_url}/pull/{number}#discussion_r{comment_id}",
+                   c.time(comment.get("created_at")), "created", data)
+
+
+def _review(c: _Context) -> Event | None:
+    p = c.payload
+    action = _req_str(p, "action", "pull_request_review")
+    review = _req_obj(p, "review", "pull_request_review")
+    review_id = _req_int(review, "id", "review")
+    pr = _req_obj(p, "pull_request", "pull_request_review")
+    number = _req_int(pr, "number", "pull_request")
+    if action not in ("submitted", "created"):  # webhook says submitted, Events API created
+        return None
+    state = (_opt_str(review, "state") or "submitted").lower()
+    subject = _opt_str(pr, "title") or f"#{number}"
+    data = {"number": number, "state": state, "review_id": review_id,
+            "sha": _opt_str(review, "commit_id")}
+    return c.event(f"review_{review_id}", EventType.REVIEW, f"Review ({state}): {subject}",
+                   _http_url(review.get("html_url"))
+                   or f"{c.repo_url}/pull/{number}#pullrequestreview-{review_id}",
+                   c.time(review.get("submitted_at"), review.get("updated_at")), state, data)
+
+
+def _release(c: _Context) -> Event | None:
+    p = c.payload
+    action = _req_str(p, "action", "release")
+    release = _req_obj(p, "release", "release")
+    release_id = _req_int(release, "id", "release")
+    tag = _req_str(release, "tag_name", "release")
+    if action != "published":
+        return None
+    name = _opt_str(release, "name")
+    assets = release.get("assets")
+    data = {"tag_name": tag, "name": name, "release_id": release_id,
+            "prerelease": release.get("prerelease") if isinstance(release.get("prerelease"), bool) else None,
+            "assets": len(assets) if isinstance(assets, list) else None}
+    return c.event(f"release_{release_id}", EventType.RELEASE,
+                   f"Release {name.strip() if name and name.strip() else tag}",
+                   _http_url(release.get("html_url"))
+                   or f"{c.repo_url}/releases/tag/{urllib.parse.quote(tag, safe='')}",
+                   c.time(release.get("published_at"), release.get("created_at")), "published", data)
+
+
+def _star(c: _Context) -> Event | None:
+    p = c.payload
+    action = _req_str(p, "action", c.kind)
+    if (c.kind, action) not in (("watch", "started"), ("star", "created")):
+        return None
+    return c.event(f"star_{c.repo}_{c.author}", EventType.STAR, f"Starred {c.repo}", c.repo_url,
+                   c.time(p.get("starred_at")), "started", {"via": c.kind})
+
+
+def _fork(c: _Context) -> Event | None:
+    forkee = _req_obj(c.payload, "forkee", "fork")
+    full_name = _repo_name(forkee.get("full_name"), "forkee.full_name")
+    owner = _opt_obj(forkee, "owner")
+    data = {"forkee": full_name, "forkee_owner_type": _opt_str(owner, "type") if owner else None}
+    return c.event(f"fork_{full_name}", EventType.FORK, f"Forked to {full_name}",
+                   _http_url(forkee.get("html_url")) or f"{c.web_base}/{full_name}",
+                   c.time(forkee.get("created_at")), None, data)
+
+
+def _discussion(c: _Context) -> Event | None:
+    p = c.payload
+    action = _req_str(p, "action", "discussion")
+    discussion = _req_obj(p, "discussion", "discussion")
+    number = _req_int(discussion, "number", "discussion")
+    if action not in ("created", "answered"):
+        return None
+    first = discussion.get("created_at") if action == "created" else discussion.get("answer_chosen_at")
+    category = _opt_obj(discussion, "category")
+    data = {"number": number, "state": _opt_str(discussion, "state"),
+            "category": _opt_str(category, "name") if category else None}
+    return c.event(f"discussion_{c.repo}#{number}_{action}", EventType.DISCUSSION,
+                   _opt_str(discussion, "title") or f"Discussion #{number}",
+                   _http_url(discussion.get("html_url")) or f"{c.repo_url}/discussions/{number}",
+                   c.time(first, discussion.get("updated_at")), action, data)
+
+
+def _discussion_comment(c: _Context) -> Event | None:
+    p = c.payload
+    action = _req_str(p, "action", "discussion_comment")
+    comment = _req_obj(p, "comment", "discussion_comment")
+    comment_id = _req_int(comment, "id", "comment")
+    discussion = _req_obj(p, "discussion", "discussion_comment")
+    number = _req_int(discussion, "number", "discussion")
+    if action != "created":
+        return None
+    subject = _opt_str(discussion, "title")
+    return c.event(f"comment_discussion_{comment_id}", EventType.COMMENT,
+                   f"Comment on discussion: {subject}" if subject else f"Comment on discussion #{number}",
+                   _http_url(comment.get("html_url"))
+                   or f"{c.repo_url}/discussions/{number}#discussioncomment-{comment_id}",
+                   c.time(comment.get("created_at")), "created",
+                   {"discussion_number": number, "comment_id": comment_id})
+
+
+def _member(c: _Context) -> Event | None:
+    p = c.payload
+    action = _req_str(p, "action", "member")
+    member = _req_obj(p, "member", "member")
+    login = _req_str(member, "login", "member")
+    if action not in ("added", "removed", "edited"):
+        return None
+    changes = _opt_obj(p, "changes") or {}
+    old = _opt_obj(changes, "old_permission") or {}
+    new = _opt_obj(changes, "permission") or {}
+    title = {"added": f"{login} added as a collaborator",
+             "removed": f"{login} removed as a collaborator",
+             "edited": f"{login}'s collaborator permission changed"}[action]
+    data = {"member": login, "old_permission": _opt_str(old, "from"),
+            "permission": _opt_str(new, "to")}
+    return c.event(f"member_{c.repo}_{login}_{action}", EventType.MEMBER, title, c.repo_url,
+                   c.time(), action, data)
+
+
+def _public(c: _Context) -> Event | None:
+    return c.event(f"public_{c.repo}", EventType.PUBLIC, f"{c.repo} made public", c.repo_url,
+                   c.time(), None, {})
+
+
+_BUILDERS: Mapping[str, Callable[[_Context], Event | None]] = {
+    "push": _push,
+    "pull_request": _pull_request,
+    "issues": _issues,
+    "issue_comment": _issue_comment,
+    "commit_comment": _commit_comment,
+    "pull_request_review": _review,
+    "pull_request_review_comment": _review_comment,
+    "release": _release,
+    "watch": _star,
+    "star": _star,
+    "fork": _fork,
+    "create": _create,
+    "delete": _create,
+    "discussion": _discussion,
+    "discussion_comment": _discussion_comment,
+    "member": _member,
+    "public": _public,
+}
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _as_obj(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise Unusable(f"{where} is a {type(value).__name__}, not an object")
+    return value
+
+
+def _req_obj(m: Mapping, key: str, where: str) -> Mapping[str, Any]:
+    if key not in m or m[key] is None:
+        raise Unusable(f"{where} has no {key!r}")
+    return _as_obj(m[key], f"{where}.{key}")
+
+
+def _opt_obj(m: Mapping, key: str, default: Mapping | None = None) -> Mapping[str, Any] | None:
+    value = m.get(key)
+    if value is None:
+        return default
+    return _as_obj(value, key)
+
+
+def _req_str(m: Mapping, key: str, where: str) -> str:
+    value = m.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise Unusable(f"{where}.{key} is {value!r}, not a non-empty string")
+    return value
+
+
+def _opt_str(m: Mapping, key: str) -> str | None:
+    """A string field, ``None`` when absent, null or not a string (display fields only)."""
+    value = m.get(key)
+    return value if isinstance(value, str) and value != "" else None
+
+
+def _req_int(m: Mapping, key: str, where: str) -> int:
+    value = m.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Unusable(f"{where}.{key} is {value!r}, not an integer")
+    return value
+
+
+def _opt_int(m: Mapping, key: str) -> int | None:
+    value = m.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _repo_name(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise Unusable(f"{where} is {value!r}, not an owner/name string")
+    owner, slash, name = value.partition("/")
+    if not slash or not owner or not name or "/" in name or value != value.strip():
+        raise Unusable(f"{where} is {value!r}, not owner/name")
+    return value
+
+
+def _is_bot(login: str, account_type: object) -> bool:
+    return account_type == "Bot" or login.lower().endswith("[bot]")
+
+
+def _split_ref(ref: str) -> tuple[str | None, str]:
+    """``refs/heads/x`` → (branch, x); ``refs/tags/x`` → (tag, x); else (None, ref)."""
+    for prefix, ref_type in (("refs/heads/", "branch"), ("refs/tags/", "tag")):
+        if ref.startswith(prefix):
+            return ref_type, ref[len(prefix):]
+    return None, ref
+
+
+def _http_url(value: object) -> str | None:
+    if isinstance(value, str) and value.startswith(("https://", "http://")):
+        return value
+    return None
+
+
+def _web_base_from_api_url(value: object) -> str:
+    """The web host that serves a REST API URL: api.github.com → github.com, GHES /api/v3 → its host."""
+    url = _http_url(value)
+    if url is None:
+        return "https://github.com"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. a broken IPv6 literal
+        return "https://github.com"
+    host = parts.netloc
+    if host.startswith("api."):
+        return f"{parts.scheme}://{host[4:]}"
+    if parts.path.startswith("/api/v3/") and host:
+        return f"{parts.scheme}://{host}"
+    return "https://github.com"
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _TITLE_MAX else line[: _TITLE_MAX - 1] + "…"
+
+
+def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep JSON primitives only; unknown values (``None``) are left out."""
+    return {key: value for key, value in data.items()
+            if isinstance(value, (str, int, float, bool)) and not (isinstance(value, float) and value != value)}
