@@ -1,11 +1,12 @@
 """Wiring: builds the pipeline and runs every task in one nursery.
 
-Owns: the channels between stages, their sizes, start-up order and graceful
-shutdown.
+Owns: choosing the sources from the settings, the channels between stages,
+their sizes, start-up order and graceful shutdown.
 Must not: contain pipeline logic; each stage lives in its own module.
 
-    source ─▶ [events] ─▶ scorer ─▶ [scored] ─▶ differ ─▶ [inbox] ─▶ hub ─▶ client queues ─▶ senders
-    heartbeat, metrics, health monitor ────────────────────────▶ [inbox]
+    sources ─▶ [events] ─▶ scorer ─▶ [scored] ─▶ differ ─▶ [inbox] ─▶ hub ─▶ client queues ─▶ senders
+    webhook POSTs ─▶ [events]
+    heartbeat, metrics, health monitor ───────────────────────────▶ [inbox]
 """
 
 from __future__ import annotations
@@ -18,19 +19,26 @@ from osintd.clock import WallClock
 from osintd.config import Settings
 from osintd.demo import DemoSettings, DemoSource
 from osintd.differ import Differ, DifferSettings, run_differ
+from osintd.github import GitHubPoller, GitHubSettings
 from osintd.httpapi import HttpApi
 from osintd.hub import GOING_AWAY, Hub
 from osintd.monitors import Counts, HealthMonitor, PipelineCondition, heartbeat, metrics
+from osintd.replay import ReplaySource
 from osintd.scorer import Scorer, ScoringModel, run_scorer
 from osintd.server import Server, ServerSettings
 from osintd.session import SessionSettings
 from osintd.sources import Source
+from osintd.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
 
 
 class App:
-    """One running daemon.  ``run`` serves until cancelled; ``shutdown`` ends it gracefully."""
+    """One running daemon.  ``run`` serves until cancelled; ``shutdown`` ends it gracefully.
+
+    ``sources`` replaces the sources the settings would choose (tests use that);
+    a GitHub poller may be given an httpx ``transport``.
+    """
 
     def __init__(self, settings: Settings, source: Source | None = None,
                  model: ScoringModel | None = None, listeners: list | None = None) -> None:
@@ -42,14 +50,34 @@ class App:
         self.hub: Hub
         self.scorer: Scorer
         self.server: Server
+        self.sources: list = []
+        self.webhooks: WebhookReceiver | None = None
+        self._sources_running = 0
         self._nursery: trio.Nursery | None = None
+
+    def _choose_sources(self, clock: WallClock) -> list:
+        settings = self.settings
+        if self._source is not None:
+            return [self._source]
+        if settings.replay is not None:
+            return [ReplaySource(settings.replay, settings.replay_speed)]
+        sources: list = []
+        if settings.repos or settings.orgs:
+            sources.append(GitHubPoller(GitHubSettings(api_url=settings.github_api_url, token=settings.github_token,
+                                                       repos=settings.repos, orgs=settings.orgs),
+                                        lambda: clock.now().timestamp()))
+        if settings.runs_demo:
+            sources.append(DemoSource(DemoSettings(rate=settings.demo_rate, seed=settings.demo_seed), clock.now))
+        return sources
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         settings = self.settings
         self.clock = clock = WallClock()
-        source = self._source or DemoSource(DemoSettings(rate=settings.demo_rate, seed=settings.demo_seed), clock.now)
-        model = self._model or (ScoringModel.for_demo(settings.demo_rate) if source.name == "demo" else ScoringModel())
-        self.scorer = scorer = Scorer(model, clock.now if source.live else None)
+        self.sources = sources = self._choose_sources(clock)
+        live = all(source.live for source in sources)
+        demo = any(source.name == "demo" for source in sources)
+        model = self._model or (ScoringModel.for_demo(settings.demo_rate) if demo else ScoringModel())
+        self.scorer = scorer = Scorer(model, clock.now if live else None)
         self.hub = hub = Hub(clock.now, replay_capacity=settings.replay_capacity)
         differ = Differ(DifferSettings(summary_interval=settings.summary_interval))
 
@@ -57,6 +85,8 @@ class App:
         scored_in, scored_out = trio.open_memory_channel(256)
         inbox_in, inbox_out = trio.open_memory_channel(1024)
         health_in, health_out = trio.open_memory_channel(64)
+        if settings.webhook_secret:
+            self.webhooks = WebhookReceiver(settings.webhook_secret, events_in.clone(), clock.now)
         self._last_tick = trio.current_time()
 
         def tick() -> None:
@@ -66,16 +96,29 @@ class App:
             return {name: channel.statistics().current_buffer_used
                     for name, channel in (("events", events_in), ("scored", scored_in), ("hub_inbox", inbox_in))}
 
+        def source_status() -> dict:
+            status = {source.name: source.status() for source in sources if hasattr(source, "status")}
+            if self.webhooks is not None:
+                status["webhooks"] = dict(self.webhooks.stats.deliveries)
+            return status
+
         api = HttpApi(hub, max_clients=settings.max_clients, client_queue=settings.client_queue,
-                      pipeline_depths=depths)
+                      pipeline_depths=depths, webhooks=self.webhooks, source_status=source_status)
         session = SessionSettings(client_queue=settings.client_queue, send_timeout=settings.send_timeout,
                                   ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout)
         self.server = server = Server(ServerSettings(settings.host, settings.port, settings.max_clients,
                                                      settings.handshake_timeout, settings.allowed_origins, session),
                                       hub, api, clock.now)
+        components = tuple(dict.fromkeys(getattr(source, "component", source.name) for source in sources))
+        def progressing() -> bool:
+            # Idle (nothing queued) is fine; queued work with no scoreboard for a while is a stall.
+            recent = trio.current_time() - self._last_tick < 3 * settings.announce_interval + 1
+            return recent or events_in.statistics().current_buffer_used == 0
+
         health = HealthMonitor(inbox_in.clone(), clock.now, lambda: PipelineCondition(
-            running=trio.current_time() - self._last_tick < 3 * settings.announce_interval + 1,
-            overloaded=hub.overloaded), "github")
+            running=progressing(),
+            overloaded=hub.overloaded,
+            finished=self._sources_running == 0 and self.webhooks is None), components)
 
         def counts() -> Counts:
             return Counts(scorer.total_events, scorer.active_repositories, api.total_queries, hub.connection_count)
@@ -89,12 +132,23 @@ class App:
             nursery.start_soon(heartbeat, inbox_in.clone(), settings.heartbeat_interval, clock.now)
             nursery.start_soon(metrics, inbox_in.clone(), settings.metrics_interval, clock.now, counts)
             nursery.start_soon(run_differ, differ, scored_out, inbox_in, clock.now)
-            nursery.start_soon(run_scorer, scorer, events_out, scored_in, settings.announce_interval, tick)
-            nursery.start_soon(_run_source, source, events_in, health_in)
+            nursery.start_soon(run_scorer, scorer, events_out, scored_in, settings.announce_interval, tick, live)
+            async with events_in:  # each source holds its own clone; the stream ends when all are done
+                for source in sources:
+                    self._sources_running += 1
+                    nursery.start_soon(self._run_source, source, events_in.clone(), health_in)
             await nursery.start(server.serve, listeners)
-            log.info("serving ws://%s:%d/ws/live-updates (source: %s)", _display_host(settings.host),
-                     self.port, source.name)
+            log.info("serving ws://%s:%d/ws/live-updates (sources: %s)", _display_host(settings.host),
+                     self.port, ", ".join([s.name for s in sources] + (["webhooks"] if self.webhooks else [])))
             task_status.started(self)
+
+    async def _run_source(self, source: Source, events, health) -> None:
+        try:
+            async with events:
+                await source.run(events, health)
+            log.info("source %s finished", source.name)
+        finally:
+            self._sources_running -= 1
 
     async def shutdown(self) -> None:
         """Stop accepting, close every client with 1001, wait a little, then stop all tasks."""
@@ -105,12 +159,6 @@ class App:
             await self.server.wait_sessions_closed()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
-
-
-async def _run_source(source: Source, events, health) -> None:
-    async with events:  # a finite source (a replay) ends the stream when it is done
-        await source.run(events, health)
-    log.info("source %s finished", source.name)
 
 
 def _display_host(host: str) -> str:

@@ -1,9 +1,13 @@
 """The command line: ``osintd [flags]`` serves.
 
-Owns: flags, environment variables, turning them into :class:`Settings`,
+Owns: flags, environment variables, the config file's place in precedence
+(flag, then environment, then file, then default), reading secret files,
 signals, and exit codes (0 after a clean stop, 1 when serving failed, 2 for a
 bad value: one line on stderr, never a traceback).
 Must not: contain daemon logic.
+
+Config-file values go through the same parser as flags, so both are
+validated alike and a bad value names where it came from.
 """
 
 from __future__ import annotations
@@ -11,19 +15,23 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 import trio
 
 from osintd import __version__, logs
-from osintd.config import Settings
+from osintd.config import ConfigError, FileConfig, Settings, load_config
 
 log = logging.getLogger("osintd")
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
+_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_ORG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 
 class UsageError(Exception):
@@ -47,6 +55,14 @@ def _ranged(kind: Callable, low: float, high: float, what: str) -> Callable[[str
     return parse
 
 
+def _matching(pattern: re.Pattern, what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if not pattern.match(text):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return text
+    return parse
+
+
 def _origin(text: str) -> str:
     if text == "*":
         return text
@@ -55,60 +71,179 @@ def _origin(text: str) -> str:
     return text.rstrip("/")
 
 
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL")
+    return text.rstrip("/")
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    return _ranged(float, 0.001, 1e9, "a speed-up factor (or max)")(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="osintd", description="Live GitHub activity intelligence over WebSocket "
-                                          "(ws://HOST:PORT/ws/live-updates).")
+    # Defaults are None here: Settings holds the real ones, so that precedence can tell set from unset.
+    p = _Parser(prog="osintd", argument_default=None,
+                description="Live GitHub activity intelligence over WebSocket (ws://HOST:PORT/ws/live-updates).")
     p.add_argument("--version", action="version", version=f"osintd {__version__}")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_ranged(int, 0, 65535, "a port number"), default=8000,
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML config file (flags and environment win over it)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=_ranged(int, 0, 65535, "a port number"),
                    help="port for HTTP and WebSocket (default 8000; 0 picks a free one)")
-    p.add_argument("--demo", action="store_true", default=None,
-                   help="synthetic activity, no token or network (also DEMO_MODE=true; the default "
-                        "while no GitHub source is configured)")
-    p.add_argument("--demo-rate", type=_ranged(float, 0.1, 100_000, "events per second"), default=4.0,
+    p.add_argument("--demo", action="store_true", help="synthetic activity, no token or network (also "
+                   "DEMO_MODE=true; the default while no GitHub source is configured)")
+    p.add_argument("--demo-rate", type=_ranged(float, 0.1, 100_000, "events per second"),
                    help="demo events per second (0.1 to thousands; default 4)")
-    p.add_argument("--demo-seed", type=_ranged(int, 0, 2**63 - 1, "a whole number"), default=None,
+    p.add_argument("--demo-seed", type=_ranged(int, 0, 2**63 - 1, "a whole number"),
                    help="seed for reproducible demo data")
-    p.add_argument("--heartbeat-interval", type=_ranged(float, 0.05, 3600, "seconds"), default=30.0,
+    p.add_argument("--repo", action="append", type=_matching(_REPO, "OWNER/NAME"), metavar="OWNER/NAME",
+                   help="poll this repository's events (repeatable)")
+    p.add_argument("--org", action="append", type=_matching(_ORG, "an organisation name"), metavar="ORG",
+                   help="poll this organisation's public events (repeatable)")
+    p.add_argument("--github-api-url", type=_url, help="GitHub API base URL (default https://api.github.com)")
+    p.add_argument("--github-token-file", type=Path, metavar="FILE",
+                   help="file holding a GitHub token (also GITHUB_TOKEN, or $CREDENTIALS_DIRECTORY/github-token)")
+    p.add_argument("--webhook-secret-file", type=Path, metavar="FILE",
+                   help="file holding the webhook secret; enables POST /webhooks/github "
+                        "(also $CREDENTIALS_DIRECTORY/webhook-secret)")
+    p.add_argument("--replay", type=Path, metavar="FILE",
+                   help="replay a GH Archive file (.json or .json.gz, one event per line)")
+    p.add_argument("--replay-speed", type=_speed, metavar="N|max",
+                   help="replay N times faster than the events happened, or max (default)")
+    p.add_argument("--heartbeat-interval", type=_ranged(float, 0.05, 3600, "seconds"),
                    help="seconds between heartbeats (default 30)")
-    p.add_argument("--metrics-interval", type=_ranged(float, 0.05, 3600, "seconds"), default=5.0,
+    p.add_argument("--metrics-interval", type=_ranged(float, 0.05, 3600, "seconds"),
                    help="seconds between metrics checks; sent only when changed (default 5)")
-    p.add_argument("--announce-interval", type=_ranged(float, 0.05, 3600, "seconds"), default=1.0,
+    p.add_argument("--announce-interval", type=_ranged(float, 0.05, 3600, "seconds"),
                    help="seconds between ranking/trend/summary announcements (default 1)")
-    p.add_argument("--summary-interval", type=_ranged(float, 0, 86400, "seconds"), default=None,
+    p.add_argument("--summary-interval", type=_ranged(float, 0, 86400, "seconds"),
                    help="minimum seconds between summaries of one repository (default 30; 10 in demo)")
-    p.add_argument("--client-queue", type=_ranged(int, 4, 1_000_000, "a message count"), default=1024,
+    p.add_argument("--client-queue", type=_ranged(int, 4, 1_000_000, "a message count"),
                    help="messages queued per client before it is dropped as slow (default 1024)")
-    p.add_argument("--replay-capacity", type=_ranged(int, 0, 10_000_000, "a message count"), default=10_000,
+    p.add_argument("--replay-capacity", type=_ranged(int, 0, 10_000_000, "a message count"),
                    help="broadcasts kept for clients that resume (default 10000)")
-    p.add_argument("--max-clients", type=_ranged(int, 1, 1_000_000, "a client count"), default=10_000,
+    p.add_argument("--max-clients", type=_ranged(int, 1, 1_000_000, "a client count"),
                    help="WebSocket clients at once; the next one gets 503 (default 10000)")
-    p.add_argument("--allowed-origin", type=_origin, action="append", default=[], metavar="ORIGIN",
+    p.add_argument("--allowed-origin", type=_origin, action="append", metavar="ORIGIN",
                    help="browser origin allowed to connect, repeatable; * allows any "
                         "(default: this server on localhost, 127.0.0.1 and [::1])")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
-                   type=str.lower)
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), type=str.lower)
     return p
 
 
+def _file_argv(config: FileConfig) -> list[str]:
+    """The config file as flags, so that it is validated exactly like them."""
+    argv: list[str] = []
+
+    def add(flag: str, value) -> None:
+        if value is None:
+            return
+        if isinstance(value, list):
+            for item in value:
+                argv.extend((flag, str(item)))
+        elif isinstance(value, bool):
+            if value:
+                argv.append(flag)
+        else:
+            argv.extend((flag, str(value)))
+
+    s, g, d, r = config.server, config.github, config.demo, config.replay
+    for flag, value in (("--log-level", config.log_level), ("--host", s.host), ("--port", s.port),
+                        ("--max-clients", s.max_clients), ("--client-queue", s.client_queue),
+                        ("--replay-capacity", s.replay_capacity), ("--allowed-origin", s.allowed_origins),
+                        ("--heartbeat-interval", s.heartbeat_interval), ("--metrics-interval", s.metrics_interval),
+                        ("--announce-interval", s.announce_interval), ("--summary-interval", s.summary_interval),
+                        ("--repo", g.repos), ("--org", g.orgs), ("--github-api-url", g.api_url),
+                        ("--github-token-file", g.token_file), ("--webhook-secret-file", g.webhook_secret_file),
+                        ("--demo", d.enabled), ("--demo-rate", d.rate), ("--demo-seed", d.seed),
+                        ("--replay", r.file), ("--replay-speed", r.speed)):
+        add(flag, value)
+    return argv
+
+
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path} is not text") from None
+    if not text:
+        raise UsageError(f"{what} {path} is empty")
+    return text
+
+
 def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
-    """Flags first, then the environment, then defaults."""
-    args = build_parser().parse_args(argv)
-    demo = args.demo
-    if demo is None and "DEMO_MODE" in environ:
-        value = environ["DEMO_MODE"].strip().lower()
-        if value not in TRUE | FALSE:
-            raise UsageError(f"DEMO_MODE={environ['DEMO_MODE']!r} is not true or false")
-        demo = value in TRUE
-    if demo is False:
-        raise UsageError("no source configured: the GitHub sources are not available yet; run with --demo")
-    summary_interval = args.summary_interval if args.summary_interval is not None else 10.0
+    """Flags first, then the environment, then the config file, then defaults."""
+    parser = build_parser()
+    flags = parser.parse_args(argv)
+    file = argparse.Namespace()
+    if flags.config is not None:
+        try:
+            file_argv = _file_argv(load_config(flags.config))
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            file = parser.parse_args(file_argv)
+        except UsageError as exc:
+            raise UsageError(f"config file {flags.config}: {exc}") from None
+
+    def pick(name: str, env: str | None = None, convert: Callable = lambda v: v):
+        value = getattr(flags, name, None)
+        if value is not None:
+            return value
+        if env is not None and environ.get(env):
+            return convert(environ[env])
+        return getattr(file, name, None)
+
+    demo_env = environ.get("DEMO_MODE")
+    if demo_env is not None and demo_env.strip().lower() not in TRUE | FALSE:
+        raise UsageError(f"DEMO_MODE={demo_env!r} is not true or false")
+    demo = flags.demo or (demo_env.strip().lower() in TRUE if demo_env is not None else bool(getattr(file, "demo", None)))
+
+    token = None
+    if flags.github_token_file is not None:
+        token = _read_secret(flags.github_token_file, "--github-token-file")
+    elif environ.get("GITHUB_TOKEN"):
+        token = environ["GITHUB_TOKEN"].strip()
+    elif getattr(file, "github_token_file", None) is not None:
+        token = _read_secret(file.github_token_file, "github.token_file")
+    elif environ.get("CREDENTIALS_DIRECTORY") and (Path(environ["CREDENTIALS_DIRECTORY"]) / "github-token").exists():
+        token = _read_secret(Path(environ["CREDENTIALS_DIRECTORY"]) / "github-token", "credential")
+
+    secret_file = pick("webhook_secret_file")
+    if secret_file is None and environ.get("CREDENTIALS_DIRECTORY"):
+        candidate = Path(environ["CREDENTIALS_DIRECTORY"]) / "webhook-secret"
+        secret_file = candidate if candidate.exists() else None
+    secret = _read_secret(secret_file, "webhook secret file").encode() if secret_file is not None else None
+
+    replay = pick("replay")
+    if replay is not None and not replay.is_file():
+        raise UsageError(f"--replay {replay}: no such file")
+    repos, orgs = tuple(pick("repo") or ()), tuple(pick("org") or ())
+    if demo and (repos or orgs or replay):
+        raise UsageError("--demo cannot be combined with --repo, --org or --replay; choose one")
+
+    defaults = Settings()
+    values = {
+        "host": pick("host"), "port": pick("port"), "demo_rate": pick("demo_rate"),
+        "demo_seed": pick("demo_seed"), "github_api_url": pick("github_api_url"),
+        "heartbeat_interval": pick("heartbeat_interval"), "metrics_interval": pick("metrics_interval"),
+        "announce_interval": pick("announce_interval"), "client_queue": pick("client_queue"),
+        "replay_capacity": pick("replay_capacity"), "max_clients": pick("max_clients"),
+        "log_level": pick("log_level"),
+    }
+    summary_interval = pick("summary_interval")
+    runs_demo = demo or not (repos or orgs or replay or secret)
     return Settings(
-        host=args.host, port=args.port, demo=True, demo_rate=args.demo_rate, demo_seed=args.demo_seed,
-        heartbeat_interval=args.heartbeat_interval, metrics_interval=args.metrics_interval,
-        announce_interval=args.announce_interval, summary_interval=summary_interval,
-        client_queue=args.client_queue, max_clients=args.max_clients, replay_capacity=args.replay_capacity,
-        allowed_origins=tuple(args.allowed_origin), log_level=args.log_level,
+        **{name: value for name, value in values.items() if value is not None},
+        demo=demo, repos=repos, orgs=orgs, github_token=token, webhook_secret=secret, replay=replay,
+        replay_speed=pick("replay_speed"),
+        summary_interval=summary_interval if summary_interval is not None
+        else (10.0 if runs_demo else defaults.summary_interval),
+        allowed_origins=tuple(pick("allowed_origin") or ()),
     )
 
 

@@ -2,9 +2,12 @@
 
 Owns: the settings' names, defaults and validation.
 Must not: parse the command line (``cli``) or act on a setting.
+Secrets (the GitHub token, the webhook secret) are kept out of ``repr``.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import attrs
 
@@ -13,9 +16,17 @@ import attrs
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
-    demo: bool = True
+    demo: bool = False
     demo_rate: float = 4.0
     demo_seed: int | None = None
+    # GitHub sources: polled repositories and organisations, webhooks, replay.
+    repos: tuple[str, ...] = ()
+    orgs: tuple[str, ...] = ()
+    github_api_url: str = "https://api.github.com"
+    github_token: str | None = attrs.field(default=None, repr=False)
+    webhook_secret: bytes | None = attrs.field(default=None, repr=False)
+    replay: Path | None = None
+    replay_speed: float | None = None  # None: as fast as the pipeline goes
     heartbeat_interval: float = 30.0
     metrics_interval: float = 5.0
     client_queue: int = 1024
@@ -33,3 +44,106 @@ class Settings:
     send_timeout: float = 10.0
     handshake_timeout: float = 10.0
     shutdown_grace: float = 3.0
+
+    @property
+    def uses_github(self) -> bool:
+        return bool(self.repos or self.orgs or self.webhook_secret or self.replay)
+
+    @property
+    def runs_demo(self) -> bool:
+        """Demo when asked for, or when no GitHub source is configured."""
+        return self.demo or not self.uses_github
+
+
+# ------------------------------------------------------------------ config file
+#
+# The TOML file (``--config``) mirrors the flags in sections.  It is structured
+# by cattrs into these classes: an unknown key or a wrong type is refused with
+# the key's path ("server.port: expected int"), never ignored.
+
+
+@attrs.frozen
+class ServerSection:
+    host: str | None = None
+    port: int | None = None
+    max_clients: int | None = None
+    client_queue: int | None = None
+    replay_capacity: int | None = None
+    allowed_origins: list[str] | None = None
+    heartbeat_interval: float | None = None
+    metrics_interval: float | None = None
+    announce_interval: float | None = None
+    summary_interval: float | None = None
+
+
+@attrs.frozen
+class GitHubSection:
+    repos: list[str] | None = None
+    orgs: list[str] | None = None
+    api_url: str | None = None
+    token_file: str | None = None
+    webhook_secret_file: str | None = None
+
+
+@attrs.frozen
+class DemoSection:
+    enabled: bool | None = None
+    rate: float | None = None
+    seed: int | None = None
+
+
+@attrs.frozen
+class ReplaySection:
+    file: str | None = None
+    speed: float | str | None = None
+
+
+@attrs.frozen
+class FileConfig:
+    log_level: str | None = None
+    state_dir: str | None = None
+    server: ServerSection = ServerSection()
+    github: GitHubSection = GitHubSection()
+    demo: DemoSection = DemoSection()
+    replay: ReplaySection = ReplaySection()
+
+
+class ConfigError(ValueError):
+    """A config file osintd cannot use; the message names the file and the key."""
+
+
+def load_config(path: Path) -> FileConfig:
+    import tomllib
+
+    import cattrs
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    converter = cattrs.Converter(forbid_extra_keys=True)
+
+    def strict(kind):
+        def check(value, _type):
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+                raise TypeError(f"expected {kind.__name__ if isinstance(kind, type) else 'a number'}")
+            return value
+        return check
+
+    converter.register_structure_hook(str, strict(str))
+    converter.register_structure_hook(int, strict(int))
+    converter.register_structure_hook(bool, strict(bool))
+    converter.register_structure_hook(float, strict((int, float)))
+    converter.register_structure_hook_func(  # replay.speed: a number or "max"
+        lambda cls: cls == (float | str | None),
+        lambda value, _t: None if value is None else strict((int, float, str))(value, _t))
+    try:
+        return converter.structure(raw, FileConfig)
+    except Exception as exc:  # cattrs raises class/iterable validation groups
+        problems = []
+        for line in cattrs.transform_error(exc, path="$"):
+            message, _, where = line.rpartition(" @ ")
+            problems.append(f"{where.removeprefix('$').removeprefix('.') or '(top level)'}: {message}")
+        raise ConfigError(f"config file {path}: {'; '.join(problems)}") from None

@@ -97,6 +97,7 @@ class _Burst:
 
 class DemoSource:
     name = "demo"
+    component = "github"  # it simulates GitHub, incidents included
     live = True
 
     def __init__(self, settings: DemoSettings, now: Callable[[], dt.datetime]) -> None:

@@ -70,6 +70,7 @@ class ComponentHealth:
     epoch: str
     seq: int
     websocket_connections: int
+    sources: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -97,12 +98,32 @@ class WsStats:
     replay_ring: int
 
 
+@attrs.frozen
+class Request:
+    """One plain-HTTP request, its body already read (within ``body_limit``)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes = b""
+
+
 class HttpApi:
-    """Routes ``GET`` requests to JSON answers; ``pipeline_depths`` reports channel fill."""
+    """Routes requests to answers; ``pipeline_depths`` reports channel fill.
+
+    ``webhooks`` (an object with ``async handle(headers, body)``) takes
+    ``POST /webhooks/github`` when a webhook secret is configured;
+    ``source_status`` adds the sources' own state to ``/api/v1/health``.
+    """
+
+    WEBHOOK_PATH = "/webhooks/github"
 
     def __init__(self, hub: Hub, *, max_clients: int, client_queue: int,
-                 pipeline_depths: Callable[[], dict[str, int]]) -> None:
+                 pipeline_depths: Callable[[], dict[str, int]], webhooks=None,
+                 source_status: Callable[[], dict] | None = None) -> None:
         self.hub = hub
+        self.webhooks = webhooks
+        self.source_status = source_status
         self.max_clients = max_clients
         self.client_queue = client_queue
         self.pipeline_depths = pipeline_depths
@@ -117,7 +138,19 @@ class HttpApi:
             "/api/v1/events": self._events,
         }
 
-    def handle(self, method: str, path: str) -> Response:
+    def body_limit(self, path: str) -> int:
+        if path == self.WEBHOOK_PATH and self.webhooks is not None:
+            return 25 * 1024 * 1024  # GitHub caps deliveries at 25 MB
+        return 1024 * 1024
+
+    async def handle(self, request: Request) -> Response:
+        method, path = request.method, request.path
+        if path == self.WEBHOOK_PATH:
+            if self.webhooks is None:
+                return problem(404, "not_found", "webhooks are off: start osintd with --webhook-secret-file")
+            if method != "POST":
+                return problem(405, "method_not_allowed", f"{path} takes POST", ("Allow", "POST"))
+            return await self.webhooks.handle(request.headers, request.body)
         route = self._routes.get(path)
         if route is None and path.startswith("/api/v1/repos/"):
             route = lambda: self._repo(path.removeprefix("/api/v1/repos/"))  # noqa: E731
@@ -149,7 +182,8 @@ class HttpApi:
         components = dict(system.components)
         return Response(200, ComponentHealth(system.status, system.message, components, __version__,
                                              self._uptime(), self.hub.epoch, self.hub.seq,
-                                             self.hub.connection_count))
+                                             self.hub.connection_count,
+                                             self.source_status() if self.source_status else None))
 
     def _ws_stats(self) -> Response:
         hub = self.hub

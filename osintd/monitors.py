@@ -63,6 +63,7 @@ class PipelineCondition:
 
     running: bool
     overloaded: bool
+    finished: bool = False  # every source has ended (a replay is done): idle, not broken
 
 
 class HealthMonitor:
@@ -72,12 +73,11 @@ class HealthMonitor:
     """
 
     def __init__(self, inbox: trio.MemorySendChannel, now: Callable,
-                 pipeline: Callable[[], PipelineCondition], source_component: str) -> None:
+                 pipeline: Callable[[], PipelineCondition], components: tuple[str, ...]) -> None:
         self._inbox = inbox
         self._now = now
         self._pipeline = pipeline
-        self._sources: dict[str, SourceHealth] = {
-            source_component: SourceHealth(source_component, "ok", "")}
+        self._sources: dict[str, SourceHealth] = {name: SourceHealth(name, "ok", "") for name in components}
         self._last: tuple | None = None
 
     async def run(self, reports: trio.MemoryReceiveChannel[SourceHealth], check_every: float = 1.0) -> None:
@@ -119,14 +119,19 @@ class HealthMonitor:
 
     def current(self) -> SystemStatus:
         pipeline = self._pipeline()
-        components = {"api": "operational",
-                      "pipeline": "stalled" if not pipeline.running else "shedding" if pipeline.overloaded else "running"}
+        if pipeline.finished:
+            state = "finished"
+        elif not pipeline.running:
+            state = "stalled"
+        else:
+            state = "shedding" if pipeline.overloaded else "running"
+        components = {"api": "operational", "pipeline": state}
         problems = []
         for name, report in sorted(self._sources.items()):
             components[name] = {"ok": "operational"}.get(report.state, report.state)
             if report.state != "ok":
                 problems.append(report)
-        if not pipeline.running:
+        if not pipeline.running and not pipeline.finished:
             return SystemStatus(self._now(), "unhealthy", components, "The pipeline has stopped", "critical")
         if any(p.state == "down" for p in problems):
             down = next(p for p in problems if p.state == "down")
@@ -136,4 +141,7 @@ class HealthMonitor:
         if pipeline.overloaded:
             return SystemStatus(self._now(), "degraded", components,
                                 "The server is behind; low-value messages are being shed", "warning")
+        if pipeline.finished:
+            return SystemStatus(self._now(), "healthy", components,
+                                "The source has finished; serving the final state", "info")
         return SystemStatus(self._now(), "healthy", components, "All systems operational", "info")

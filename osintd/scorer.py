@@ -230,9 +230,9 @@ class Scorer:
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self._now(), dt.timezone.utc)
 
-    def scoreboard(self) -> Scoreboard:
-        """Every tracked repository's score at "now", best first; updates trends."""
-        now = self._now()
+    def scoreboard(self, at: float | None = None) -> Scoreboard:
+        """Every tracked repository's score at ``at`` (default "now"), best first; updates trends."""
+        now = self._now() if at is None else at
         cutoff = now - self.model.window
         scores = []
         for name in list(self._repos):
@@ -338,24 +338,60 @@ def summarize(model: ScoringModel, status: TrendStatus, count: int, titles_newes
     return text
 
 
-async def run_scorer(scorer: Scorer, events, out, interval: float, on_tick: Callable[[], None] = lambda: None) -> None:
+async def run_scorer(scorer: Scorer, events, out, interval: float,
+                     on_tick: Callable[[], None] = lambda: None, live: bool = True) -> None:
     """The scorer task: score each event as it comes and pass it on; every
-    ``interval`` seconds pass on a scoreboard (coalescing all events since the
-    last one).  When the source ends, one last scoreboard and then ``out`` closes."""
+    ``interval`` seconds pass on a scoreboard, coalescing all events since the
+    last one.  When the sources end, one last scoreboard, then ``out`` closes.
+
+    Live, the interval is on trio's clock.  Replaying, it is on event time: a
+    scoreboard is taken each time the events cross the next tick, so the
+    announcements do not depend on how fast the file is read.
+    """
     async with out:
-        next_tick = trio.current_time() + interval
-        while True:
-            with trio.move_on_at(next_tick):
-                try:
-                    while True:
-                        event = await events.receive()
-                        if scorer.accept(event):
-                            await out.send(event)
-                        if trio.current_time() >= next_tick:
-                            break
-                except trio.EndOfChannel:
-                    await out.send(scorer.scoreboard())
-                    return
-            await out.send(scorer.scoreboard())
-            on_tick()
-            next_tick = max(next_tick + interval, trio.current_time())
+        if live:
+            await _score_live(scorer, events, out, interval, on_tick)
+        else:
+            await _score_event_time(scorer, events, out, interval, on_tick)
+        await out.send(scorer.scoreboard())
+
+
+async def _score_live(scorer: Scorer, events, out, interval: float, on_tick: Callable[[], None]) -> None:
+    next_tick = trio.current_time() + interval
+    while True:
+        with trio.move_on_at(next_tick):
+            try:
+                while True:
+                    event = await events.receive()
+                    if scorer.accept(event):
+                        await out.send(event)
+                    if trio.current_time() >= next_tick:
+                        break
+            except trio.EndOfChannel:
+                return
+        await out.send(scorer.scoreboard())
+        on_tick()
+        next_tick = max(next_tick + interval, trio.current_time())
+
+
+#: A replay that jumps ahead by more than this many ticks takes one scoreboard, not all of them.
+MAX_CATCH_UP_TICKS = 100
+
+
+async def _score_event_time(scorer: Scorer, events, out, interval: float, on_tick: Callable[[], None]) -> None:
+    next_tick: float | None = None
+    async for event in events:
+        at = event.created_at.timestamp()
+        if next_tick is None:
+            next_tick = at + interval
+        if at >= next_tick:
+            behind = int((at - next_tick) // interval) + 1
+            if behind > MAX_CATCH_UP_TICKS:
+                next_tick += (behind - 1) * interval
+                behind = 1
+            for _ in range(behind):
+                await out.send(scorer.scoreboard(at=next_tick))
+                next_tick += interval
+        on_tick()
+        if scorer.accept(event):
+            await out.send(event)

@@ -26,7 +26,7 @@ import trio
 from trio_websocket import wrap_server_stream
 
 from osintd.hub import Filter, Hub, Subscriber
-from osintd.httpapi import HttpApi, Response, problem
+from osintd.httpapi import HttpApi, Request, Response, problem
 from osintd.messages import SUBSCRIBABLE_TYPES
 from osintd.session import Session, SessionSettings, filter_from
 
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 WS_PATH = "/ws/live-updates"
 MAX_HEAD_BYTES = 16 * 1024
-MAX_BODY_BYTES = 1024 * 1024
 
 
 @attrs.frozen
@@ -184,7 +183,7 @@ class Server:
             if refusal is None and path == WS_PATH:
                 refusal = problem(426, "upgrade_required", f"{WS_PATH} speaks WebSocket; connect with a "
                                   "WebSocket client", ("Upgrade", "websocket"))
-            answer = refusal or await self._plain(stream, connection, request, path)
+            answer = refusal or await self._plain(stream, connection, request, path, headers)
             await self._respond(stream, connection, answer, head_only=request.method == b"HEAD")
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
                 return
@@ -212,9 +211,11 @@ class Server:
             else:
                 return None  # ConnectionClosed or PAUSED
 
-    async def _plain(self, stream, connection: h11.Connection, request: h11.Request, path: str) -> Response:
-        """Drain the body (bounded), then route."""
-        size = 0
+    async def _plain(self, stream, connection: h11.Connection, request: h11.Request, path: str,
+                     headers: dict[str, str]) -> Response:
+        """Read the body (bounded), then route."""
+        limit = self.api.body_limit(path)
+        body = bytearray()
         while True:
             event = connection.next_event()
             if event is h11.NEED_DATA:
@@ -223,14 +224,14 @@ class Server:
                 if not data:
                     return problem(400, "bad_request", "connection closed before the body ended")
             elif isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > MAX_BODY_BYTES:
-                    return problem(413, "payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+                body += event.data
+                if len(body) > limit:
+                    return problem(413, "payload_too_large", f"request bodies here are limited to {limit} bytes")
             elif isinstance(event, h11.EndOfMessage):
                 break
             else:
                 return problem(400, "bad_request", "unexpected end of request")
-        return self.api.handle(request.method.decode("latin-1"), path)
+        return await self.api.handle(Request(request.method.decode("latin-1"), path, headers, bytes(body)))
 
     async def _respond(self, stream, connection: h11.Connection, answer: Response, head_only: bool = False) -> None:
         body = answer.encoded()

@@ -6,7 +6,7 @@ Must not: contain a source.
 A source runs as one task.  It sends :class:`~osintd.models.Event` objects on
 ``events`` (awaiting when the pipeline is busy: sources never drop) and
 :class:`~osintd.models.SourceHealth` on ``health`` whenever its upstream's
-state changes.  ``live`` says whether event time follows the wall clock (demo,
+state changes, under its ``component`` name.  ``live`` says whether event time follows the wall clock (demo,
 poller, webhooks) or only the events themselves (replay).
 """
 
@@ -21,6 +21,7 @@ from osintd.models import Event, SourceHealth
 
 class Source(Protocol):
     name: str
+    component: str  # the system_status component its health reports name
     live: bool
 
     async def run(self, events: trio.MemorySendChannel[Event],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -101,6 +102,80 @@ async def test_console_script_serves_then_stops_with_1001_and_exit_0(tmp_path, s
 def test_demo_mode_env_starts_the_demo(tmp_path):
     daemon = spawn_daemon(tmp_path, env={"DEMO_MODE": "true"})
     try:
-        assert "source: demo" in daemon.log()
+        assert "sources: demo" in daemon.log()
     finally:
         assert daemon.stop() == 0
+
+
+# ------------------------------------------------------------- config and secrets
+
+from osintd.cli import UsageError, settings_from  # noqa: E402
+
+
+def _config(tmp_path, text: str):
+    path = tmp_path / "osintd.toml"
+    path.write_text(text)
+    return path
+
+
+def test_precedence_flag_then_env_then_file_then_default(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file-token\n")
+    config = _config(tmp_path, f"""
+        log_level = "warning"
+        [server]
+        port = 9001
+        heartbeat_interval = 12
+        [github]
+        repos = ["file/one"]
+        token_file = "{token_file}"
+    """.replace("\n        ", "\n"))
+    from_file = settings_from(["--config", str(config)], {})
+    assert (from_file.port, from_file.heartbeat_interval, from_file.repos, from_file.log_level) == \
+        (9001, 12.0, ("file/one",), "warning")
+    assert from_file.github_token == "from-file-token" and not from_file.runs_demo
+    env = settings_from(["--config", str(config)], {"GITHUB_TOKEN": "from-env"})
+    assert env.github_token == "from-env"
+    flags = settings_from(["--config", str(config), "--port", "9002", "--repo", "flag/two"], {"GITHUB_TOKEN": "x"})
+    assert (flags.port, flags.repos, flags.heartbeat_interval) == (9002, ("flag/two",), 12.0)
+    assert settings_from([], {}).port == 8000 and settings_from([], {}).runs_demo
+    assert "from-env" not in repr(env) and "from-file-token" not in repr(from_file)
+
+
+@pytest.mark.parametrize("text, complaint", [
+    ("[server]\nport = \"eighty\"\n", "server.port"),
+    ("[servr]\nport = 1\n", "extra fields found (servr)"),
+    ("[server]\nport = 70000\n", "out of range"),
+    ("[github]\nrepos = [\"not a repo\"]\n", "is not OWNER/NAME"),
+    ("[demo]\nenabled = \"yes\"\n", "demo.enabled"),
+    ("port = [", "is not valid TOML"),
+])
+def test_bad_config_is_one_line_naming_the_key(tmp_path, text, complaint):
+    result = run_cli("--config", str(_config(tmp_path, text)))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "config file" in lines[0] and complaint in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("argv, environ, complaint", [
+    (["--github-token-file", "/nonexistent/token", "--repo", "a/b"], {}, "cannot read --github-token-file"),
+    (["--demo", "--repo", "a/b"], {}, "cannot be combined"),
+    (["--replay", "/nonexistent.json.gz"], {}, "no such file"),
+    (["--replay-speed", "fast"], {}, "speed-up factor"),
+    (["--org=bad_org!"], {}, "organisation name"),
+    (["--github-api-url", "ftp://x"], {}, "http(s) URL"),
+])
+def test_bad_source_settings(argv, environ, complaint):
+    with pytest.raises(UsageError, match=re.escape(complaint)):
+        settings_from(argv, environ)
+
+
+def test_secrets_from_the_credentials_directory(tmp_path):
+    (tmp_path / "github-token").write_text("cred-token\n")
+    (tmp_path / "webhook-secret").write_text("cred-secret\n")
+    settings = settings_from(["--repo", "a/b"], {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert settings.github_token == "cred-token" and settings.webhook_secret == b"cred-secret"
+    empty = tmp_path / "empty"
+    empty.write_text("  \n")
+    with pytest.raises(UsageError, match="is empty"):
+        settings_from(["--github-token-file", str(empty)], {})

@@ -1,0 +1,104 @@
+"""The webhook receiver: ``POST /webhooks/github`` as an event source.
+
+Owns: signature verification (HMAC-SHA256 over the raw body, constant-time
+compare), delivery dedupe by ``X-GitHub-Delivery``, and handing normalised
+events to the pipeline.
+Must not: log the secret or a signature; block GitHub for long (it gives up
+after 10 s, so a busy pipeline gets a 503 and GitHub's redelivery instead).
+
+Answers: 401 missing or bad signature; 400 unreadable JSON; 202 for events
+osintd does not use (ignored) and for accepted ones; 200 for a redelivery
+already seen; 503 when the pipeline cannot take the event within 5 s.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+from typing import Callable, Mapping
+
+import attrs
+import trio
+
+from osintd.httpapi import Response, problem
+from osintd.models import Event
+from osintd.normalize import from_webhook
+
+log = logging.getLogger(__name__)
+
+MAX_WEBHOOK_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+
+
+@attrs.frozen
+class Accepted:
+    status: str
+    event_id: str | None = None
+    reason: str | None = None
+
+
+@attrs.define
+class WebhookStats:
+    deliveries: collections.Counter = attrs.field(factory=collections.Counter)
+
+
+class WebhookReceiver:
+    def __init__(self, secret: bytes, events: trio.MemorySendChannel[Event], now: Callable[[], dt.datetime],
+                 dedupe_capacity: int = 10_000, enqueue_timeout: float = 5.0) -> None:
+        self._secret = secret
+        self._events = events
+        self._now = now
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._dedupe_capacity = dedupe_capacity
+        self._enqueue_timeout = enqueue_timeout
+        self.stats = WebhookStats()
+
+    def verify(self, body: bytes, signature: str | None) -> bool:
+        if not signature or not signature.startswith("sha256="):
+            return False
+        expected = "sha256=" + hmac.new(self._secret, body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected.encode(), signature.strip().encode())
+
+    async def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
+        if not self.verify(body, headers.get("x-hub-signature-256")):
+            self.stats.deliveries["unauthorized"] += 1
+            log.warning("webhook delivery refused: missing or bad X-Hub-Signature-256")
+            return problem(401, "bad_signature", "X-Hub-Signature-256 is missing or does not match the body "
+                           "signed with this server's webhook secret")
+        kind = headers.get("x-github-event", "")
+        delivery = headers.get("x-github-delivery", "")
+        if kind == "ping":
+            self.stats.deliveries["ping"] += 1
+            return Response(200, Accepted("pong"))
+        if delivery and delivery in self._seen:
+            self.stats.deliveries["duplicate"] += 1
+            return Response(200, Accepted("duplicate", reason=f"delivery {delivery} was already received"))
+        try:
+            payload = json.loads(body)
+            if not isinstance(payload, dict):
+                raise ValueError("the body is not a JSON object")
+            event = from_webhook(kind, payload, self._now())
+        except ValueError as exc:  # bad JSON, or Unusable (a ValueError)
+            self.stats.deliveries["unusable"] += 1
+            return problem(400, "bad_payload", f"cannot read this {kind or 'unnamed'} delivery: {exc}")
+        if event is None:
+            self._remember(delivery)
+            self.stats.deliveries["ignored"] += 1
+            return Response(202, Accepted("ignored", reason=f"osintd does not use {kind} events"))
+        with trio.move_on_after(self._enqueue_timeout):
+            await self._events.send(event)
+            self._remember(delivery)
+            self.stats.deliveries["accepted"] += 1
+            return Response(202, Accepted("accepted", event.event_id))
+        self.stats.deliveries["busy"] += 1
+        return problem(503, "busy", "the pipeline is full; GitHub may redeliver later", ("Retry-After", "10"))
+
+    def _remember(self, delivery: str) -> None:
+        if not delivery:
+            return
+        self._seen[delivery] = None
+        while len(self._seen) > self._dedupe_capacity:
+            self._seen.popitem(last=False)

@@ -1,0 +1,104 @@
+"""Replay of a recorded GH Archive file: rankings and trends from event time alone,
+checked against the README's model worked out here independently."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+
+import httpx
+import pytest
+import trio
+
+from conftest import make_settings, start_app
+from fakegithub import events_api_item
+
+END = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+HOUR = 3600.0
+
+
+def _recording() -> list[tuple[str, float]]:
+    """(repo, age in hours before END) for every push in the file."""
+    events = [("base/old", 23.0), ("base/old", 23.0)]
+    events += [("hot/a", 0.5 * i / 30) for i in range(30)]                      # a burst in the last half hour
+    events += [("active/b", 0.9 * i / 8) for i in range(8)] + [("active/b", a) for a in (5, 10, 15, 19)]
+    events += [("stable/c", a) for a in (0.5, 3, 6, 9, 12)]
+    events += [("cooling/d", 2 + i // 2) for i in range(24)]                   # busy until two hours ago
+    for k in (1, 3, 4, 20, 22):
+        events += [(f"fill/r{k:02d}", 4.0)] * k
+    return events
+
+
+def _expected(events: list[tuple[str, float]]) -> tuple[list[str], dict[str, str]]:
+    """The README's model, without hysteresis (the data keeps clear of the thresholds)."""
+    observed = min(24 * HOUR, max(max(age for _, age in events) * HOUR, HOUR))
+    repos = sorted({repo for repo, _ in events})
+    score = {r: sum(2 ** (-age / 6) for repo, age in events if repo == r) for r in repos}
+    window = {r: sum(1 for repo, _ in events if repo == r) for r in repos}
+    recent = {r: sum(1 for repo, age in events if repo == r and age * HOUR <= HOUR) for r in repos}
+    status = {}
+    for r in repos:
+        velocity = (recent[r] + 1) / (window[r] * HOUR / observed + 1)
+        # Hysteresis moves thresholds by up to 20 %; the data must give one answer across that range.
+        answers = {_classify(score[r], velocity, scale) for scale in (0.8, 1.0, 1.2)}
+        assert len(answers) == 1, (r, score[r], velocity, answers)
+        status[r] = answers.pop()
+    order = sorted(repos, key=lambda r: (-round(score[r], 2), r))
+    return order[:10], status
+
+
+def _classify(s: float, velocity: float, k: float) -> str:
+    if s >= 15 * k and velocity >= 1.5 * k:
+        return "🔥 HOT"
+    if s >= 6 * k and velocity >= 1.0 * k:
+        return "📈 ACTIVE"
+    if s >= 1.5 * k and velocity < 0.67 / k:
+        return "📉 COOLING"
+    if s >= 1.5 * k:
+        return "📊 STABLE"
+    return "💤 QUIET"
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+async def test_replay_ranks_by_event_time(tmp_path, nursery, autojump_clock, compressed):
+    events = _recording()
+    lines = []
+    for n, (repo, age) in enumerate(sorted(events, key=lambda e: -e[1])):
+        at = (END - dt.timedelta(hours=age)).isoformat().replace("+00:00", "Z")
+        lines.append(json.dumps(events_api_item(n, repo, kind="PushEvent", at=at)))
+    lines.insert(3, "{this line is broken")
+    lines.insert(5, json.dumps({"id": "1", "type": "SponsorshipEvent", "repo": {"name": "x/y"},
+                                "actor": {"login": "z"}, "payload": {}, "created_at": "2026-03-01T00:00:00Z"}))
+    path = tmp_path / ("events.json.gz" if compressed else "events.json")
+    data = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    app = await start_app(nursery, make_settings(replay=path))
+    await app.sources[0].finished.wait()  # the file is read in a thread: wait for it, not for the clock
+    await trio.sleep(5)
+    async with httpx.AsyncClient() as http:
+        top = (await http.get(f"http://127.0.0.1:{app.port}/api/v1/repos")).json()["repositories"]
+        health = (await http.get(f"http://127.0.0.1:{app.port}/api/v1/health")).json()
+    order, status = _expected(events)
+    assert [row["repo_full_name"] for row in top] == order
+    assert {row["repo_full_name"]: row["trend_status"] for row in top} == {r: status[r] for r in order}
+    assert {"🔥 HOT", "📈 ACTIVE", "📊 STABLE", "📉 COOLING"} <= set(status[r] for r in order)
+    replay = app.sources[0].stats
+    assert (replay.events, replay.unusable, replay.skipped_unknown) == (len(events), 1, 1)
+    assert health["status"] == "healthy" and health["components"]["pipeline"] == "finished"
+
+
+async def test_replay_speed_paces_by_event_time(tmp_path, nursery, autojump_clock):
+    start = END - dt.timedelta(seconds=100)
+    lines = [json.dumps(events_api_item(n, "pace/x", kind="PushEvent",
+                                        at=(start + dt.timedelta(seconds=10 * n)).isoformat().replace("+00:00", "Z")))
+             for n in range(11)]
+    path = tmp_path / "paced.json"
+    path.write_text("\n".join(lines))
+    app = await start_app(nursery, make_settings(replay=path, replay_speed=10.0))
+    while app.scorer.total_events == 0:  # the first batch is read in a thread, in real time
+        await trio.sleep(0.001)
+    await trio.sleep(5.05)   # 100 s of events at 10× take 10 s: about half are in
+    assert app.scorer.total_events == 6
+    await trio.sleep(5)
+    assert app.scorer.total_events == 11
