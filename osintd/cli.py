@@ -1,4 +1,4 @@
-"""The command line: ``osintd [flags]`` serves.
+"""The command line: ``osintd [flags]`` serves; ``osintd watch`` is the terminal client.
 
 Owns: flags, environment variables, the config file's place in precedence
 (flag, then environment, then file, then default), reading secret files,
@@ -263,8 +263,12 @@ async def serve(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["watch"]:  # the terminal client: ``osintd watch [--url] [--types] [--repos] [--json]``
+        from osintd.watch import main as watch_main
+        return watch_main(argv[1:])
     try:
-        settings = settings_from(sys.argv[1:] if argv is None else argv, dict(os.environ))
+        settings = settings_from(argv, dict(os.environ))
     except UsageError as exc:
         print(f"osintd: error: {exc}", file=sys.stderr)
         return 2
