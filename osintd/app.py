@@ -28,6 +28,7 @@ from osintd.scorer import Scorer, ScoringModel, run_scorer
 from osintd.server import Server, ServerSettings
 from osintd.session import SessionSettings
 from osintd.sources import Source
+from osintd.store import StateStore
 from osintd.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,20 @@ class App:
         demo = any(source.name == "demo" for source in sources)
         model = self._model or (ScoringModel.for_demo(settings.demo_rate) if demo else ScoringModel())
         self.scorer = scorer = Scorer(model, clock.now if live else None)
-        self.hub = hub = Hub(clock.now, replay_capacity=settings.replay_capacity)
-        differ = Differ(DifferSettings(summary_interval=settings.summary_interval))
+        self.store, saved = await self._open_store(model)
+        self.hub = hub = Hub(clock.now, replay_capacity=settings.replay_capacity, store=self.store, saved=saved,
+                             epoch=saved.epoch if saved else None)
+        if self.store is not None and (saved is None or saved.epoch is None):
+            await self.store.set_epoch(hub.epoch)
+        differ = Differ(DifferSettings(summary_interval=settings.summary_interval),
+                        saved.announced if saved else None)
+        if saved is not None:
+            scorer.restore(saved.events, saved.seen, saved.announced.trends)
+            for source in sources:
+                if hasattr(source, "restore"):
+                    source.restore(saved.cursors)
+            log.info("state restored: epoch %s, seq %d, %d events in the window, %d repositories announced",
+                     hub.epoch, hub.seq, len(saved.events), len(saved.announced.ranks))
 
         events_in, events_out = trio.open_memory_channel(settings.event_queue)
         scored_in, scored_out = trio.open_memory_channel(256)
@@ -142,6 +155,13 @@ class App:
                      self.port, ", ".join([s.name for s in sources] + (["webhooks"] if self.webhooks else [])))
             task_status.started(self)
 
+    async def _open_store(self, model: ScoringModel):
+        if self.settings.state_dir is None:
+            return None, None
+        store = await StateStore.open(self.settings.state_dir, ring_capacity=self.settings.replay_capacity,
+                                      window=model.window, reset=self.settings.reset_state)
+        return store, await store.load()
+
     async def _run_source(self, source: Source, events, health) -> None:
         try:
             async with events:
@@ -159,6 +179,10 @@ class App:
             await self.server.wait_sessions_closed()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await self.hub.flush()  # what was accepted but not yet stored
+            if self.store is not None:
+                await self.store.close()
 
 
 def _display_host(host: str) -> str:

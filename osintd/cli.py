@@ -25,6 +25,7 @@ import trio
 
 from osintd import __version__, logs
 from osintd.config import ConfigError, FileConfig, Settings, load_config
+from osintd.store import StateError
 
 log = logging.getLogger("osintd")
 
@@ -112,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay a GH Archive file (.json or .json.gz, one event per line)")
     p.add_argument("--replay-speed", type=_speed, metavar="N|max",
                    help="replay N times faster than the events happened, or max (default)")
+    p.add_argument("--state-dir", type=Path, metavar="DIR",
+                   help="keep state (history, seq, scores, poll cursors) in DIR across restarts "
+                        "(also $STATE_DIRECTORY; default: in memory only)")
+    p.add_argument("--reset-state", action="store_true",
+                   help="start with empty state on purpose (history and seq are lost; clients resync)")
     p.add_argument("--heartbeat-interval", type=_ranged(float, 0.05, 3600, "seconds"),
                    help="seconds between heartbeats (default 30)")
     p.add_argument("--metrics-interval", type=_ranged(float, 0.05, 3600, "seconds"),
@@ -150,7 +156,7 @@ def _file_argv(config: FileConfig) -> list[str]:
             argv.extend((flag, str(value)))
 
     s, g, d, r = config.server, config.github, config.demo, config.replay
-    for flag, value in (("--log-level", config.log_level), ("--host", s.host), ("--port", s.port),
+    for flag, value in (("--log-level", config.log_level), ("--state-dir", config.state_dir), ("--host", s.host), ("--port", s.port),
                         ("--max-clients", s.max_clients), ("--client-queue", s.client_queue),
                         ("--replay-capacity", s.replay_capacity), ("--allowed-origin", s.allowed_origins),
                         ("--heartbeat-interval", s.heartbeat_interval), ("--metrics-interval", s.metrics_interval),
@@ -237,10 +243,11 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
     }
     summary_interval = pick("summary_interval")
     runs_demo = demo or not (repos or orgs or replay or secret)
+    state_dir = pick("state_dir", "STATE_DIRECTORY", lambda value: Path(value.split(":")[0]))
     return Settings(
         **{name: value for name, value in values.items() if value is not None},
         demo=demo, repos=repos, orgs=orgs, github_token=token, webhook_secret=secret, replay=replay,
-        replay_speed=pick("replay_speed"),
+        replay_speed=pick("replay_speed"), state_dir=state_dir, reset_state=bool(flags.reset_state),
         summary_interval=summary_interval if summary_interval is not None
         else (10.0 if runs_demo else defaults.summary_interval),
         allowed_origins=tuple(pick("allowed_origin") or ()),
@@ -276,6 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trio.run(serve, settings)
     except Exception as exc:
+        state_error = _first(exc, StateError)
+        if state_error is not None:
+            print(f"osintd: error: {state_error}", file=sys.stderr)
+            return 1
         bind_error = _first(exc, OSError)
         if bind_error is None:
             raise

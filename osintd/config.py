@@ -27,6 +27,9 @@ class Settings:
     webhook_secret: bytes | None = attrs.field(default=None, repr=False)
     replay: Path | None = None
     replay_speed: float | None = None  # None: as fast as the pipeline goes
+    #: Where the state file lives; None keeps everything in memory.
+    state_dir: Path | None = None
+    reset_state: bool = False
     heartbeat_interval: float = 30.0
     metrics_interval: float = 5.0
     client_queue: int = 1024

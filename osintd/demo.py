@@ -159,7 +159,8 @@ class DemoSource:
         title, url, data = self._details(repo, event_type, action, bot)
         event_id = f"{event_type}_{rnd.getrandbits(48):012x}"
         return Event(event_id=event_id, repo_full_name=repo, event_type=event_type, title=title,
-                     author=author, url=url, created_at=at, action=action, is_bot=bot, data=data)
+                     author=author, url=url, created_at=at, action=action, is_bot=bot, data=data,
+                     source="demo")
 
     def _pick_repo(self, elapsed: float) -> str:
         rnd = self._random

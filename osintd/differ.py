@@ -28,9 +28,8 @@ from typing import Callable, Iterator
 import attrs
 import trio
 
-from osintd.hub import BoardState
 from osintd.messages import NewEvent, RankingChange, SummaryUpdate, TrendChange
-from osintd.models import Event, RankChange, RepoScore, Scoreboard, TrendStatus
+from osintd.models import BoardState, CursorMark, Event, EventRecord, RankChange, RepoScore, Scoreboard, TrendStatus
 
 TOP = 10
 
@@ -42,11 +41,12 @@ class DifferSettings:
 
 
 class Differ:
-    def __init__(self, settings: DifferSettings = DifferSettings()) -> None:
+    def __init__(self, settings: DifferSettings = DifferSettings(), announced=None) -> None:
+        """``announced`` (a store.Announced) restores what was announced before a restart."""
         self.settings = settings
-        self.ranks: dict[str, int] = {}
-        self.trends: dict[str, TrendStatus] = {}
-        self.summaries: dict[str, str] = {}
+        self.ranks: dict[str, int] = dict(announced.ranks) if announced else {}
+        self.trends: dict[str, TrendStatus] = dict(announced.trends) if announced else {}
+        self.summaries: dict[str, str] = dict(announced.summaries) if announced else {}
         self._summary_at: dict[str, float] = {}
         self.latest: Scoreboard | None = None
 
@@ -160,8 +160,11 @@ async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetim
     async with inbox:
         async for item in scored:
             if isinstance(item, Event):
+                await inbox.send(EventRecord(item))  # stored no later than its new_event
                 await inbox.send(differ.new_event(item, now()))
-                continue
-            for message in differ.changes(item, now(), trio.current_time()):
-                await inbox.send(message)
-            await inbox.send(BoardState(item))
+            elif isinstance(item, CursorMark):
+                await inbox.send(item)
+            else:
+                for message in differ.changes(item, now(), trio.current_time()):
+                    await inbox.send(message)
+                await inbox.send(BoardState(item, dict(differ.ranks), dict(differ.trends), dict(differ.summaries)))

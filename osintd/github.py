@@ -29,7 +29,7 @@ import httpx
 import trio
 
 from osintd import __version__
-from osintd.models import Event, SourceHealth
+from osintd.models import CursorMark, Event, SourceHealth
 from osintd.normalize import Unusable, from_events_api
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class Target:
     next_poll: float = 0.0
     failures: int = 0
     primed: bool = False
+    stored_etag: str | None = None
     last_status: str = "pending"
     seen: collections.OrderedDict = attrs.field(factory=collections.OrderedDict)
 
@@ -197,7 +198,11 @@ class GitHubPoller:
                 self.stats.skipped_unknown += 1
                 continue
             self.stats.events_fetched += 1
-            await events.send(event)
+            await events.send(attrs.evolve(event, source="poll"))
+        if target.etag and target.etag != target.stored_etag:
+            # Behind the events it covers, so it is never stored before them.
+            target.stored_etag = target.etag
+            await events.send(CursorMark(target.label, target.etag))
         if all(t.last_status in ("ok", "pending") for t in self.targets):
             await self._report(SourceHealth("github", "ok", "GitHub polling normally"))
 
@@ -229,6 +234,16 @@ class GitHubPoller:
         if key != self._reported and self._health is not None:
             self._reported = key
             await self._health.send(health)
+
+    def restore(self, cursors: dict[str, str]) -> None:
+        """ETags from the state store: the first poll after a restart can be a free 304.
+
+        The seen-id window is not restored (the scorer dedupes stored ids), so a
+        restored target is treated as primed only if it has an ETag."""
+        for target in self.targets:
+            if target.label in cursors:
+                target.etag = target.stored_etag = cursors[target.label]
+                target.primed = True
 
     # ---------------------------------------------------------------- budget
 

@@ -18,6 +18,11 @@ Invariants:
 * When most clients are behind at once, it is the server that is behind:
   low-value messages are shed before stamping (so nobody sees a gap) and one
   ``error`` with ``SERVER_OVERLOADED`` tells the clients so.
+* With a state store, nothing reaches a client before it is stored
+  (write-ahead): frames wait in ``_pending`` until their batch is committed,
+  and ``delivered`` (what heartbeats, ``connection`` and resumes speak of)
+  trails ``seq`` by at most one batch.  After ``kill -9`` at any moment, every
+  frame a client has seen is in the file, so no event is broadcast twice.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from osintd.messages import (
     Connection, Error, Heartbeat, MetricsUpdate, NewEvent, Outgoing, RankedRepo, Resumed,
     Snapshot, SummaryUpdate, SystemStatus,
 )
-from osintd.models import Scoreboard
+from osintd.models import BoardState, CursorMark, EventRecord, Scoreboard
+from osintd.store import Announced, Batch, SavedState, StateStore, StoredFrame
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +64,6 @@ class Frame:
     type: str
     repo: str | None
     text: str
-
-
-@attrs.frozen
-class BoardState:
-    """Sent by the differ after the announcements of a scoreboard: what a snapshot shows."""
-
-    board: Scoreboard
 
 
 @attrs.frozen
@@ -146,13 +145,24 @@ class Hub:
         now: Callable[[], "object"],
         replay_capacity: int = 10_000,
         epoch: str | None = None,
-        first_seq: int = 0,
         overload_fill: float = 0.5,
+        store: StateStore | None = None,
+        saved: SavedState | None = None,
+        batch_window: float = 0.02,
     ) -> None:
         self._now = now
         self.epoch = epoch or secrets.token_hex(8)
-        self.seq = first_seq
+        self.seq = saved.seq if saved else 0
+        self.delivered = self.seq
         self.ring: collections.deque[Frame] = collections.deque(maxlen=replay_capacity)
+        for stored in (saved.ring if saved else ()):
+            self.ring.append(Frame(stored.seq, stored.type, stored.repo, stored.text))
+        self._store = store
+        self._batch = Batch()
+        self._pending: list[Frame] = []
+        self._batch_ready = trio.Event()
+        self._batch_window = batch_window
+        self.store_failures = 0
         self.clients: dict[str, Subscriber] = {}
         self.stats = HubStats()
         self.board: Scoreboard | None = None
@@ -166,18 +176,34 @@ class Hub:
     # ------------------------------------------------------------ broadcasting
 
     async def run(self, inbox: trio.MemoryReceiveChannel) -> None:
-        """Broadcast everything that arrives on ``inbox`` until it closes."""
-        async for item in inbox:
-            self.publish(item)
+        """Broadcast everything that arrives on ``inbox`` until it closes; with a
+        store, also commit batches and deliver what they made durable."""
+        async with trio.open_nursery() as nursery:
+            if self._store is not None:
+                nursery.start_soon(self._commit_batches)
+            async for item in inbox:
+                self.publish(item)
+                while len(self._pending) > 5000:  # the disk is behind: hold the pipeline back
+                    await trio.sleep(self._batch_window)
+            nursery.cancel_scope.cancel()
 
-    def publish(self, item: Outgoing | BoardState) -> Frame | None:
+    def publish(self, item) -> Frame | None:
         """Stamp, encode, remember and offer one message to every client."""
+        if not isinstance(item, (BoardState, EventRecord, CursorMark, Heartbeat)):
+            self._check_overload()
         if isinstance(item, BoardState):
             self.board = item.board
+            self._durable(lambda batch: setattr(batch, "announced", Announced(item.ranks, item.trends,
+                                                                                item.summaries)))
             return None
-        self._check_overload()
+        if isinstance(item, EventRecord):
+            self._durable(lambda batch: batch.events.append(item.event))
+            return None
+        if isinstance(item, CursorMark):
+            self._durable(lambda batch: batch.cursors.__setitem__(item.target, item.etag))
+            return None
         if isinstance(item, Heartbeat):
-            frame = Frame(None, item.TYPE, None, wire.encode(item, seq=self.seq))
+            frame = Frame(None, item.TYPE, None, wire.encode(item, seq=self.delivered))
             self._fan_out(frame)
             return frame
         if self.overloaded and item.TYPE in LOW_VALUE:
@@ -191,8 +217,52 @@ class Hub:
         frame = Frame(self.seq, item.TYPE, getattr(item, "repo_full_name", None), wire.encode(item, seq=self.seq))
         self.ring.append(frame)
         self.stats.broadcasts_by_type[item.TYPE] += 1
-        self._fan_out(frame)
+        if self._store is None:
+            self._deliver(frame)
+        else:
+            self._pending.append(frame)
+            self._durable(lambda batch: batch.frames.append(StoredFrame(frame.seq, frame.type, frame.repo,
+                                                                        frame.text)))
         return frame
+
+    def _deliver(self, frame: Frame) -> None:
+        self.delivered = frame.seq
+        self._fan_out(frame)
+
+    # ------------------------------------------------------------- durability
+
+    def _durable(self, add: Callable[[Batch], None]) -> None:
+        if self._store is None:
+            return
+        add(self._batch)
+        self._batch.seq = self.seq
+        self._batch_ready.set()
+
+    async def _commit_batches(self) -> None:
+        """Commit what accumulated (a batch every ``batch_window`` at most), then deliver it."""
+        while True:
+            await self._batch_ready.wait()
+            await trio.sleep(self._batch_window)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Commit the current batch and deliver its frames; retried until the disk takes it."""
+        if self._store is None:
+            return
+        batch, frames = self._batch, self._pending
+        self._batch, self._pending, self._batch_ready = Batch(), [], trio.Event()
+        delay = 0.1
+        while True:
+            try:
+                await self._store.commit(batch)
+                break
+            except Exception as exc:  # disk full, I/O error: nothing may be delivered unstored
+                self.store_failures += 1
+                log.error("state store commit failed (%s); retrying in %.1fs", exc, delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        for frame in frames:
+            self._deliver(frame)
 
     def _fan_out(self, frame: Frame) -> None:
         for client in list(self.clients.values()):
@@ -244,8 +314,8 @@ class Hub:
                since: int | None = None, epoch: str | None = None) -> None:
         """Register ``client``: its first frames (connection, then a resume
         answer or a snapshot) go to its backlog, and live frames follow."""
-        client.connected_seq = self.seq
-        client.backlog.append(self._direct(Connection(self._now(), client.client_id, self.epoch, self.seq)))
+        client.connected_seq = self.delivered
+        client.backlog.append(self._direct(Connection(self._now(), client.client_id, self.epoch, self.delivered)))
         if since is not None:
             self._replay_into(client, since, epoch)
         elif snapshot:
@@ -297,20 +367,23 @@ class Hub:
     def _replay_into(self, client: Subscriber, since: int, epoch: str | None,
                      reported_since: int | None = None) -> None:
         reported = since if reported_since is None else reported_since
-        oldest = self.ring[0].seq if self.ring else self.seq + 1
+        oldest = self.ring[0].seq if self.ring else self.delivered + 1
         if epoch != self.epoch:
             return self._refuse(client, reported, epoch, f"epoch {epoch!r} is not the current epoch {self.epoch!r}")
-        if since > self.seq:
-            return self._refuse(client, reported, epoch, f"since {since} is ahead of the current seq {self.seq}")
+        if since > self.delivered:
+            return self._refuse(client, reported, epoch,
+                                f"since {since} is ahead of the current seq {self.delivered}")
         if since + 1 < oldest:
             return self._refuse(client, reported, epoch,
                                 f"messages after {since} are no longer kept (oldest kept: {oldest})")
-        missed = [frame for frame in self._ring_after(since) if client.filter.admits(frame)]
-        client.backlog.append(self._direct(Resumed(self._now(), True, reported, self.epoch, self.seq, len(missed))))
+        missed = [frame for frame in self._ring_after(since)
+                  if frame.seq <= self.delivered and client.filter.admits(frame)]
+        client.backlog.append(self._direct(Resumed(self._now(), True, reported, self.epoch, self.delivered,
+                                                   len(missed))))
         client.backlog.extend(missed)
 
     def _refuse(self, client: Subscriber, since: int, epoch: str | None, reason: str) -> None:
-        client.backlog.append(self._direct(Resumed(self._now(), False, since, self.epoch, self.seq, 0, reason)))
+        client.backlog.append(self._direct(Resumed(self._now(), False, since, self.epoch, self.delivered, 0, reason)))
         client.backlog.append(self._direct(self.snapshot()))
 
     def _ring_after(self, since: int) -> Iterable[Frame]:
@@ -331,7 +404,7 @@ class Hub:
             for rank, score in enumerate(self.board.ranking[:10], start=1):
                 top.append(RankedRepo(rank, score.repo_full_name, score.activity_score, score.trend_status,
                                       score.momentum, score.velocity, score.events_in_window, score.summary))
-        return Snapshot(self._now(), self.epoch, self.seq, top, self.metrics, self.system)
+        return Snapshot(self._now(), self.epoch, self.delivered, top, self.metrics, self.system)
 
     @property
     def connection_count(self) -> int:

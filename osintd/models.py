@@ -76,6 +76,8 @@ class Event:
     action: str | None = None
     is_bot: bool = False
     data: Mapping[str, Any] = attrs.field(factory=dict)
+    #: Which source saw it: ``demo``, ``poll``, ``webhook``, ``replay`` (for metrics).
+    source: str = "unknown"
 
     @property
     def weight_key(self) -> str:
@@ -124,3 +126,33 @@ class SourceHealth:
     retry_in_seconds: float | None = None
     affected_repos: tuple[str, ...] = ()
     simulated: bool = False
+
+
+@attrs.frozen
+class CursorMark:
+    """A source's position (a poll target's ETag), sent after the events it covers.
+
+    It travels the pipeline behind those events, so it is stored no earlier
+    than they are: after a crash, polling resumes where the stored events end.
+    """
+
+    target: str
+    etag: str
+
+
+@attrs.frozen
+class EventRecord:
+    """An accepted event on its way to the state store (sent just before its ``new_event``)."""
+
+    event: Event
+
+
+@attrs.frozen
+class BoardState:
+    """Sent by the differ after the announcements of a scoreboard: what a snapshot
+    shows, and what was announced (ranks, trends, summaries) for the state store."""
+
+    board: Scoreboard
+    ranks: dict[str, int] = attrs.field(factory=dict)
+    trends: dict[str, TrendStatus] = attrs.field(factory=dict)
+    summaries: dict[str, str] = attrs.field(factory=dict)

@@ -95,4 +95,4 @@ class ReplaySource:
             self.stats.skipped_unknown += 1
             return None
         self.stats.events += 1
-        return event
+        return attrs.evolve(event, source="replay")

@@ -204,9 +204,7 @@ class Scorer:
         if event.event_id in self._seen_ids:
             self.duplicates += 1
             return False
-        self._seen_ids[event.event_id] = None
-        if len(self._seen_ids) > self._dedupe_capacity:
-            self._seen_ids.popitem(last=False)
+        self._remember(event.event_id)
         self.total_events += 1
         at = event.created_at.timestamp()
         self._watermark = at if self._watermark is None else max(self._watermark, at)
@@ -220,6 +218,23 @@ class Scorer:
             repo = self._repos[event.repo_full_name] = RepoWindow(event.repo_full_name)
         repo.add(_Entry(at, self.model.weight_of(event), event.title, actor_key))
         return True
+
+    def restore(self, events: list[Event], seen: list[str], trends: dict[str, TrendStatus]) -> None:
+        """Rebuild from the state store: stored events scored silently, older ids
+        remembered for dedupe, and each repository's last announced trend (hysteresis)."""
+        for event_id in seen:
+            self._remember(event_id)
+        for event in events:
+            self._seen_ids.pop(event.event_id, None)
+            self.accept(event)
+        for name, trend in trends.items():
+            if name in self._repos:
+                self._repos[name].trend = trend
+
+    def _remember(self, event_id: str) -> None:
+        self._seen_ids[event_id] = None
+        if len(self._seen_ids) > self._dedupe_capacity:
+            self._seen_ids.popitem(last=False)
 
     # ----------------------------------------------------------------- output
 
@@ -356,15 +371,21 @@ async def run_scorer(scorer: Scorer, events, out, interval: float,
         await out.send(scorer.scoreboard())
 
 
+async def _pass_on(scorer: Scorer, item, out) -> None:
+    """Score an event and pass it on if new; anything else (a CursorMark) just passes."""
+    if not isinstance(item, Event):
+        await out.send(item)
+    elif scorer.accept(item):
+        await out.send(item)
+
+
 async def _score_live(scorer: Scorer, events, out, interval: float, on_tick: Callable[[], None]) -> None:
     next_tick = trio.current_time() + interval
     while True:
         with trio.move_on_at(next_tick):
             try:
                 while True:
-                    event = await events.receive()
-                    if scorer.accept(event):
-                        await out.send(event)
+                    await _pass_on(scorer, await events.receive(), out)
                     if trio.current_time() >= next_tick:
                         break
             except trio.EndOfChannel:
@@ -381,6 +402,9 @@ MAX_CATCH_UP_TICKS = 100
 async def _score_event_time(scorer: Scorer, events, out, interval: float, on_tick: Callable[[], None]) -> None:
     next_tick: float | None = None
     async for event in events:
+        if not isinstance(event, Event):
+            await out.send(event)
+            continue
         at = event.created_at.timestamp()
         if next_tick is None:
             next_tick = at + interval

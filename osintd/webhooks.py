@@ -89,7 +89,7 @@ class WebhookReceiver:
             self.stats.deliveries["ignored"] += 1
             return Response(202, Accepted("ignored", reason=f"osintd does not use {kind} events"))
         with trio.move_on_after(self._enqueue_timeout):
-            await self._events.send(event)
+            await self._events.send(attrs.evolve(event, source="webhook"))
             self._remember(delivery)
             self.stats.deliveries["accepted"] += 1
             return Response(202, Accepted("accepted", event.event_id))

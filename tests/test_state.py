@@ -1,0 +1,222 @@
+"""Durability: restarts resume where they left off; kill -9 loses and repeats nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import trio
+import trio.testing
+import trio_websocket
+
+from conftest import ROOT, make_settings, receive_json, spawn_daemon, start_app, ws_url
+from fakegithub import FakeGitHub, events_api_item
+from osintd.clock import WallClock
+from osintd.normalize import from_events_api
+
+REPOS = [f"octo-org/r{i:02d}" for i in range(12)]
+
+
+@pytest.fixture
+def patient_clock():
+    """Virtual time that jumps only after 20 ms of real idleness: the state store works
+    in threads, and a clock that jumps while a commit runs would outpace it."""
+    return trio.testing.MockClock(autojump_threshold=0.02)
+
+
+async def _collect(ws, seconds: float) -> list[dict]:
+    found = []
+    with trio.move_on_after(seconds):
+        while True:
+            found.append(await receive_json(ws))
+    return found
+
+
+async def test_restart_resumes_without_repeats_or_spurious_announcements(tmp_path, patient_clock):
+    clock = WallClock()
+    async with trio.open_nursery() as outer:
+        fake = await outer.start(FakeGitHub(lambda: clock.now().timestamp()).serve)
+        n = 0
+        for index, repo in enumerate(REPOS):
+            items = []
+            for _ in range(index + 1):
+                n += 1
+                items.append(events_api_item(n, repo, kind="PushEvent", at=clock.now().isoformat()))
+            fake.add_events(f"/repos/{repo}/events", *items)
+        settings = make_settings(repos=tuple(REPOS), github_api_url=fake.url, github_token="t",
+                                 state_dir=tmp_path / "state")
+
+        # Run 1: ingest everything, remember what a client saw, stop.
+        async with trio.open_nursery() as nursery:
+            first = await start_app(nursery, settings)
+            async with trio_websocket.open_websocket_url(ws_url(first, f"since=0&epoch={first.hub.epoch}"),
+                                                         message_queue_size=1024) as ws:
+                hello = await receive_json(ws)
+                run1 = [m for m in await _collect(ws, 20) if m["type"] != "resumed"]
+            await first.shutdown()
+        ids1 = {m["event_id"] for m in run1 if m["type"] == "new_event"}
+        assert len(ids1) == n
+        assert any(m["type"] == "ranking_change" for m in run1) and any(m["type"] == "trend_change" for m in run1)
+        last_seq = max(m["seq"] for m in run1 if "seq" in m and m["type"] != "heartbeat")
+
+        # Between the runs, one repository gets a new event.
+        n += 1
+        fake.add_events(f"/repos/{REPOS[0]}/events",
+                        events_api_item(n, REPOS[0], kind="PushEvent", at=clock.now().isoformat()))
+
+        # Run 2: same state directory.
+        async with trio.open_nursery() as nursery:
+            second = await start_app(nursery, settings)
+            assert second.hub.epoch == hello["epoch"] and second.hub.seq >= last_seq
+            # A client that saw run 1 resumes with its old seq: everything since, once.
+            async with trio_websocket.open_websocket_url(
+                    ws_url(second, f"since={last_seq}&epoch={hello['epoch']}")) as ws:
+                again = await receive_json(ws)
+                resumed = await receive_json(ws)
+                run2 = await _collect(ws, 20)
+            await second.shutdown()
+        outer.cancel_scope.cancel()
+
+    assert again["epoch"] == hello["epoch"] and again["seq"] >= last_seq
+    ids2 = [m["event_id"] for m in run2 if m["type"] == "new_event"]
+    assert len(ids2) == 1 and not set(ids2) & ids1  # only the new one; nothing from run 1 again
+    # The new event may move its repository; nothing else is announced.
+    moved = {m["repo_full_name"] for m in run2 if m["type"] in ("ranking_change", "trend_change")}
+    assert moved <= {REPOS[0], REPOS[-1], REPOS[-2]} | {m["repo_full_name"] for m in run2
+                                                       if m["type"] == "ranking_change"}
+    assert not [m for m in run2 if m["type"] == "trend_change" and m["repo_full_name"] != REPOS[0]]
+    assert resumed["recovered"] is True
+    seqs = [m["seq"] for m in run2 if "seq" in m and m["type"] != "heartbeat"]
+    assert seqs == list(range(last_seq + 1, last_seq + 1 + len(seqs))) and seqs
+
+
+async def test_restart_without_new_data_announces_nothing(tmp_path, patient_clock):
+    clock = WallClock()
+    async with trio.open_nursery() as outer:
+        fake = await outer.start(FakeGitHub(lambda: clock.now().timestamp()).serve)
+        for index, repo in enumerate(REPOS):
+            fake.add_events(f"/repos/{repo}/events", *(events_api_item(100 * index + k, repo, kind="PushEvent",
+                                                                       at=clock.now().isoformat())
+                                                       for k in range(index + 1)))
+        settings = make_settings(repos=tuple(REPOS), github_api_url=fake.url, github_token="t",
+                                 state_dir=tmp_path / "state")
+        for run in range(2):
+            async with trio.open_nursery() as nursery:
+                app = await start_app(nursery, settings)
+                types = "types=new_event,ranking_change,trend_change"
+                async with trio_websocket.open_websocket_url(
+                        ws_url(app, f"since={app.hub.delivered}&epoch={app.hub.epoch}&{types}")) as ws:
+                    await receive_json(ws)
+                    messages = [m for m in await _collect(ws, 30) if m["type"] != "resumed"]
+                await app.shutdown()
+            if run == 0:
+                assert len(messages) > 20
+            else:
+                assert messages == [], [(m["type"], m.get("reason"), m.get("repo_full_name")) for m in messages]
+        assert {r.status for r in fake.requests[len(REPOS):]} == {304}  # ETags survived the restart
+        outer.cancel_scope.cancel()
+
+
+def test_corrupt_state_file_is_a_clear_error_and_reset_state_recovers(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "osintd.sqlite3").write_bytes(b"this is not a database" * 100)
+    result = subprocess.run([sys.executable, "-m", "osintd", "--port", "0", "--state-dir", str(state)],
+                            capture_output=True, text=True, timeout=20, cwd=ROOT)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "is unreadable" in line and "--reset-state" in line and str(state) in line
+    assert (state / "osintd.sqlite3").read_bytes().startswith(b"this is not")  # nothing was overwritten
+    daemon = spawn_daemon(tmp_path, "--state-dir", str(state), "--reset-state")
+    try:
+        assert "state reset" in daemon.log()
+    finally:
+        assert daemon.stop() == 0
+    sqlite3.connect(state / "osintd.sqlite3").execute("PRAGMA quick_check").fetchone()
+
+
+# ------------------------------------------------------------------------ crash
+
+
+async def _observe(url_of, seen: list[dict], stop: trio.Event) -> None:
+    """Follow the daemon across kills: reconnect and resume from the last seq."""
+    epoch, last = None, 0
+    while not stop.is_set():
+        url = url_of()
+        if epoch is not None:
+            url += f"?since={last}&epoch={epoch}&snapshot=0"
+        try:
+            async with trio_websocket.open_websocket_url(url) as ws:
+                while not stop.is_set():
+                    message = json.loads(await ws.get_message())
+                    if message["type"] == "connection":
+                        epoch = epoch or message["epoch"]
+                        assert message["epoch"] == epoch
+                    elif message["type"] == "resumed":
+                        assert message["recovered"], message
+                    elif "seq" in message and message["type"] != "heartbeat":
+                        assert message["seq"] == last + 1, (last, message)
+                        last = message["seq"]
+                        seen.append(message)
+        except (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed):
+            await trio.sleep(0.05)
+
+
+async def test_repeated_kill_9_while_ingesting_broadcasts_every_event_exactly_once(tmp_path):
+    clock = WallClock()
+    rng = random.Random(4)
+    repos = ["crash/a", "crash/b", "crash/c"]
+    token = tmp_path / "token"
+    token.write_text("t")
+    served: list[str] = []
+    async with trio.open_nursery() as nursery:
+        fake = await nursery.start(FakeGitHub(lambda: clock.now().timestamp(), poll_interval=1).serve)
+        for repo in repos:
+            fake.add_events(f"/repos/{repo}/events")
+        args = ["--state-dir", str(tmp_path / "state"), "--github-api-url", fake.url,
+                "--github-token-file", str(token), *[x for r in repos for x in ("--repo", r)]]
+        port_holder = {}
+
+        async def feed(stop: trio.Event) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                repo = rng.choice(repos)
+                item = events_api_item(n, repo, kind="PushEvent", at=clock.now().isoformat())
+                fake.add_events(f"/repos/{repo}/events", item)
+                served.append(from_events_api(item).event_id)
+                await trio.sleep(0.05)
+
+        daemon = await trio.to_thread.run_sync(lambda: spawn_daemon(tmp_path, *args))
+        port_holder["port"] = daemon.port
+        seen: list[dict] = []
+        stop_feed, stop_observer = trio.Event(), trio.Event()
+        nursery.start_soon(feed, stop_feed)
+        nursery.start_soon(_observe, lambda: f"ws://127.0.0.1:{port_holder['port']}/ws/live-updates",
+                           seen, stop_observer)
+        kills = 0
+        for _ in range(5):
+            await trio.sleep(rng.uniform(1.0, 2.5))
+            os.kill(daemon.process.pid, signal.SIGKILL)
+            daemon.process.wait()
+            kills += 1
+            daemon = await trio.to_thread.run_sync(
+                lambda: spawn_daemon(tmp_path, *args, "--port", str(port_holder["port"])))
+        stop_feed.set()
+        with trio.move_on_after(30):
+            while {m["event_id"] for m in seen if m["type"] == "new_event"} != set(served):
+                await trio.sleep(0.2)
+        stop_observer.set()
+        status = await trio.to_thread.run_sync(daemon.stop)
+        nursery.cancel_scope.cancel()
+    assert kills == 5 and status == 0
+    broadcast = [m["event_id"] for m in seen if m["type"] == "new_event"]
+    assert len(served) > 50
+    assert sorted(broadcast) == sorted(served)  # every served event, each exactly once
