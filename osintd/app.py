@@ -29,6 +29,9 @@ from osintd.server import Server, ServerSettings
 from osintd.session import SessionSettings
 from osintd.sources import Source
 from osintd.store import StateStore
+from osintd.metrics import Metrics, counter, gauge, labelled
+from osintd.systemd import Notifier, listeners_from_environment
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from osintd.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
@@ -115,8 +118,11 @@ class App:
                 status["webhooks"] = dict(self.webhooks.stats.deliveries)
             return status
 
+        self.metrics = metrics_registry = Metrics()
+        metrics_registry.add(lambda: self._metric_families(depths))
         api = HttpApi(hub, max_clients=settings.max_clients, client_queue=settings.client_queue,
-                      pipeline_depths=depths, webhooks=self.webhooks, source_status=source_status)
+                      pipeline_depths=depths, webhooks=self.webhooks, source_status=source_status,
+                      metrics=metrics_registry.render)
         session = SessionSettings(client_queue=settings.client_queue, send_timeout=settings.send_timeout,
                                   ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout)
         self.server = server = Server(ServerSettings(settings.host, settings.port, settings.max_clients,
@@ -136,15 +142,18 @@ class App:
         def counts() -> Counts:
             return Counts(scorer.total_events, scorer.active_repositories, api.total_queries, hub.connection_count)
 
-        listeners = self._listeners or await trio.open_tcp_listeners(settings.port, host=settings.host)
+        notifier = Notifier()
+        listeners = (self._listeners or listeners_from_environment()
+                     or await trio.open_tcp_listeners(settings.port, host=settings.host))
         self.port = listeners[0].socket.getsockname()[1]
+        self._notifier = notifier
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(hub.run, inbox_out)
             nursery.start_soon(health.run, health_out)
             nursery.start_soon(heartbeat, inbox_in.clone(), settings.heartbeat_interval, clock.now)
             nursery.start_soon(metrics, inbox_in.clone(), settings.metrics_interval, clock.now, counts)
-            nursery.start_soon(run_differ, differ, scored_out, inbox_in, clock.now)
+            nursery.start_soon(run_differ, differ, scored_out, inbox_in, clock.now, metrics_registry.lag.observe)
             nursery.start_soon(run_scorer, scorer, events_out, scored_in, settings.announce_interval, tick, live)
             async with events_in:  # each source holds its own clone; the stream ends when all are done
                 for source in sources:
@@ -153,6 +162,9 @@ class App:
             await nursery.start(server.serve, listeners)
             log.info("serving ws://%s:%d/ws/live-updates (sources: %s)", _display_host(settings.host),
                      self.port, ", ".join([s.name for s in sources] + (["webhooks"] if self.webhooks else [])))
+            notifier.ready(self._status_line())  # only now: the port accepts
+            nursery.start_soon(notifier.keep_watchdog_fed, progressing)
+            nursery.start_soon(self._report_status, notifier)
             task_status.started(self)
 
     async def _open_store(self, model: ScoringModel):
@@ -170,8 +182,49 @@ class App:
         finally:
             self._sources_running -= 1
 
+    def _status_line(self) -> str:
+        return (f"{self.hub.connection_count} clients, {self.scorer.total_events} events, "
+                f"{self.scorer.active_repositories} repositories, seq {self.hub.delivered}: {self.hub.system.status}")
+
+    async def _report_status(self, notifier: Notifier) -> None:
+        while notifier.enabled:
+            await trio.sleep(5)
+            notifier.status(self._status_line())
+
+    def _metric_families(self, depths):
+        hub, scorer = self.hub, self.scorer
+        yield gauge("osintd_websocket_connections", "WebSocket clients connected", hub.connection_count)
+        yield labelled(CounterMetricFamily, "osintd_messages_broadcast", "Messages broadcast, by type",
+                       ["type"], hub.stats.broadcasts_by_type)
+        yield counter("osintd_frames_delivered", "Frames written to client sockets", hub.stats.frames_delivered)
+        yield counter("osintd_slow_clients_dropped", "Clients closed with 1013 for falling behind",
+                      hub.stats.slow_consumers_dropped)
+        yield labelled(CounterMetricFamily, "osintd_messages_shed", "Low-value messages shed while overloaded",
+                       ["type"], hub.stats.shed_by_type)
+        queued = [client.queued for client in hub.clients.values()]
+        yield gauge("osintd_client_queue_depth_max", "Longest client queue", max(queued, default=0))
+        yield gauge("osintd_client_queue_depth_total", "Messages queued for all clients", sum(queued))
+        yield labelled(GaugeMetricFamily, "osintd_pipeline_queue_depth", "Items waiting between pipeline stages",
+                       ["channel"], depths())
+        yield labelled(CounterMetricFamily, "osintd_events_ingested", "Events accepted, by source and type",
+                       ["source", "type"], scorer.ingested)
+        yield counter("osintd_events_duplicate", "Events dropped as already seen", scorer.duplicates)
+        yield gauge("osintd_seq", "Last seq delivered to clients", hub.delivered)
+        for source in self.sources:
+            if isinstance(source, GitHubPoller):
+                yield labelled(CounterMetricFamily, "osintd_github_requests", "GitHub API requests, by status",
+                               ["status"], source.stats.requests_by_status)
+                if source.rate.remaining is not None:
+                    yield gauge("osintd_github_rate_limit_remaining", "X-RateLimit-Remaining as last seen",
+                                source.rate.remaining)
+                yield counter("osintd_github_gaps", "Polls that found a whole page new", source.stats.gaps)
+        if self.webhooks is not None:
+            yield labelled(CounterMetricFamily, "osintd_webhook_deliveries", "Webhook deliveries, by outcome",
+                           ["outcome"], self.webhooks.stats.deliveries)
+
     async def shutdown(self) -> None:
         """Stop accepting, close every client with 1001, wait a little, then stop all tasks."""
+        self._notifier.stopping()
         log.info("shutting down: closing %d clients", self.hub.connection_count)
         self.server.stop_accepting()
         self.hub.close_all(GOING_AWAY)

@@ -154,14 +154,17 @@ def _rank_change(old: int, new: int) -> RankChange | None:
     return None
 
 
-async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetime]) -> None:
+async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetime],
+                     observe_lag: Callable[[float], None] = lambda seconds: None) -> None:
     """The differ task: each event becomes a ``new_event``; each scoreboard its
     announcements, followed by the scoreboard itself for the hub's snapshots."""
     async with inbox:
         async for item in scored:
             if isinstance(item, Event):
                 await inbox.send(EventRecord(item))  # stored no later than its new_event
-                await inbox.send(differ.new_event(item, now()))
+                moment = now()
+                observe_lag(max((moment - item.created_at).total_seconds(), 0.0))
+                await inbox.send(differ.new_event(item, moment))
             elif isinstance(item, CursorMark):
                 await inbox.send(item)
             else:

@@ -120,8 +120,10 @@ class HttpApi:
 
     def __init__(self, hub: Hub, *, max_clients: int, client_queue: int,
                  pipeline_depths: Callable[[], dict[str, int]], webhooks=None,
-                 source_status: Callable[[], dict] | None = None) -> None:
+                 source_status: Callable[[], dict] | None = None,
+                 metrics: Callable[[], bytes] | None = None) -> None:
         self.hub = hub
+        self.metrics = metrics
         self.webhooks = webhooks
         self.source_status = source_status
         self.max_clients = max_clients
@@ -136,6 +138,7 @@ class HttpApi:
             "/ws/stats": self._ws_stats,
             "/api/v1/repos": self._repos,
             "/api/v1/events": self._events,
+            "/metrics": self._metrics,
         }
 
     def body_limit(self, path: str) -> int:
@@ -204,6 +207,11 @@ class HttpApi:
             seq=hub.seq,
             replay_ring=len(hub.ring),
         ))
+
+    def _metrics(self) -> Response:
+        if self.metrics is None:
+            return problem(404, "not_found", "metrics are not enabled")
+        return Response(200, self.metrics(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
     def _repos(self) -> Response:
         return Response(200, {"repositories": self.hub.snapshot().top, "seq": self.hub.seq})

@@ -196,6 +196,7 @@ class Scorer:
         self._first_event_at: float | None = None
         self.total_events = 0
         self.duplicates = 0
+        self.ingested: collections.Counter[tuple[str, str]] = collections.Counter()  # (source, type)
 
     # ------------------------------------------------------------------ input
 
@@ -206,6 +207,7 @@ class Scorer:
             return False
         self._remember(event.event_id)
         self.total_events += 1
+        self.ingested[(event.source, str(event.event_type))] += 1
         at = event.created_at.timestamp()
         self._watermark = at if self._watermark is None else max(self._watermark, at)
         if self._first_event_at is None or at < self._first_event_at:

@@ -157,8 +157,13 @@ async def _observe(url_of, seen: list[dict], stop: trio.Event) -> None:
                 while not stop.is_set():
                     message = json.loads(await ws.get_message())
                     if message["type"] == "connection":
+                        resuming = epoch is not None
                         epoch = epoch or message["epoch"]
                         assert message["epoch"] == epoch
+                        if not resuming and message["seq"] > last:
+                            break  # broadcasts came first: reconnect and resume from 0
+                    elif message["type"] == "snapshot":
+                        continue  # the first, unresumed connection's
                     elif message["type"] == "resumed":
                         assert message["recovered"], message
                     elif "seq" in message and message["type"] != "heartbeat":
