@@ -46,6 +46,7 @@ from osintd.messages import (
 )
 from osintd.models import BoardState, CursorMark, EventRecord, Scoreboard
 from osintd.store import Announced, Batch, SavedState, StateStore, StoredFrame
+from osintd.wsio import SocketWriter, frame_text
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,18 @@ GOING_AWAY = (1001, "server shutting down")
 
 @attrs.frozen
 class Frame:
-    """One message, encoded once, as every client receives it."""
+    """One message, encoded once, as every client receives it: ``wire`` is the
+    complete WebSocket frame, the same bytes for every client."""
 
     seq: int | None
     type: str
     repo: str | None
     text: str
+    wire: bytes = attrs.field(default=b"", repr=False)
+
+    @classmethod
+    def of(cls, seq: int | None, type: str, repo: str | None, text: str) -> "Frame":
+        return cls(seq, type, repo, text, frame_text(text))
 
 
 @attrs.frozen
@@ -90,6 +97,11 @@ class Filter:
 EVERYTHING = Filter()
 #: Queued to wake a sender; never written to a socket.
 WAKE = Frame(None, "_wake", None, "")
+
+
+def remainder(data: bytes) -> Frame:
+    """The unwritten tail of a direct write: the sender must write it before anything else."""
+    return Frame(None, "_remainder", None, "", data)
 _client_numbers = itertools.count(1)
 
 
@@ -106,6 +118,10 @@ class Subscriber:
         self.filter = filter
         self.queue_in, self.queue_out = trio.open_memory_channel[Frame](capacity)
         self.backlog: collections.deque[Frame] = collections.deque()
+        # Set by the session once its backlog is written: while the sender waits
+        # on an empty queue (``idle``), the hub may write frames straight to the socket.
+        self.writer: SocketWriter | None = None
+        self.idle = False
         self.connected_seq = 0
         self.last_data_seq: int | None = None  # last stamped frame handed to the socket
         self.close_reason: tuple[int, str] | None = None
@@ -156,7 +172,7 @@ class Hub:
         self.delivered = self.seq
         self.ring: collections.deque[Frame] = collections.deque(maxlen=replay_capacity)
         for stored in (saved.ring if saved else ()):
-            self.ring.append(Frame(stored.seq, stored.type, stored.repo, stored.text))
+            self.ring.append(Frame.of(stored.seq, stored.type, stored.repo, stored.text))
         self._store = store
         self._batch = Batch()
         self._pending: list[Frame] = []
@@ -203,7 +219,7 @@ class Hub:
             self._durable(lambda batch: batch.cursors.__setitem__(item.target, item.etag))
             return None
         if isinstance(item, Heartbeat):
-            frame = Frame(None, item.TYPE, None, wire.encode(item, seq=self.delivered))
+            frame = Frame.of(None, item.TYPE, None, wire.encode(item, seq=self.delivered))
             self._fan_out(frame)
             return frame
         if self.overloaded and item.TYPE in LOW_VALUE:
@@ -214,7 +230,7 @@ class Hub:
         elif isinstance(item, SystemStatus):
             self.system = item
         self.seq += 1
-        frame = Frame(self.seq, item.TYPE, getattr(item, "repo_full_name", None), wire.encode(item, seq=self.seq))
+        frame = Frame.of(self.seq, item.TYPE, getattr(item, "repo_full_name", None), wire.encode(item, seq=self.seq))
         self.ring.append(frame)
         self.stats.broadcasts_by_type[item.TYPE] += 1
         if self._store is None:
@@ -266,14 +282,35 @@ class Hub:
 
     def _fan_out(self, frame: Frame) -> None:
         for client in list(self.clients.values()):
-            if not client.filter.admits(frame):
-                continue
-            try:
-                client.queue_in.send_nowait(frame)
-            except trio.WouldBlock:
-                self.drop_slow(client)
-            except trio.ClosedResourceError:
-                self.clients.pop(client.client_id, None)
+            if client.filter.admits(frame):
+                self._offer(client, frame)
+
+    def _offer(self, client: Subscriber, frame: Frame) -> None:
+        """Write ``frame`` to the socket at once if the client is idle, else queue it.
+
+        A direct write saves waking the client's sender; it is attempted only
+        when nothing is queued before it, so order holds."""
+        if client.idle and client.writer is not None:
+            written = client.writer.try_write_now(frame.wire)
+            if written == len(frame.wire):
+                client.frames_sent += 1
+                self.stats.frames_delivered += 1
+                if frame.seq is not None:
+                    client.last_data_seq = frame.seq
+                return
+            if written > 0:  # the kernel took part of it: the rest goes first
+                client.frames_sent += 1
+                self.stats.frames_delivered += 1
+                if frame.seq is not None:
+                    client.last_data_seq = frame.seq
+                frame = remainder(frame.wire[written:])
+        client.idle = False
+        try:
+            client.queue_in.send_nowait(frame)
+        except trio.WouldBlock:
+            self.drop_slow(client)
+        except trio.ClosedResourceError:
+            self.clients.pop(client.client_id, None)
 
     def drop_slow(self, client: Subscriber) -> None:
         if self.clients.pop(client.client_id, None) is None:
@@ -331,12 +368,7 @@ class Hub:
         """One message for one client only (pong, error, subscribed …); never stamped."""
         if client.client_id not in self.clients:
             return
-        try:
-            client.queue_in.send_nowait(self._direct(message))
-        except trio.WouldBlock:
-            self.drop_slow(client)
-        except trio.ClosedResourceError:
-            pass
+        self._offer(client, self._direct(message))
 
     def resume(self, client: Subscriber, since: int, epoch: str) -> None:
         """A ``resume`` request on a live connection.
@@ -355,6 +387,7 @@ class Hub:
                 break
         delivered = client.last_data_seq
         direct = [frame for frame in pending if frame.seq is None and frame.type not in ("heartbeat", "_wake")]
+        client.idle = False
         if delivered is not None and since < delivered:
             self._refuse(client, since, epoch, "data after your since was already delivered on this "
                          "connection; reconnect with ?since=SEQ&epoch=E to resume without a gap")
@@ -394,7 +427,7 @@ class Hub:
 
     @staticmethod
     def _direct(message: Outgoing) -> Frame:
-        return Frame(None, message.TYPE, None, wire.encode(message))
+        return Frame.of(None, message.TYPE, None, wire.encode(message))
 
     # ----------------------------------------------------------------- views
 

@@ -108,6 +108,10 @@ class PrefixedStream(trio.abc.Stream):
     async def aclose(self) -> None:
         await self._stream.aclose()
 
+    @property
+    def socket(self):
+        return self._stream.socket
+
 
 class Server:
     def __init__(self, settings: ServerSettings, hub: Hub, api: HttpApi, now: Callable) -> None:

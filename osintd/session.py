@@ -21,7 +21,8 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from osintd import wire
-from osintd.hub import WAKE, Filter, Hub, Subscriber
+from osintd.hub import Filter, Hub, Subscriber
+from osintd.wsio import SocketWriter
 from osintd.messages import Error, PingRequest, Pong, ResumeRequest, SubscribeRequest, Subscribed
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class Session:
                  settings: SessionSettings, client: Subscriber, now: Callable) -> None:
         self.ws = ws
         self.stream = stream  # ours, not trio-websocket's: closed here whatever happened
+        self.writer = SocketWriter(ws, stream)
         self.hub = hub
         self.settings = settings
         self.client = client
@@ -91,17 +93,34 @@ class Session:
     # ------------------------------------------------------------------ send
 
     async def _send_loop(self) -> None:
+        """Write everything queued for this client, in batches: one write for all
+        the frames that are ready, then wait (``idle``) for more."""
         client = self.client
+        writer = self.writer
         while client.close_reason is None:
-            frame = await self._next_frame()
-            if frame is None or client.close_reason is not None:
+            frames = self._ready_frames()
+            if not frames:
+                client.writer = writer  # from now on the hub may write directly while we wait
+                client.idle = True
+                try:
+                    first = await client.queue_out.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+                finally:
+                    client.idle = False
+                frames = [first, *self._ready_frames()]
+            if client.close_reason is not None:
                 return
-            if frame is WAKE:
-                continue
+            data = b"".join(frame.wire for frame in frames)
+            if not data:
+                continue  # only wake-ups
+            # Counted as handed to the socket before the write: a resume arriving
+            # meanwhile must not replay what is already on its way.
+            self._account(frames)
             with trio.move_on_after(self.settings.send_timeout) as timer:
                 self._writing = True
                 try:
-                    await self.ws.send_message(frame.text)
+                    await writer.write(data)
                 except ConnectionClosed:
                     return  # the peer closed or vanished; nothing more to send
                 self._writing = False
@@ -110,23 +129,31 @@ class Session:
                             client.client_id, self.settings.send_timeout)
                 self.hub.drop_slow(client)
                 return
+
+    def _ready_frames(self, limit: int = 256) -> list:
+        """Backlog first, then whatever the queue holds right now (no waiting)."""
+        client = self.client
+        frames = []
+        while client.backlog and len(frames) < limit:
+            frames.append(client.backlog.popleft())
+        if client.backlog:
+            return frames
+        while len(frames) < limit:
+            try:
+                frames.append(client.queue_out.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        return frames
+
+    def _account(self, frames: list) -> None:
+        client = self.client
+        for frame in frames:
+            if frame.type in ("_wake", "_remainder"):
+                continue
             client.frames_sent += 1
             self.hub.stats.frames_delivered += 1
             if frame.seq is not None:
                 client.last_data_seq = frame.seq
-
-    async def _next_frame(self):
-        client = self.client
-        if client.backlog:
-            return client.backlog.popleft()
-        try:
-            frame = await client.queue_out.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            return None
-        if client.backlog:  # refilled by a resume while we waited: this frame is newer
-            client.backlog.append(frame)
-            return client.backlog.popleft()
-        return frame
 
     # ------------------------------------------------------------------ read
 
