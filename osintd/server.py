@@ -151,7 +151,11 @@ class Server:
 
     async def _handle_safely(self, stream: trio.SocketStream) -> None:
         try:
-            await self._handle(stream)
+            accepted = await self._handle(stream)
+            if accepted is not None:
+                # Run the session outside _handle, so the request's parsing state
+                # (h11 connection, head bytes, headers) is freed, not kept per client.
+                await self._serve_upgrade(*accepted)
         except* Exception as group:
             # One connection's failure, including trio-websocket bug #184 (a ping
             # answered after close raises in its reader), ends that connection only.
@@ -160,7 +164,8 @@ class Server:
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, stream: trio.SocketStream):
+        """Answer plain HTTP requests; return what an accepted upgrade needs, or None."""
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         first = True
         while True:
@@ -182,8 +187,7 @@ class Server:
                 elif not first:
                     refusal = problem(400, "bad_request", "open a new connection for the WebSocket upgrade")
                 else:
-                    await self._upgrade(stream, connection, bytes(raw), headers, query)
-                    return
+                    return await self._upgrade(stream, connection, bytes(raw), headers, query)
             if refusal is None and path == WS_PATH:
                 refusal = problem(426, "upgrade_required", f"{WS_PATH} speaks WebSocket; connect with a "
                                   "WebSocket client", ("Upgrade", "websocket"))
@@ -256,7 +260,7 @@ class Server:
     # -------------------------------------------------------------- websocket
 
     async def _upgrade(self, stream, connection: h11.Connection, raw: bytes,
-                       headers: dict[str, str], query: str) -> None:
+                       headers: dict[str, str], query: str):
         refusal = self._check_origin(headers.get("origin"))
         if refusal is None and self.sessions >= self.settings.max_clients:
             refusal = problem(503, "too_many_clients",
@@ -270,7 +274,10 @@ class Server:
                 refusal = problem(400, "bad_request", str(exc))
         if refusal is not None:
             await self._respond(stream, connection, refusal)
-            return
+            return None
+        return stream, raw, upgrade
+
+    async def _serve_upgrade(self, stream, raw: bytes, upgrade: Upgrade) -> None:
         self.sessions += 1
         self._idle = trio.Event() if self.sessions == 1 else self._idle
         try:

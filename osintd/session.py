@@ -74,19 +74,24 @@ class Session:
                                    trio.current_time())
 
     async def run(self) -> None:
+        """The sender runs in this task and the reader beside it; either ending ends both.
+
+        Two tasks per connection (three with trio-websocket's own reader) keep an
+        idle connection small; keepalive pings are the sender's job when it has
+        had nothing to send for ``ping_interval``."""
         try:
             async with trio.open_nursery() as nursery:
-                for task in (self._send_loop, self._read_loop, self._keepalive_loop):
-                    nursery.start_soon(self._one_ends_all, task, nursery.cancel_scope)
+                nursery.start_soon(self._read_loop_then_stop, nursery.cancel_scope)
+                await self._send_loop()
+                nursery.cancel_scope.cancel()
         finally:
             self.hub.detach(self.client)
             with trio.CancelScope(shield=True):
                 await self._close()
 
-    @staticmethod
-    async def _one_ends_all(task, scope: trio.CancelScope) -> None:
+    async def _read_loop_then_stop(self, scope: trio.CancelScope) -> None:
         try:
-            await task()
+            await self._read_loop()
         finally:
             scope.cancel()
 
@@ -102,12 +107,18 @@ class Session:
             if not frames:
                 client.writer = writer  # from now on the hub may write directly while we wait
                 client.idle = True
-                try:
-                    first = await client.queue_out.receive()
-                except (trio.EndOfChannel, trio.ClosedResourceError):
-                    return
-                finally:
-                    client.idle = False
+                first = None
+                with trio.move_on_after(self.settings.ping_interval):
+                    try:
+                        first = await client.queue_out.receive()
+                    except (trio.EndOfChannel, trio.ClosedResourceError):
+                        return
+                    finally:
+                        client.idle = False
+                if first is None:  # nothing queued for ping_interval: is the peer still there?
+                    if not await self._ping():
+                        return
+                    continue
                 frames = [first, *self._ready_frames()]
             if client.close_reason is not None:
                 return
@@ -190,20 +201,20 @@ class Session:
 
     # ------------------------------------------------------------- keepalive
 
-    async def _keepalive_loop(self) -> None:
-        while True:
-            await trio.sleep(self.settings.ping_interval)
-            with trio.move_on_after(self.settings.ping_timeout) as timer:
-                try:
-                    await self.ws.ping()
-                except ConnectionClosed:
-                    return
-            if timer.cancelled_caught:
-                log.info("client %s dropped: no pong within %.0fs", self.client.client_id,
-                         self.settings.ping_timeout)
-                self._writing = True  # a peer that does not answer gets no close handshake
-                self.client.end((1011, "keepalive ping unanswered"))
-                return
+    async def _ping(self) -> bool:
+        """A WebSocket ping; False (and the client ended) if no pong comes in time."""
+        with trio.move_on_after(self.settings.ping_timeout) as timer:
+            try:
+                await self.ws.ping()
+            except ConnectionClosed:
+                return False
+        if timer.cancelled_caught:
+            log.info("client %s dropped: no pong within %.0fs", self.client.client_id,
+                     self.settings.ping_timeout)
+            self._writing = True  # a peer that does not answer gets no close handshake
+            self.client.end((1011, "keepalive ping unanswered"))
+            return False
+        return True
 
     # ----------------------------------------------------------------- close
 
