@@ -8,7 +8,7 @@ SYSTEM_PYTHON ?= python3
 demo: $(VENV)/.installed
 	$(VENV)/bin/osintd --demo
 
-test: $(VENV)/.installed tests/node/node_modules/.installed
+test: $(VENV)/.installed tests/node/node_modules/.installed tests/browser/node_modules/.installed
 	$(PYTHON) -m pytest -q
 
 $(VENV)/.installed: pyproject.toml
@@ -21,5 +21,9 @@ tests/node/node_modules/.installed: tests/node/package.json tests/node/package-l
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 clean:
-	rm -rf $(VENV) tests/node/node_modules
+	rm -rf $(VENV) tests/node/node_modules tests/browser/node_modules

@@ -168,6 +168,8 @@ async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetim
             elif isinstance(item, CursorMark):
                 await inbox.send(item)
             else:
-                for message in differ.changes(item, now(), trio.current_time()):
-                    await inbox.send(message)
-                await inbox.send(BoardState(item, dict(differ.ranks), dict(differ.trends), dict(differ.summaries)))
+                # One item: the hub publishes the announcements and takes the board in
+                # one step, so a snapshot never shows a board its seq does not match.
+                messages = tuple(differ.changes(item, now(), trio.current_time()))
+                await inbox.send(BoardState(item, dict(differ.ranks), dict(differ.trends), dict(differ.summaries),
+                                            messages))

@@ -178,6 +178,7 @@ class Hub:
         self._pending: list[Frame] = []
         self._batch_ready = trio.Event()
         self._batch_window = batch_window
+        self._pending_board: Scoreboard | None = None
         self.store_failures = 0
         self.clients: dict[str, Subscriber] = {}
         self.stats = HubStats()
@@ -208,7 +209,12 @@ class Hub:
         if not isinstance(item, (BoardState, EventRecord, CursorMark, Heartbeat)):
             self._check_overload()
         if isinstance(item, BoardState):
-            self.board = item.board
+            for message in item.messages:
+                self.publish(message)
+            if self._store is None:
+                self.board = item.board
+            else:  # shown once the announcements before it are delivered
+                self._pending_board = item.board
             self._durable(lambda batch: setattr(batch, "announced", Announced(item.ranks, item.trends,
                                                                                 item.summaries)))
             return None
@@ -265,8 +271,8 @@ class Hub:
         """Commit the current batch and deliver its frames; retried until the disk takes it."""
         if self._store is None:
             return
-        batch, frames = self._batch, self._pending
-        self._batch, self._pending, self._batch_ready = Batch(), [], trio.Event()
+        batch, frames, board = self._batch, self._pending, self._pending_board
+        self._batch, self._pending, self._batch_ready, self._pending_board = Batch(), [], trio.Event(), None
         delay = 0.1
         while True:
             try:
@@ -279,6 +285,8 @@ class Hub:
                 delay = min(delay * 2, 10.0)
         for frame in frames:
             self._deliver(frame)
+        if board is not None:
+            self.board = board
 
     def _fan_out(self, frame: Frame) -> None:
         for client in list(self.clients.values()):

@@ -149,10 +149,12 @@ class EventRecord:
 
 @attrs.frozen
 class BoardState:
-    """Sent by the differ after the announcements of a scoreboard: what a snapshot
-    shows, and what was announced (ranks, trends, summaries) for the state store."""
+    """A scoreboard's announcements (``messages``), the board itself (what a
+    snapshot shows) and what has now been announced (ranks, trends, summaries,
+    for the state store): sent by the differ as one item, published as one step."""
 
     board: Scoreboard
     ranks: dict[str, int] = attrs.field(factory=dict)
     trends: dict[str, TrendStatus] = attrs.field(factory=dict)
     summaries: dict[str, str] = attrs.field(factory=dict)
+    messages: tuple = ()

@@ -39,22 +39,26 @@ class Counts:
 
 async def metrics(inbox: trio.MemorySendChannel, interval: float, now: Callable,
                   read: Callable[[], Counts]) -> None:
-    """Every ``interval`` seconds, a ``metrics_update`` if any count changed."""
-    last = Counts(0, 0, 0, 0)
+    """One ``metrics_update`` at start (so snapshots have metrics at once), then
+    every ``interval`` seconds one if any count changed."""
+    last: Counts | None = None
     deadline = trio.current_time()
     while True:
+        current = read()
+        if current != last:
+            await inbox.send(_metrics_update(current, last or Counts(0, 0, 0, 0), now()))
+            last = current
         deadline += interval
         await trio.sleep_until(deadline)
-        current = read()
-        if current == last:
-            continue
-        changes = {}
-        for field in attrs.fields(Counts):
-            delta = getattr(current, field.name) - getattr(last, field.name)
-            if delta:
-                changes[field.name] = f"{delta:+d}"
-        await inbox.send(MetricsUpdate(now(), **attrs.asdict(current), changes=changes))
-        last = current
+
+
+def _metrics_update(current: Counts, last: Counts, moment) -> MetricsUpdate:
+    changes = {}
+    for field in attrs.fields(Counts):
+        delta = getattr(current, field.name) - getattr(last, field.name)
+        if delta:
+            changes[field.name] = f"{delta:+d}"
+    return MetricsUpdate(moment, **attrs.asdict(current), changes=changes)
 
 
 @attrs.frozen
