@@ -178,3 +178,14 @@ async def receive_until(ws, predicate, limit: int = 10_000) -> list[dict]:
         if predicate(message):
             return seen
     raise AssertionError(f"no matching message in {limit}: last {seen[-3:]}")
+
+
+async def collect_for(ws, seconds: float, kind: str | None = None) -> list[dict]:
+    """Every message (of ``kind``, if given) that arrives within ``seconds`` (virtual under autojump)."""
+    found = []
+    with trio.move_on_after(seconds):
+        while True:
+            message = await receive_json(ws)
+            if kind is None or message["type"] == kind:
+                found.append(message)
+    return found

@@ -7,19 +7,9 @@ import datetime as dt
 import trio
 import trio_websocket
 
-from conftest import ScriptedSource, make_settings, receive_json, start_app, ws_url
+from conftest import collect_for, ScriptedSource, make_settings, receive_json, start_app, ws_url
 from osintd.models import Event, EventType, TrendStatus
 from osintd.scorer import ScoringModel, Scorer, classify
-
-
-async def _collect(ws, kind: str, until_quiet: float = 5.0) -> list[dict]:
-    found = []
-    with trio.move_on_after(until_quiet):
-        while True:
-            message = await receive_json(ws)
-            if message["type"] == kind:
-                found.append(message)
-    return found
 
 
 def _burst(source: ScriptedSource, repo: str, count: int, at: dt.datetime) -> list[Event]:
@@ -36,14 +26,14 @@ async def test_ranking_change_up_down_new_dropped(autojump_clock):
             # r01 gets 12 events … r12 gets 1: the ranking is r01..r12.
             for index in range(1, 13):
                 await source.emit(*_burst(source, f"org/r{index:02d}", 13 - index, at))
-            first = await _collect(ws, "ranking_change")
+            first = await collect_for(ws, 5.0, "ranking_change")
             assert [(m["repo_full_name"], m["new_rank"], m["change"]) for m in first] == [
                 (f"org/r{index:02d}", index, "new") for index in range(1, 11)]
 
             # r12 jumps to first place: it enters, r01..r09 move down, r10 drops out.
             await source.emit(*_burst(source, "org/r12", 15, at))
             second = {m["repo_full_name"]: (m["old_rank"], m["new_rank"], m["change"])
-                      for m in await _collect(ws, "ranking_change")}
+                      for m in await collect_for(ws, 5.0, "ranking_change")}
             assert second.pop("org/r12") == (12, 1, "new")
             assert second.pop("org/r10") == (10, 11, "dropped")
             assert second == {f"org/r{index:02d}": (index, index + 1, "down") for index in range(1, 10)}
@@ -51,7 +41,7 @@ async def test_ranking_change_up_down_new_dropped(autojump_clock):
             # r05 (8 events) overtakes everyone: up from 6 to 1; the five above it move down.
             await source.emit(*_burst(source, "org/r05", 9, at))
             third = {m["repo_full_name"]: (m["old_rank"], m["new_rank"], m["change"])
-                     for m in await _collect(ws, "ranking_change")}
+                     for m in await collect_for(ws, 5.0, "ranking_change")}
             assert third == {"org/r05": (6, 1, "up"), "org/r12": (1, 2, "down"), "org/r01": (2, 3, "down"),
                              "org/r02": (3, 4, "down"), "org/r03": (4, 5, "down"), "org/r04": (5, 6, "down")}
         nursery.cancel_scope.cancel()

@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio_websocket
 
-from conftest import make_settings, receive_json, start_app, ws_url
+from conftest import collect_for, make_settings, receive_json, start_app, ws_url
 from fakegithub import FakeGitHub, events_api_item
 from osintd.clock import WallClock
 
@@ -25,15 +25,6 @@ async def _fake(nursery, **kwargs) -> FakeGitHub:
 async def _app(nursery, fake: FakeGitHub, repos=(REPO,), token: str | None = TOKEN, **overrides):
     settings = make_settings(repos=tuple(repos), github_api_url=fake.url, github_token=token, **overrides)
     return await start_app(nursery, settings)
-
-
-async def _collect(ws, seconds: float) -> list[dict]:
-    """Every message for ``seconds`` of (virtual) time."""
-    found = []
-    with trio.move_on_after(seconds):
-        while True:
-            found.append(await receive_json(ws))
-    return found
 
 
 async def _new_events(ws, count: int) -> list[dict]:
@@ -87,7 +78,7 @@ async def test_rate_limit_zero_waits_for_reset(nursery, autojump_clock):
     app = await _app(nursery, fake)
     async with trio_websocket.open_websocket_url(ws_url(app, f"since=0&epoch={app.hub.epoch}&types=error,system_status")) as ws:
         await receive_json(ws)
-        messages = [m for m in await _collect(ws, 1200) if m["type"] in ("error", "system_status")]
+        messages = [m for m in await collect_for(ws, 1200) if m["type"] in ("error", "system_status")]
     first, second = fake.requests_to(PATH)[:2]
     assert second.at - first.at >= 995
     error = next(m for m in messages if m["type"] == "error")
@@ -115,7 +106,7 @@ async def test_server_errors_back_off_then_recover(nursery, autojump_clock):
     app = await _app(nursery, fake)
     async with trio_websocket.open_websocket_url(ws_url(app, f"since=0&epoch={app.hub.epoch}&types=error,system_status")) as ws:
         await receive_json(ws)
-        messages = await _collect(ws, 60)
+        messages = await collect_for(ws, 60)
         errors = [m for m in messages if m["type"] == "error"]
         statuses = [m for m in messages if m["type"] == "system_status"]
     times = [r.at for r in fake.requests_to(PATH)]
@@ -135,7 +126,7 @@ async def test_malformed_json_is_an_error_and_polling_goes_on(nursery, autojump_
     app = await _app(nursery, fake)
     async with trio_websocket.open_websocket_url(ws_url(app, f"since=0&epoch={app.hub.epoch}&types=error")) as ws:
         await receive_json(ws)
-        errors = [m for m in await _collect(ws, 10) if m["type"] == "error"]
+        errors = [m for m in await collect_for(ws, 10) if m["type"] == "error"]
     assert [e["error_code"] for e in errors] == ["GITHUB_BAD_RESPONSE"]
     assert app.scorer.total_events == 1  # the next poll worked
 

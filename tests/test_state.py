@@ -16,7 +16,7 @@ import trio
 import trio.testing
 import trio_websocket
 
-from conftest import ROOT, make_settings, receive_json, spawn_daemon, start_app, ws_url
+from conftest import collect_for, ROOT, make_settings, receive_json, spawn_daemon, start_app, ws_url
 from fakegithub import FakeGitHub, events_api_item
 from osintd.clock import WallClock
 from osintd.normalize import from_events_api
@@ -29,14 +29,6 @@ def patient_clock():
     """Virtual time that jumps only after 20 ms of real idleness: the state store works
     in threads, and a clock that jumps while a commit runs would outpace it."""
     return trio.testing.MockClock(autojump_threshold=0.02)
-
-
-async def _collect(ws, seconds: float) -> list[dict]:
-    found = []
-    with trio.move_on_after(seconds):
-        while True:
-            found.append(await receive_json(ws))
-    return found
 
 
 async def test_restart_resumes_without_repeats_or_spurious_announcements(tmp_path, patient_clock):
@@ -59,7 +51,7 @@ async def test_restart_resumes_without_repeats_or_spurious_announcements(tmp_pat
             async with trio_websocket.open_websocket_url(ws_url(first, f"since=0&epoch={first.hub.epoch}"),
                                                          message_queue_size=1024) as ws:
                 hello = await receive_json(ws)
-                run1 = [m for m in await _collect(ws, 20) if m["type"] != "resumed"]
+                run1 = [m for m in await collect_for(ws, 20) if m["type"] != "resumed"]
             await first.shutdown()
         ids1 = {m["event_id"] for m in run1 if m["type"] == "new_event"}
         assert len(ids1) == n
@@ -80,7 +72,7 @@ async def test_restart_resumes_without_repeats_or_spurious_announcements(tmp_pat
                     ws_url(second, f"since={last_seq}&epoch={hello['epoch']}")) as ws:
                 again = await receive_json(ws)
                 resumed = await receive_json(ws)
-                run2 = await _collect(ws, 20)
+                run2 = await collect_for(ws, 20)
             await second.shutdown()
         outer.cancel_scope.cancel()
 
@@ -114,7 +106,7 @@ async def test_restart_without_new_data_announces_nothing(tmp_path, patient_cloc
                 async with trio_websocket.open_websocket_url(
                         ws_url(app, f"since={app.hub.delivered}&epoch={app.hub.epoch}&{types}")) as ws:
                     await receive_json(ws)
-                    messages = [m for m in await _collect(ws, 30) if m["type"] != "resumed"]
+                    messages = [m for m in await collect_for(ws, 30) if m["type"] != "resumed"]
                 await app.shutdown()
             if run == 0:
                 assert len(messages) > 20
