@@ -145,3 +145,16 @@ def test_unit_files_verify_and_rate_1_5_or_better(tmp_path):
     score = float(last[0].split("level for osintd.service:")[1].split()[0])
     print(last[0])
     assert score <= 1.5, security.stdout
+
+
+def test_journald_lines_have_a_priority_and_no_timestamp_of_their_own(tmp_path):
+    daemon = spawn_daemon(tmp_path, "--demo", env={"JOURNAL_STREAM": "8:12345"})
+    assert daemon.stop() == 0
+    lines = daemon.log().splitlines()
+    serving = next(line for line in lines if "serving ws://" in line)
+    assert serving.startswith("<6>osintd.app: serving")
+    assert all(line.startswith("<") and line[1].isdigit() for line in lines if line.strip()), lines
+    plain = spawn_daemon(tmp_path, "--demo")
+    assert plain.stop() == 0
+    first = plain.log().splitlines()[0]
+    assert first[:4].isdigit() and " INFO " in first  # a timestamp and a level off journald
