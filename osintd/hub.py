@@ -113,6 +113,10 @@ class Subscriber:
     whoever decides the connection ends.
     """
 
+    # Thousands of these live at once: slots keep each one small.
+    __slots__ = ("client_id", "filter", "queue_in", "queue_out", "backlog", "writer", "idle",
+                 "connected_seq", "last_data_seq", "close_reason", "frames_sent")
+
     def __init__(self, capacity: int, filter: Filter = EVERYTHING) -> None:
         self.client_id = f"client_{secrets.randbelow(10**9):09d}{next(_client_numbers)}"
         self.filter = filter

@@ -88,6 +88,8 @@ def _csv(value: str | None) -> list[str] | None:
 class PrefixedStream(trio.abc.Stream):
     """A stream that first yields bytes already read from it (the request head)."""
 
+    __slots__ = ("_stream", "_prefix")
+
     def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
         self._stream = stream
         self._prefix = prefix

@@ -60,6 +60,8 @@ class TokenBucket:
 class Session:
     """Runs one accepted WebSocket until it closes; see :meth:`run`."""
 
+    __slots__ = ("ws", "stream", "writer", "hub", "settings", "client", "_now", "_writing", "_bucket")
+
     def __init__(self, ws: WebSocketConnection, stream: trio.abc.Stream, hub: Hub,
                  settings: SessionSettings, client: Subscriber, now: Callable) -> None:
         self.ws = ws

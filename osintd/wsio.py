@@ -43,6 +43,8 @@ class SocketWriter:
     never interleave on the wire.
     """
 
+    __slots__ = ("_ws", "_stream", "_lock", "_fd")
+
     def __init__(self, ws: trio_websocket.WebSocketConnection, stream: trio.SocketStream) -> None:
         self._ws = ws
         self._stream = stream
