@@ -26,7 +26,8 @@ handler of its own.  Three names are the client's own events, never server
 message types, and their handlers receive records instead of dicts:
 
 * ``"state"`` - a :class:`StateChange` (connecting, connected, reconnecting with
-  the delay before the next attempt, closed).
+  the delay before the next attempt, closed).  States also change while the
+  client closes, where nothing may wait, so these handlers must be plain functions.
 * ``"gap"`` - a :class:`Gap`: broadcasts that should have arrived did not.
 * ``"resync"`` - a :class:`Resync`: the server could not replay what was missed
   (it restarted with a new ``epoch``, or the history is gone); whatever the
@@ -72,6 +73,7 @@ import inspect
 import json
 import logging
 import random
+import typing
 import urllib.parse
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -79,7 +81,7 @@ import attrs
 import trio
 import trio_websocket
 
-from osintd.messages import SUBSCRIBABLE_TYPES
+from osintd.messages import SUBSCRIBABLE_TYPES, Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,8 @@ DEFAULT_URL = "ws://localhost:8000/ws/live-updates"
 
 #: The client's own events (handlers get records, not messages).
 CLIENT_EVENTS = frozenset({"state", "gap", "resync"})
+#: Every message type this version of the protocol knows.
+SERVER_TYPES = frozenset(cls.TYPE for cls in typing.get_args(Outgoing))
 #: Message types that carry ``seq`` without being a broadcast of their own.
 _SEQ_BEARING_CONTROL = frozenset({"connection", "snapshot", "heartbeat", "resumed"})
 #: Handshake answers worth retrying; any other refusal is final.
@@ -345,7 +349,7 @@ class LiveUpdatesClient:
             [(key, value) for key, value in query if key not in ("types", "repos", "since", "epoch", "snapshot")]))
         self.settings = settings
         self.stats = ClientStats(last_seq=since if epoch is not None else None, epoch=epoch)
-        self._tracker = SequenceTracker(self.filtered is False, since, epoch)
+        self._tracker = SequenceTracker(not self.filtered, since, epoch)
         self._backoff = Backoff(settings.backoff_base, settings.backoff_cap, random_fraction)
         self._handlers: dict[str, list[Handler]] = collections.defaultdict(list)
         self._default_handler = default_handler
@@ -357,6 +361,7 @@ class LiveUpdatesClient:
         self._run_scope: trio.CancelScope | None = None
         self._running = False
         self._closing = False
+        self._established = False  # the current attempt got the server's connection message
         self._nursery_manager = None
 
     # ------------------------------------------------------------------ public
@@ -383,6 +388,8 @@ class LiveUpdatesClient:
         ``"state"``, ``"gap"``, ``"resync"``: the client's own events).  Several
         handlers per type are called in registration order.  Without ``handler``,
         returns a decorator."""
+        if kind != "*" and kind not in SERVER_TYPES | CLIENT_EVENTS:
+            log.warning("handler registered for %r, which is not a known message type or client event", kind)
         if handler is None:
             def register(function: Handler) -> Handler:
                 self._handlers[kind].append(function)
@@ -454,11 +461,12 @@ class LiveUpdatesClient:
         return self
 
     async def __aexit__(self, *exc_info) -> bool | None:
-        try:
-            await self.close()
-        finally:
-            manager, self._nursery_manager = self._nursery_manager, None
-            return await manager.__aexit__(*exc_info)
+        # Like close(), but the nursery's exit is what waits for run() to return.
+        manager, self._nursery_manager = self._nursery_manager, None
+        self._closing = True
+        if self._run_scope is not None:
+            self._run_scope.cancel()
+        return await manager.__aexit__(*exc_info)
 
     # ------------------------------------------------------------ connections
 
@@ -466,7 +474,6 @@ class LiveUpdatesClient:
         while True:
             ended = await self._one_connection()
             if ended.refused is not None:
-                log.error("%s", ended.refused)
                 raise ended.refused
             if self._closing:
                 return
@@ -493,16 +500,20 @@ class LiveUpdatesClient:
     async def _one_connection(self) -> _Disconnect:
         resume = self._tracker.connection_opened()
         url = self._connect_url(resume)
+        self._established = False
         self._set_state(ConnectionState.CONNECTING if self.stats.connects == 0 else ConnectionState.RECONNECTING)
-        ended = _Disconnect("connection failed")
+        ended = rejected = failed = None
         try:
             async with trio.open_nursery() as connection_tasks:
                 ended = await self._connect_and_receive(connection_tasks, url)
                 connection_tasks.cancel_scope.cancel()
+        except* trio_websocket.ConnectionRejected as group:
+            # trio-websocket raises a refused handshake from its reader task.
+            rejected = _refusal(group.exceptions[0])
         except* Exception as group:
-            # Failures inside trio-websocket's own reader task (e.g. a ping answered
+            # Other failures inside trio-websocket's reader task (e.g. a ping answered
             # after close, trio-websocket #184) end this connection, not the client.
-            ended = _Disconnect(_describe(group))
+            failed = _Disconnect(_describe(group))
             log.debug("connection failed", exc_info=group)
         finally:
             self._ws = None
@@ -512,7 +523,9 @@ class LiveUpdatesClient:
             if self._connected.is_set():
                 self._connected = trio.Event()
                 self.stats.disconnects += 1
-        return ended
+        if not self._established:
+            self.stats.failed_attempts += 1
+        return rejected or failed or ended or _Disconnect("connection failed")
 
     async def _connect_and_receive(self, connection_tasks: trio.Nursery, url: str) -> _Disconnect:
         ws = None
@@ -521,14 +534,11 @@ class LiveUpdatesClient:
                 ws = await trio_websocket.connect_websocket_url(
                     connection_tasks, url, message_queue_size=16, max_message_size=self.settings.max_message_bytes)
         except trio_websocket.ConnectionRejected as rejected:
-            self.stats.failed_attempts += 1
             return _refusal(rejected)
         except (OSError, trio.BrokenResourceError, trio_websocket.HandshakeError,
                 trio_websocket.ConnectionClosed) as exc:
-            self.stats.failed_attempts += 1
             return _Disconnect(f"cannot connect: {_one_line(exc)}")
         if ws is None:
-            self.stats.failed_attempts += 1
             return _Disconnect(f"handshake took over {self.settings.connect_timeout:g} s")
         self._ws = ws
         dead = False
@@ -603,6 +613,7 @@ class LiveUpdatesClient:
         return None
 
     def _connection_established(self, message: dict[str, Any]) -> None:
+        self._established = True
         self.stats.connects += 1
         if self.stats.connects > 1:
             self.stats.reconnects += 1

@@ -87,7 +87,8 @@ class Filter:
             object.__setattr__(self, "_pattern", re.compile(joined))
 
     def admits(self, frame: Frame) -> bool:
-        if self.types is not None and frame.type not in self.types:
+        # Heartbeats always pass: clients watch them to tell a quiet feed from a dead one.
+        if self.types is not None and frame.type not in self.types and frame.type != "heartbeat":
             return False
         if self._pattern is not None and frame.repo is not None:
             return self._pattern.match(frame.repo) is not None

@@ -194,7 +194,8 @@ class Server:
                 refusal = problem(426, "upgrade_required", f"{WS_PATH} speaks WebSocket; connect with a "
                                   "WebSocket client", ("Upgrade", "websocket"))
             answer = refusal or await self._plain(stream, connection, request, path, headers)
-            await self._respond(stream, connection, answer, head_only=request.method == b"HEAD")
+            await self._respond(stream, connection, answer, head_only=request.method == b"HEAD",
+                                close=_is_upgrade(headers))
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
                 return
             connection.start_next_cycle()
@@ -243,11 +244,13 @@ class Server:
                 return problem(400, "bad_request", "unexpected end of request")
         return await self.api.handle(Request(request.method.decode("latin-1"), path, headers, bytes(body)))
 
-    async def _respond(self, stream, connection: h11.Connection, answer: Response, head_only: bool = False) -> None:
+    async def _respond(self, stream, connection: h11.Connection, answer: Response, head_only: bool = False,
+                       close: bool = False) -> None:
+        """Send ``answer``; errors (but a plain 404) and refused upgrades close the connection."""
         body = answer.encoded()
         headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(body))),
                    ("Cache-Control", "no-store"), *answer.headers]
-        if answer.status >= 400 and answer.status != 404:
+        if close or (answer.status >= 400 and answer.status != 404):
             headers.append(("Connection", "close"))
         try:
             data = connection.send(h11.Response(status_code=answer.status, headers=headers,
@@ -275,7 +278,7 @@ class Server:
             except BadQuery as exc:
                 refusal = problem(400, "bad_request", str(exc))
         if refusal is not None:
-            await self._respond(stream, connection, refusal)
+            await self._respond(stream, connection, refusal, close=True)
             return None
         return stream, raw, upgrade
 

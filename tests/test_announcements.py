@@ -7,7 +7,7 @@ import datetime as dt
 import trio
 import trio_websocket
 
-from conftest import collect_for, ScriptedSource, make_settings, receive_json, start_app, ws_url
+from conftest import collect_for, ScriptedSource, make_settings, receive_json, receive_until, start_app, ws_url
 from osintd.models import Event, EventType, TrendStatus
 from osintd.scorer import ScoringModel, Scorer, classify
 
@@ -57,13 +57,12 @@ async def test_trend_goes_hot_then_cools_down(autojump_clock):
             # A baseline from 20 hours ago, then a burst now: velocity far above 1.
             await source.emit(source.event("calm/base", at=now - dt.timedelta(hours=20)))
             await source.emit(*(source.event("hot/repo", at=now) for _ in range(20)))
-            up = await receive_json(ws)
-            while up["repo_full_name"] != "hot/repo":
-                up = await receive_json(ws)
+            up = await receive_until(ws, lambda m: m.get("repo_full_name") == "hot/repo")
+            up = up[-1]
             assert (up["old_status"], up["new_status"], up["momentum"]) == ("💤 QUIET", "🔥 HOT", "ACCELERATING")
             assert up["velocity"] > 1.5 and up["activity_score"] >= 15
             # Two quiet hours later: the score has decayed a little, the rate has fallen away.
-            down = await receive_json(ws)
+            down = (await receive_until(ws, lambda m: m["type"] == "trend_change"))[-1]  # heartbeats pass filters
             assert down["repo_full_name"] == "hot/repo"
             assert (down["old_status"], down["new_status"]) == ("🔥 HOT", "📉 COOLING")
             assert down["velocity"] < 0.67 and down["momentum"] == "DECELERATING"

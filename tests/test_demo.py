@@ -50,7 +50,7 @@ async def test_demo_trends_heat_up_and_cool_down_and_incidents_come_and_go(autoj
             with trio.move_on_after(15 * 60):
                 while True:
                     message = await receive_json(ws)
-                    if message["type"] == "connection":
+                    if message["type"] in ("connection", "heartbeat"):
                         continue
                     {"trend_change": trends, "system_status": statuses, "error": errors}[message["type"]].append(message)
         nursery.cancel_scope.cancel()

@@ -108,7 +108,7 @@ async def test_heartbeat_period_and_seq(autojump_clock):
 async def test_metrics_only_when_changed(autojump_clock):
     source = ScriptedSource()
     async with trio.open_nursery() as nursery:
-        app = await start_app(nursery, make_settings(metrics_interval=5.0), source=source)
+        app = await start_app(nursery, make_settings(metrics_interval=5.0, heartbeat_interval=1000.0), source=source)
         async with trio_websocket.open_websocket_url(ws_url(app, "types=metrics_update&snapshot=0")) as ws:
             await receive_json(ws)
             first = await receive_json(ws)  # our own connection changed websocket_connections

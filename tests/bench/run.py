@@ -1,0 +1,959 @@
+#!/usr/bin/env python3
+"""The osintd fan-out benchmark: osintd against a `websockets` broadcast()
+reference server, both started by this script in the same run and driven by
+the same Node.js load generator (tests/bench/loadgen.js, the `ws` package).
+
+    .venv/bin/python tests/bench/run.py [--quick] [--out results.json]
+
+Prints a Markdown table (osintd, reference, osintd/reference) and writes
+every number it measured as JSON.  See tests/bench/README.md.
+
+Everything listens on 127.0.0.1.  Every process this script starts is ended
+by it, by PID, also on Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import queue
+import resource
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+import gharchive  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+WS_PATH = "/ws/live-updates"
+
+FULL: dict[str, Any] = {
+    "workers": 2,                        # load generator processes
+    "sat_clients": [100, 1000, 5000],    # saturation
+    "sat_warmup": 5.0, "sat_window": 10.0,
+    "osintd_sat_rate": 100_000,          # --demo-rate for saturation (the pipeline backs up, never drops)
+    "client_queue": 1024,                # osintd --client-queue (its default) except in the slow test
+    "lat": [[100, 20.0], [1000, 5.0]],   # (clients, msg/s)
+    "lat_warmup": 3.0, "lat_window": 20.0,
+    "mem_clients": 5000, "mem_settle": 2.5,
+    "slow_clients": 1000, "slow_fraction": 0.01, "slow_rate": 20.0, "slow_queue": 256,
+    "slow_warmup": 3.0, "slow_window": 30.0, "slow_rcvbuf": 4096, "slow_drain": 5.0,
+    "ingest_events": 200_000, "ingest_span": 3600.0, "ingest_repos": 10_000, "ingest_max_seconds": 60.0,
+    "hold_clients": 10_000, "hold_heartbeat": 2.0, "hold_seconds": 5.5,
+    "reference_high_water": 64 * 1024,
+}
+QUICK: dict[str, Any] = {
+    **FULL,
+    "sat_clients": [100, 1000], "sat_warmup": 1.5, "sat_window": 3.0,
+    "lat_warmup": 1.5, "lat_window": 4.0,
+    "mem_clients": 1000, "mem_settle": 1.5,
+    "slow_rate": 50.0, "slow_queue": 64, "slow_warmup": 1.0, "slow_window": 6.0, "slow_drain": 2.0,
+    "ingest_events": 20_000, "ingest_max_seconds": 8.0,
+    "hold_clients": 2000, "hold_seconds": 4.2,
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", flush=True)
+
+
+STARTED = time.monotonic()
+
+
+# ------------------------------------------------------------------ processes
+
+
+class Processes:
+    """Every child this script starts, so that all of them are ended by PID."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.children: list[subprocess.Popen] = []
+        self.extra_pids: list[int] = []  # the load generator's workers
+        self._count = 0
+
+    def spawn(self, name: str, cmd: list[str], **kwargs) -> subprocess.Popen:
+        self._count += 1
+        path = self.logdir / f"{self._count:02d}-{name}.log"
+        out = open(path, "wb")
+        kwargs.setdefault("stdout", out)
+        proc = subprocess.Popen(cmd, stderr=out, cwd=ROOT, **kwargs)
+        proc.log_path = path  # type: ignore[attr-defined]
+        out.close()  # the child holds its own copy
+        self.children.append(proc)
+        return proc
+
+    @staticmethod
+    def stop(proc: subprocess.Popen, timeout: float = 10.0) -> int | None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        return proc.returncode
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.children):
+            self.stop(proc, timeout=5.0)
+        for pid in self.extra_pids:
+            kill_if_ours(pid)
+
+
+def kill_if_ours(pid: int) -> None:
+    """SIGKILL a load-generator worker if it is still alive (checked by its command line)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"loadgen.js" in cmdline:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(port: int, path: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as answer:
+        return json.loads(answer.read())
+
+
+def http_text(port: int, path: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as answer:
+        return answer.read().decode()
+
+
+def proc_status_kb(pid: int, key: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, interrupts) CPU seconds of all cores together: busy is everything but idle and iowait;
+    interrupts (irq + softirq) is mostly the kernel moving our loopback TCP traffic, charged to no process."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # up to steal; guest is inside user
+    return busy / CLK_TCK, (fields[5] + fields[6]) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+# --------------------------------------------------------------------- servers
+
+
+class Server:
+    def __init__(self, procs: Processes, kind: str, args: list[str], name: str) -> None:
+        self.kind = kind
+        self.port = free_port()
+        if kind == "osintd":
+            cmd = [sys.executable, "-m", "osintd", "--port", str(self.port), *args]
+        else:
+            cmd = [sys.executable, str(HERE / "reference_server.py"), "--port", str(self.port), *args]
+        self.cmd = cmd
+        self.procs = procs
+        self.proc = procs.spawn(name, cmd)
+        self.pid = self.proc.pid
+        self.url = f"ws://127.0.0.1:{self.port}{WS_PATH}"
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{kind} exited with {self.proc.returncode} at start-up:\n{self.log_tail()}")
+            try:
+                http_text(self.port, "/health", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{kind} did not answer /health within 30 s:\n{self.log_tail()}")
+                time.sleep(0.05)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(Path(self.proc.log_path).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def tracebacks(self) -> list[str]:
+        try:
+            text = Path(self.proc.log_path).read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        found = []
+        for i, line in enumerate(text):
+            if line.startswith("Traceback"):
+                found.append("\n".join(text[max(0, i - 1): i + 25]))
+        return found
+
+    def rss_kb(self) -> int | None:
+        return proc_status_kb(self.pid, "VmRSS")
+
+    def rss_settled_kb(self, samples: int = 5, interval: float = 0.2) -> float:
+        values = []
+        for _ in range(samples):
+            values.append(self.rss_kb() or 0)
+            time.sleep(interval)
+        return statistics.median(values)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def stats(self) -> dict:
+        """The server's own counters (clients list left out)."""
+        try:
+            if self.kind == "osintd":
+                stats = http_json(self.port, "/ws/stats", timeout=10)
+                stats.pop("clients", None)
+                return stats
+            return http_json(self.port, "/stats", timeout=10)
+        except OSError as exc:
+            return {"error": f"stats unavailable: {exc}"}
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> dict:
+        crashed = not self.alive()
+        code = self.procs.stop(self.proc, timeout=15)
+        return {"crashed_before_stop": crashed, "exit_code": code, "tracebacks": self.tracebacks()[:3]}
+
+
+def osintd_args(rate: float, queue_size: int, heartbeat: float = 3600.0) -> list[str]:
+    return ["--demo", "--demo-rate", f"{rate:g}", "--demo-seed", "1", "--heartbeat-interval", f"{heartbeat:g}",
+            "--metrics-interval", "3600", "--client-queue", str(queue_size), "--max-clients", "20000"]
+
+
+def reference_args(rate: float | str, high_water: int, heartbeat: float = 3600.0) -> list[str]:
+    return ["--rate", str(rate), "--heartbeat-interval", f"{heartbeat:g}", "--high-water", str(high_water)]
+
+
+# ---------------------------------------------------------------- load generator
+
+
+class LoadGen:
+    def __init__(self, procs: Processes, url: str, clients: int, workers: int, max_seconds: float) -> None:
+        cmd = ["node", str(HERE / "loadgen.js"), "--url", url, "--clients", str(clients),
+               "--workers", str(workers), "--concurrency", "64", "--max-seconds", f"{max_seconds:.0f}"]
+        self.procs = procs
+        self.proc = procs.spawn("loadgen", cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.lines: queue.Queue = queue.Queue()
+        self.pids: list[int] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                self.lines.put(json.loads(line))
+            except ValueError:
+                pass
+        self.lines.put({"event": "eof"})
+
+    def _send(self, cmd: str) -> None:
+        self.proc.stdin.write(json.dumps({"cmd": cmd}).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def wait_for(self, event: str, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"load generator: no {event!r} within {timeout:.0f} s") from None
+            if msg.get("event") == event:
+                return msg
+            if msg.get("event") in ("error", "eof"):
+                raise RuntimeError(f"load generator failed while waiting for {event!r}: {msg}")
+
+    def ready(self, timeout: float) -> dict:
+        info = self.wait_for("ready", timeout)
+        self.pids = info["pids"][1:]
+        self.procs.extra_pids.extend(self.pids)
+        return info
+
+    def start(self) -> None:
+        self._send("start")
+        self.wait_for("started", 30)
+
+    def stop(self) -> dict:
+        self._send("stop")
+        return self.wait_for("stats", 60)
+
+    def close(self) -> None:
+        try:
+            self._send("quit")
+        except OSError:
+            pass
+        if self._wait(5) is None:
+            Processes.stop(self.proc, timeout=10)
+        for pid in self.pids:
+            kill_if_ours(pid)
+
+    def _wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        while not self._stop_event.is_set():
+            rss = proc_status_kb(self.pid, "VmRSS")
+            if rss is not None:
+                self.samples.append((time.monotonic() - t0, rss))
+            self._stop_event.wait(self.interval)
+
+    def finish(self) -> dict:
+        self._stop_event.set()
+        self.join(2)
+        values = [rss for _, rss in self.samples] or [0]
+        return {"start_kb": values[0], "end_kb": values[-1], "peak_kb": max(values), "min_kb": min(values)}
+
+
+def summarize_window(st: dict, seconds: float, server_cpu: float) -> dict:
+    lat = st["latency_ms"]
+    return {
+        "new_event_per_second": st["new_event_per_second"], "frames_per_second": st["frames_per_second"],
+        "avg_new_event_bytes": st["avg_new_event_bytes"],
+        "latency_ms": {k: lat[k] for k in ("count", "mean", "p50", "p90", "p99", "p999", "max")},
+        "negative_latencies": st["negative_latencies"],
+        "per_client_new_event_min": st["min_new_event_per_client"],
+        "per_client_new_event_max": st["max_new_event_per_client"],
+        "open_at_end": st["open"], "closed_in_window": st["closed_in_window"],
+        "close_codes_in_window": st["close_codes_in_window"],
+        "window_seconds": st["seconds"],
+        "server_cpu_percent": 100.0 * server_cpu / seconds,
+        "generator_cpu_percent_total": 100.0 * st["worker_cpu_seconds"] / st["seconds"],
+        "generator_cpu_percent_max_worker": st["worker_cpu_percent_max"],
+    }
+
+
+# -------------------------------------------------------------------- scenarios
+
+
+class Bench:
+    def __init__(self, cfg: dict, procs: Processes, logdir: Path) -> None:
+        self.cfg, self.procs, self.logdir = cfg, procs, logdir
+        self.problems: list[str] = []
+
+    def _server(self, kind: str, what: str, osintd: list[str], reference: list[str]) -> Server:
+        return Server(self.procs, kind, osintd if kind == "osintd" else reference, f"{kind}-{what}")
+
+    def _finish(self, server: Server, result: dict, what: str) -> None:
+        end = server.stop()
+        result["server_exit"] = end
+        if end["crashed_before_stop"] or end["tracebacks"] or end["exit_code"] not in (0, None):
+            note = (f"{server.kind} {what}: exit code {end['exit_code']}, crashed before stop: "
+                    f"{end['crashed_before_stop']}, {len(end['tracebacks'])} traceback(s) in {server.proc.log_path}")
+            self.problems.append(note)
+            log("PROBLEM: " + note)
+
+    def _connect(self, server: Server, clients: int, extra_seconds: float) -> tuple[LoadGen, dict]:
+        lg = LoadGen(self.procs, server.url, clients, self.cfg["workers"],
+                     max_seconds=120 + clients / 40 + extra_seconds)
+        info = lg.ready(timeout=60 + clients / 40)
+        if info["failed"]:
+            note = f"{server.kind}: {info['failed']} of {clients} clients failed to connect: {info['errors']}"
+            self.problems.append(note)
+            log("PROBLEM: " + note)
+        return lg, info
+
+    def _window(self, server: Server, lg: LoadGen, warmup: float, window: float) -> tuple[dict, dict]:
+        time.sleep(warmup)
+        (busy0, irq0), cpu0, t0 = machine_cpu_seconds(), server.cpu(), time.monotonic()
+        lg.start()
+        time.sleep(window)
+        st = lg.stop()
+        (busy1, irq1), cpu1, t1 = machine_cpu_seconds(), server.cpu(), time.monotonic()
+        summary = summarize_window(st, t1 - t0, cpu1 - cpu0)
+        summary["machine_busy_percent"] = 100.0 * (busy1 - busy0) / (t1 - t0)
+        summary["interrupt_cpu_percent"] = 100.0 * (irq1 - irq0) / (t1 - t0)
+        # What neither the server, the generator nor the network stack used: other processes (noise).
+        summary["other_cpu_percent"] = max(0.0, summary["machine_busy_percent"] - summary["server_cpu_percent"]
+                                           - summary["interrupt_cpu_percent"]
+                                           - 100.0 * st["worker_cpu_seconds"] / st["seconds"])
+        summary["loadavg"] = os.getloadavg()[0]
+        return st, summary
+
+    # -- delivered messages per second at saturation
+
+    def saturation(self, kind: str, clients: int) -> dict:
+        cfg = self.cfg
+        server = self._server(kind, f"sat{clients}",
+                              osintd_args(cfg["osintd_sat_rate"], cfg["client_queue"]),
+                              reference_args("max", cfg["reference_high_water"]))
+        result: dict[str, Any] = {"server": kind, "clients": clients, "cmd": server.cmd}
+        lg = None
+        try:
+            lg, info = self._connect(server, clients, cfg["sat_warmup"] + cfg["sat_window"])
+            result["connect"] = _connect_summary(info)
+            st, result["window"] = self._window(server, lg, cfg["sat_warmup"], cfg["sat_window"])
+            result["rss_kb"] = server.rss_kb()
+            result["server_stats"] = server.stats()
+            _note_closes(self, kind, f"saturation {clients}", st)
+        finally:
+            if lg:
+                lg.close()
+            self._finish(server, result, f"saturation {clients} clients")
+        w = result["window"]
+        log(f"saturation {clients:>5} clients  {kind:9}: {w['new_event_per_second']:>10,.0f} new_event/s delivered"
+            f"  (CPU: server {w['server_cpu_percent']:.0f}%, generator {w['generator_cpu_percent_total']:.0f}%, "
+            f"softirq {w['interrupt_cpu_percent']:.0f}%, other processes {w['other_cpu_percent']:.0f}%)")
+        return result
+
+    # -- creation-to-arrival latency at a moderate rate
+
+    def latency(self, kind: str, clients: int, rate: float) -> dict:
+        cfg = self.cfg
+        server = self._server(kind, f"lat{clients}", osintd_args(rate, cfg["client_queue"]),
+                              reference_args(rate, cfg["reference_high_water"]))
+        result: dict[str, Any] = {"server": kind, "clients": clients, "rate": rate, "cmd": server.cmd}
+        lg = None
+        try:
+            lg, info = self._connect(server, clients, cfg["lat_warmup"] + cfg["lat_window"])
+            result["connect"] = _connect_summary(info)
+            st, result["window"] = self._window(server, lg, cfg["lat_warmup"], cfg["lat_window"])
+            result["rss_kb"] = server.rss_kb()
+            _note_closes(self, kind, f"latency {clients}", st)
+        finally:
+            if lg:
+                lg.close()
+            self._finish(server, result, f"latency {clients} clients")
+        lat = result["window"]["latency_ms"]
+        log(f"latency    {clients:>5} clients @ {rate:g}/s {kind:9}: p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms"
+            f"  ({lat['count']:,} samples)")
+        return result
+
+    # -- resident memory per idle connection
+
+    def memory(self, kind: str, clients: int) -> dict:
+        cfg = self.cfg
+        server = self._server(kind, f"mem{clients}", osintd_args(0.1, cfg["client_queue"]),
+                              reference_args(0, cfg["reference_high_water"]))
+        result: dict[str, Any] = {"server": kind, "clients": clients, "cmd": server.cmd}
+        lg = None
+        try:
+            time.sleep(cfg["mem_settle"])
+            rss0 = server.rss_settled_kb()
+            lg, info = self._connect(server, clients, 10)
+            result["connect"] = _connect_summary(info)
+            time.sleep(cfg["mem_settle"])
+            rss1 = server.rss_settled_kb()
+            connected = info["connected"]
+            result.update(rss_idle0_kb=rss0, rss_idleN_kb=rss1, connected=connected,
+                          per_connection_kb=(rss1 - rss0) / max(connected, 1))
+        finally:
+            if lg:
+                lg.close()
+            self._finish(server, result, f"memory {clients} clients")
+        log(f"memory     {clients:>5} idle clients {kind:9}: {result['per_connection_kb']:.1f} KB per connection"
+            f"  (RSS {rss0 / 1024:.1f} → {rss1 / 1024:.1f} MiB)")
+        return result
+
+    # -- 1% of clients stop reading
+
+    def slow(self, kind: str, with_slow: bool) -> dict:
+        cfg = self.cfg
+        total = cfg["slow_clients"]
+        n_slow = max(1, round(total * cfg["slow_fraction"]))
+        fast = total - n_slow
+        server = self._server(kind, "slow" if with_slow else "slowbase",
+                              osintd_args(cfg["slow_rate"], cfg["slow_queue"]),
+                              reference_args(cfg["slow_rate"], cfg["reference_high_water"]))
+        result: dict[str, Any] = {"server": kind, "fast_clients": fast, "slow_clients": n_slow if with_slow else 0,
+                                  "rate": cfg["slow_rate"], "cmd": server.cmd}
+        lg = None
+        socks: list[socket.socket] = []
+        try:
+            lg, info = self._connect(server, fast, cfg["slow_warmup"] + cfg["slow_window"] + 10)
+            result["connect"] = _connect_summary(info)
+            if with_slow:
+                socks = [slow_client(server.port, cfg["slow_rcvbuf"]) for _ in range(n_slow)]
+            sampler = RssSampler(server.pid)
+            sampler.start()
+            st, result["window"] = self._window(server, lg, cfg["slow_warmup"], cfg["slow_window"])
+            result["rss"] = sampler.finish()
+            result["rss"]["hwm_kb"] = proc_status_kb(server.pid, "VmHWM")
+            result["server_stats"] = server.stats()
+            if with_slow:
+                states = drain_slow(socks, timeout=cfg["slow_drain"])
+                result["slow_states"] = states
+                result["slow_sockets_closed"] = sum(1 for s in states if s["state"] != "open")
+                stats = result["server_stats"]
+                # osintd counts the clients it decides to drop; the reference has no such counter.
+                result["slow_dropped"] = (stats.get("slow_consumers_dropped") if kind == "osintd"
+                                          else n_slow - max(0, stats.get("connections", total) - fast))
+            _note_closes(self, kind, "slow-client run", st)
+        finally:
+            for s in socks:
+                s.close()
+            if lg:
+                lg.close()
+            self._finish(server, result, "slow clients" if with_slow else "slow-client baseline")
+        lat = result["window"]["latency_ms"]
+        extra = (f", slow clients dropped {result['slow_dropped']}/{n_slow} (their sockets closed by "
+                 f"{cfg['slow_drain']:g} s after the window: {result['slow_sockets_closed']}/{n_slow})"
+                 if with_slow else "")
+        log(f"slow {'with' if with_slow else 'w/o '} {n_slow} slow {kind:9}: fast p99 {lat['p99']:.2f} ms"
+            f"{extra}, peak RSS {result['rss']['peak_kb'] / 1024:.1f} MiB")
+        return result
+
+    # -- ingest through normalizer, scorer and differ
+
+    def ingest(self) -> dict:
+        cfg = self.cfg
+        path, meta = gharchive_file(cfg["ingest_events"], cfg["ingest_span"], cfg["ingest_repos"])
+        server = Server(self.procs, "osintd", ["--replay", str(path), "--replay-speed", "max",
+                                                "--heartbeat-interval", "3600", "--metrics-interval", "3600"],
+                        "osintd-ingest")
+        result: dict[str, Any] = {"server": "osintd", "file": meta, "cmd": server.cmd}
+        expected = meta["events"]
+        samples: list[tuple[float, float]] = []
+        finished = False
+        try:
+            t_begin = time.monotonic()
+            cpu0 = server.cpu()
+            while time.monotonic() - t_begin < cfg["ingest_max_seconds"]:
+                count = ingested(server.port)
+                samples.append((time.monotonic(), count))
+                if count >= expected:
+                    finished = True
+                    break
+                if not server.alive():
+                    break
+                time.sleep(0.2)
+            cpu1 = server.cpu()
+            first = next(((t, c) for t, c in samples if c > 0), samples[0])
+            last = samples[-1]
+            rate = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else 0.0
+            tail = [s for s in samples if s[0] >= last[0] - 5.0]
+            tail_rate = (tail[-1][1] - tail[0][1]) / (tail[-1][0] - tail[0][0]) if len(tail) > 1 and \
+                tail[-1][0] > tail[0][0] else None
+            result.update(events_expected=expected, events_ingested=last[1], finished=finished,
+                          seconds=last[0] - first[0], events_per_second=rate,
+                          events_per_second_last_5s=tail_rate,
+                          server_cpu_percent=100 * (cpu1 - cpu0) / max(last[0] - t_begin, 1e-9),
+                          rss_kb=server.rss_kb())
+        finally:
+            self._finish(server, result, "ingest")
+        log(f"ingest: {result['events_ingested']:,.0f} of {expected:,} events in {result['seconds']:.1f} s → "
+            f"{result['events_per_second']:,.0f} events/s{'' if finished else ' (time cap reached: not finished)'}")
+        return result
+
+    # -- many idle clients through heartbeats
+
+    def hold(self, kind: str) -> dict:
+        cfg = self.cfg
+        clients, hb = cfg["hold_clients"], cfg["hold_heartbeat"]
+        server = self._server(kind, f"hold{clients}", osintd_args(0.1, cfg["client_queue"], heartbeat=hb),
+                              reference_args(0, cfg["reference_high_water"], heartbeat=hb))
+        result: dict[str, Any] = {"server": kind, "clients": clients, "heartbeat_interval": hb, "cmd": server.cmd}
+        lg = None
+        try:
+            rss0 = server.rss_settled_kb(3, 0.2)
+            lg, info = self._connect(server, clients, cfg["hold_seconds"] + 30)
+            result["connect"] = _connect_summary(info)
+            lg.start()
+            time.sleep(cfg["hold_seconds"])
+            st = lg.stop()
+            result.update(
+                held_seconds=st["seconds"], open_at_end=st["open"], closed_total=st["closed_total"],
+                close_codes_in_window=st["close_codes_in_window"],
+                clients_with_2_heartbeats=st["clients_with_2_heartbeats"],
+                min_heartbeats_per_client=st["min_heartbeats_per_client"], heartbeats=st["heartbeats"],
+                rss0_kb=rss0, rss_kb=server.rss_kb(), server_stats=server.stats(),
+                generator_cpu_percent_total=100.0 * st["worker_cpu_seconds"] / st["seconds"])
+            result["ok"] = (info["connected"] == clients and st["open"] == clients
+                            and st["clients_with_2_heartbeats"] == clients and st["closed_total"] == 0)
+        finally:
+            if lg:
+                lg.close()
+            self._finish(server, result, f"hold {clients} clients")
+        log(f"hold {clients:,} clients {kind:9}: connected {result['connect']['connected']:,} in "
+            f"{result['connect']['seconds']:.1f} s, {result['clients_with_2_heartbeats']:,} got ≥2 heartbeats, "
+            f"{result['closed_total']} dropped, RSS {result['rss_kb'] / 1024:.0f} MiB")
+        return result
+
+
+def _connect_summary(info: dict) -> dict:
+    return {"connected": info["connected"], "failed": info["failed"], "retries": info["retries"],
+            "errors": info["errors"], "seconds": info["connect_seconds"]}
+
+
+def _note_closes(bench: Bench, kind: str, what: str, st: dict) -> None:
+    if st["closed_total"]:
+        note = (f"{kind} {what}: {st['closed_total']} of the load generator's clients were closed by the server "
+                f"(codes in window: {st['close_codes_in_window']}), {st['open']} still open")
+        bench.problems.append(note)
+        log("NOTE: " + note)
+
+
+def slow_client(port: int, rcvbuf: int) -> socket.socket:
+    """A client that completes the WebSocket handshake and then never reads."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET {WS_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < 4096:
+        chunk = s.recv(1)  # byte by byte: read the response head and not one byte more
+        if not chunk:
+            raise RuntimeError("slow client: connection closed during the handshake")
+        head += chunk
+    if b" 101 " not in head.split(b"\r\n", 1)[0]:
+        raise RuntimeError(f"slow client: handshake refused: {head[:200]!r}")
+    return s
+
+
+def drain_slow(socks: list[socket.socket], timeout: float) -> list[dict]:
+    """Read what each slow client was sent; a client the server dropped ends in EOF or a reset."""
+    states = {id(s): {"state": "open", "bytes_buffered": 0} for s in socks}
+    pending = list(socks)
+    for s in socks:
+        s.setblocking(False)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for s in list(pending):
+            try:
+                for _ in range(1000):
+                    data = s.recv(1 << 20)
+                    if not data:
+                        states[id(s)]["state"] = "closed"
+                        pending.remove(s)
+                        break
+                    states[id(s)]["bytes_buffered"] += len(data)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                states[id(s)]["state"] = f"reset ({exc.__class__.__name__})"
+                pending.remove(s)
+        time.sleep(0.02)
+    return [states[id(s)] for s in socks]
+
+
+def ingested(port: int) -> float:
+    try:
+        text = http_text(port, "/metrics")
+    except OSError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("osintd_events_ingested_total{"))
+
+
+def gharchive_file(events: int, span: float, repos: int) -> tuple[Path, dict]:
+    """The generated GH Archive file, cached in the temp directory across runs."""
+    digest = hashlib.sha256((HERE / "gharchive.py").read_bytes()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"osintd-bench-gharchive-{events}-{span:g}-{repos}-{digest}.json"
+    meta_path = path.with_suffix(".meta.json")
+    if not (path.exists() and meta_path.exists()):
+        log(f"generating {path} ({events:,} events)")
+        tmp = path.with_suffix(".tmp")
+        meta = gharchive.write(tmp, events, seed=1, span=span, repos=repos)
+        tmp.rename(path)
+        meta_path.write_text(json.dumps(meta))
+    return path, json.loads(meta_path.read_text())
+
+
+# ----------------------------------------------------------------------- report
+
+
+def machine() -> dict:
+    def run(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=ROOT).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return "?"
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = proc_meminfo_gib()
+    versions = {}
+    for module in ("websockets", "trio", "trio_websocket", "wsproto"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception:  # noqa: BLE001 - a missing or odd module is just reported
+            from importlib.metadata import version
+            try:
+                versions[module] = version(module.replace("_", "-"))
+            except Exception:  # noqa: BLE001
+                versions[module] = "?"
+    try:
+        versions["ws (npm)"] = json.loads((HERE / "node_modules/ws/package.json").read_text())["version"]
+    except OSError:
+        versions["ws (npm)"] = "?"
+    dirty = run(["git", "status", "--porcelain", "--", "osintd"])
+    return {
+        "nproc": run(["nproc"]), "cpu": cpu, "memory_gib": mem, "kernel": platform.release(),
+        "python": platform.python_version(), "node": run(["node", "--version"]), **versions,
+        "osintd_commit": run(["git", "rev-parse", "--short", "HEAD"]) + (" + uncommitted changes" if dirty else ""),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def proc_meminfo_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "—"
+    return f"{a / b:.2f}×"
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def build_table(results: dict, cfg: dict) -> tuple[str, list[dict]]:
+    rows: list[dict] = []
+
+    def row(label: str, o: Any, r: Any, ratio: str, o_text: str | None = None, r_text: str | None = None) -> None:
+        rows.append({"measure": label, "osintd": o, "reference": r, "ratio": ratio,
+                     "osintd_text": o_text if o_text is not None else _n(o),
+                     "reference_text": r_text if r_text is not None else _n(r)})
+
+    by = lambda name, **kw: {x["server"]: x for x in results.get(name, [])  # noqa: E731
+                             if all(x.get(k) == v for k, v in kw.items())}
+    for clients in cfg["sat_clients"]:
+        pair = by("saturation", clients=clients)
+        o = pair.get("osintd", {}).get("window", {}).get("new_event_per_second")
+        r = pair.get("reference", {}).get("window", {}).get("new_event_per_second")
+        row(f"delivered new_event/s at saturation, {clients:,} clients", o, r, _ratio(o, r))
+    for clients, rate in cfg["lat"]:
+        pair = by("latency", clients=clients)
+        for q in ("p50", "p99"):
+            o = pair.get("osintd", {}).get("window", {}).get("latency_ms", {}).get(q)
+            r = pair.get("reference", {}).get("window", {}).get("latency_ms", {}).get(q)
+            row(f"latency {q}, {clients:,} clients at {rate:g} msg/s (ms)", o, r, _ratio(o, r),
+                _n(o, 2), _n(r, 2))
+    pair = by("memory")
+    o = pair.get("osintd", {}).get("per_connection_kb")
+    r = pair.get("reference", {}).get("per_connection_kb")
+    row(f"RSS per idle connection, {cfg['mem_clients']:,} clients (KiB)", o, r, _ratio(o, r), _n(o, 1), _n(r, 1))
+
+    n_slow = max(1, round(cfg["slow_clients"] * cfg["slow_fraction"]))
+    base, slow = by("slow", slow_clients=0), by("slow", slow_clients=n_slow)
+    p99 = lambda x: x.get("window", {}).get("latency_ms", {}).get("p99")  # noqa: E731
+    label = (f"{cfg['slow_clients']:,} clients at {cfg['slow_rate']:g} msg/s, {n_slow} not reading")
+    o, r = p99(slow.get("osintd", {})), p99(slow.get("reference", {}))
+    row(f"slow clients: fast clients' p99 (ms), {label}", o, r, _ratio(o, r), _n(o, 2), _n(r, 2))
+    ob, rb = p99(base.get("osintd", {})), p99(base.get("reference", {}))
+    row("slow clients: same p99 without the slow clients (ms)", ob, rb, _ratio(ob, rb), _n(ob, 2), _n(rb, 2))
+    oq, rq = (o / ob if o and ob else None), (r / rb if r and rb else None)
+    row("slow clients: p99 with / without", oq, rq, _ratio(oq, rq), _n(oq, 2) + "×", _n(rq, 2) + "×")
+    od, rd = slow.get("osintd", {}).get("slow_dropped"), slow.get("reference", {}).get("slow_dropped")
+    oc, rc = slow.get("osintd", {}).get("slow_sockets_closed"), slow.get("reference", {}).get("slow_sockets_closed")
+    row(f"slow clients dropped (sockets closed by {cfg['slow_drain']:g} s after the window)", od, rd, "—",
+        f"{od}/{n_slow} ({oc}/{n_slow})", f"{rd}/{n_slow} ({rc}/{n_slow})")
+    peak = lambda x: (x.get("rss", {}).get("peak_kb") or 0) / 1024 or None  # noqa: E731
+    grow = lambda x: ((x.get("rss", {}).get("end_kb", 0) - x.get("rss", {}).get("start_kb", 0)) / 1024)  # noqa: E731
+    o, r = peak(slow.get("osintd", {})), peak(slow.get("reference", {}))
+    row("slow clients: peak server RSS (MiB; growth over the window)", o, r, _ratio(o, r),
+        f"{_n(o, 1)} ({grow(slow.get('osintd', {})):+.1f})", f"{_n(r, 1)} ({grow(slow.get('reference', {})):+.1f})")
+
+    ing = results.get("ingest") or {}
+    if ing:
+        text = _n(ing.get("events_per_second"))
+        if not ing.get("finished"):
+            text += f" (only {ing.get('events_ingested', 0):,.0f} of {ing.get('events_expected', 0):,} in " \
+                    f"{ing.get('seconds', 0):.0f} s)"
+        row(f"ingest events/s ({ing.get('events_expected', 0):,} GH Archive events, --replay-speed max)",
+            ing.get("events_per_second"), None, "—", text, "—")
+    pair = by("hold")
+    def hold_text(x: dict) -> str:
+        if not x:
+            return "—"
+        return (f"{x.get('clients_with_2_heartbeats', 0):,}/{x['clients']:,} got ≥2 heartbeats, "
+                f"{x.get('closed_total', 0)} dropped, {x.get('rss_kb', 0) / 1024:.0f} MiB")
+    o, r = pair.get("osintd", {}), pair.get("reference", {})
+    row(f"{cfg['hold_clients']:,} idle clients, heartbeat every {cfg['hold_heartbeat']:g} s",
+        o.get("ok"), r.get("ok"), "—", hold_text(o), hold_text(r))
+
+    lines = ["| measure | osintd | reference | osintd/reference |", "|---|---:|---:|---:|"]
+    for x in rows:
+        lines.append(f"| {x['measure']} | {x['osintd_text']} | {x['reference_text']} | {x['ratio']} |")
+    return "\n".join(lines), rows
+
+
+def details_table(results: dict) -> str:
+    lines = ["| run | server | delivered/s | p50 ms | p99 ms | server CPU | generator CPU (sum, max worker) "
+             "| softirq CPU | other processes' CPU | connect s | closed |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in ("saturation", "latency", "slow"):
+        for x in results.get(name, []):
+            w = x.get("window")
+            if not w:
+                continue
+            if name == "saturation":
+                what = f"saturation {x['clients']:,}"
+            elif name == "latency":
+                what = f"latency {x['clients']:,} @ {x['rate']:g}/s"
+            else:
+                what = f"slow: {x['fast_clients']:,} fast + {x['slow_clients']} slow @ {x['rate']:g}/s"
+            lat = w["latency_ms"]
+            lines.append(f"| {what} | {x['server']} | {w['new_event_per_second']:,.0f} | {_n(lat['p50'], 2)} | "
+                         f"{_n(lat['p99'], 2)} | {w['server_cpu_percent']:.0f}% | "
+                         f"{w['generator_cpu_percent_total']:.0f}%, {w['generator_cpu_percent_max_worker']:.0f}% | "
+                         f"{w['interrupt_cpu_percent']:.0f}% | {w['other_cpu_percent']:.0f}% | "
+                         f"{x['connect']['seconds']:.1f} | {w['closed_in_window']} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------ main
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="osintd against a websockets broadcast() reference, same run.")
+    parser.add_argument("--quick", action="store_true", help="reduced matrix, about two minutes")
+    parser.add_argument("--out", type=Path, default=None, help="JSON results (default: bench-results.json "
+                        "in the temp directory)")
+    parser.add_argument("--only", default="saturation,latency,memory,slow,ingest,hold",
+                        help="comma-separated scenarios to run (default: all)")
+    args = parser.parse_args()
+    cfg = QUICK if args.quick else FULL
+    only = set(args.only.split(","))
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+    if hard < cfg["hold_clients"] + 1000:
+        print(f"warning: RLIMIT_NOFILE hard limit {hard} is below what {cfg['hold_clients']:,} clients need",
+              file=sys.stderr)
+    if not (HERE / "node_modules/ws").exists():
+        print("installing the load generator's ws package (npm ci in tests/bench)", flush=True)
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE, check=True)
+
+    command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, ROOT)
+                                               if sys.executable.startswith(str(ROOT)) else sys.executable,
+                                               os.path.relpath(__file__, ROOT) if __file__.startswith(str(ROOT))
+                                               else __file__, *sys.argv[1:]])
+    info = machine()
+    logdir = Path(tempfile.mkdtemp(prefix="osintd-bench-"))
+    print(f"command: {command}")
+    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, Linux {info['kernel']}, "
+          f"Python {info['python']}, Node {info['node']}, websockets {info['websockets']}, trio {info['trio']}, "
+          f"ws {info['ws (npm)']}; osintd {info['osintd_commit']}; load average {info['loadavg_start']}")
+    print(f"logs: {logdir}", flush=True)
+
+    procs = Processes(logdir)
+    bench = Bench(cfg, procs, logdir)
+    results: dict[str, Any] = {}
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    interrupted = False
+    try:
+        kinds = ("reference", "osintd")
+        if "saturation" in only:
+            results["saturation"] = [bench.saturation(k, n) for n in cfg["sat_clients"] for k in kinds]
+        if "latency" in only:
+            results["latency"] = [bench.latency(k, n, rate) for n, rate in cfg["lat"] for k in kinds]
+        if "memory" in only:
+            results["memory"] = [bench.memory(k, cfg["mem_clients"]) for k in kinds]
+        if "slow" in only:
+            results["slow"] = [bench.slow(k, with_slow) for with_slow in (False, True) for k in kinds]
+        if "ingest" in only:
+            results["ingest"] = bench.ingest()
+        if "hold" in only:
+            results["hold"] = [bench.hold(k) for k in kinds]
+    except KeyboardInterrupt:
+        interrupted = True
+        print("interrupted: stopping everything", file=sys.stderr)
+    finally:
+        procs.stop_all()
+        signal.signal(signal.SIGTERM, previous)
+
+    info["loadavg_end"] = os.getloadavg()
+    try:
+        table, rows = build_table(results, cfg)
+        details = details_table(results)
+    except Exception as exc:  # noqa: BLE001 - the raw results are still written below
+        table, rows, details = f"(table failed: {exc!r})", [], ""
+    elapsed = time.monotonic() - STARTED
+    out = args.out or Path(tempfile.gettempdir()) / "bench-results.json"
+    document = {
+        "command": command, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full", "elapsed_seconds": elapsed, "machine": info, "config": cfg,
+        "counting": "delivered = new_event messages received by the clients (osintd's other broadcasts are "
+                    "counted in frames_per_second only); latency = arrival time minus the message's timestamp",
+        "table": rows, "results": results, "problems": bench.problems, "logs": str(logdir),
+        "interrupted": interrupted,
+    }
+    out.write_text(json.dumps(document, indent=2, default=str))
+    print()
+    print(f"Command: `{command}` ({'quick' if args.quick else 'full'} mode, {elapsed / 60:.1f} min)  ")
+    print(f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory_gib']} GiB; Python {info['python']}, "
+          f"Node {info['node']}; websockets {info['websockets']}, trio {info['trio']}, ws {info['ws (npm)']}; "
+          f"osintd {info['osintd_commit']}; load average {info['loadavg_start'][0]:.1f} → "
+          f"{info['loadavg_end'][0]:.1f}")
+    print()
+    print(table)
+    print()
+    print(details)
+    if bench.problems:
+        print("\nProblems seen:")
+        for p in bench.problems:
+            print(f"- {p}")
+    print(f"\nJSON: {out}\nlogs: {logdir}")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
