@@ -29,9 +29,8 @@ from osintd.server import Server, ServerSettings
 from osintd.session import SessionSettings
 from osintd.sources import Source
 from osintd.store import StateStore
-from osintd.metrics import Metrics, counter, gauge, labelled
+from osintd.metrics import Metrics, daemon_families
 from osintd.systemd import Notifier, listeners_from_environment
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from osintd.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ class App:
             return status
 
         self.metrics = metrics_registry = Metrics()
-        metrics_registry.add(lambda: self._metric_families(depths))
+        metrics_registry.add(lambda: daemon_families(hub, scorer, sources, self.webhooks, depths()))
         api = HttpApi(hub, max_clients=settings.max_clients, client_queue=settings.client_queue,
                       pipeline_depths=depths, webhooks=self.webhooks, source_status=source_status,
                       metrics=metrics_registry.render)
@@ -190,37 +189,6 @@ class App:
         while notifier.enabled:
             await trio.sleep(5)
             notifier.status(self._status_line())
-
-    def _metric_families(self, depths):
-        hub, scorer = self.hub, self.scorer
-        yield gauge("osintd_websocket_connections", "WebSocket clients connected", hub.connection_count)
-        yield labelled(CounterMetricFamily, "osintd_messages_broadcast", "Messages broadcast, by type",
-                       ["type"], hub.stats.broadcasts_by_type)
-        yield counter("osintd_frames_delivered", "Frames written to client sockets", hub.stats.frames_delivered)
-        yield counter("osintd_slow_clients_dropped", "Clients closed with 1013 for falling behind",
-                      hub.stats.slow_consumers_dropped)
-        yield labelled(CounterMetricFamily, "osintd_messages_shed", "Low-value messages shed while overloaded",
-                       ["type"], hub.stats.shed_by_type)
-        queued = [client.queued for client in hub.clients.values()]
-        yield gauge("osintd_client_queue_depth_max", "Longest client queue", max(queued, default=0))
-        yield gauge("osintd_client_queue_depth_total", "Messages queued for all clients", sum(queued))
-        yield labelled(GaugeMetricFamily, "osintd_pipeline_queue_depth", "Items waiting between pipeline stages",
-                       ["channel"], depths())
-        yield labelled(CounterMetricFamily, "osintd_events_ingested", "Events accepted, by source and type",
-                       ["source", "type"], scorer.ingested)
-        yield counter("osintd_events_duplicate", "Events dropped as already seen", scorer.duplicates)
-        yield gauge("osintd_seq", "Last seq delivered to clients", hub.delivered)
-        for source in self.sources:
-            if isinstance(source, GitHubPoller):
-                yield labelled(CounterMetricFamily, "osintd_github_requests", "GitHub API requests, by status",
-                               ["status"], source.stats.requests_by_status)
-                if source.rate.remaining is not None:
-                    yield gauge("osintd_github_rate_limit_remaining", "X-RateLimit-Remaining as last seen",
-                                source.rate.remaining)
-                yield counter("osintd_github_gaps", "Polls that found a whole page new", source.stats.gaps)
-        if self.webhooks is not None:
-            yield labelled(CounterMetricFamily, "osintd_webhook_deliveries", "Webhook deliveries, by outcome",
-                           ["outcome"], self.webhooks.stats.deliveries)
 
     async def shutdown(self) -> None:
         """Stop accepting, close every client with 1001, wait a little, then stop all tasks."""

@@ -53,3 +53,37 @@ def labelled(kind, name: str, documentation: str, labels: list[str], values: dic
     for key, value in sorted(values.items()):
         family.add_metric(list(key) if isinstance(key, tuple) else [str(key)], value)
     return family
+
+
+def daemon_families(hub, scorer, sources, webhooks, depths: dict[str, int]) -> Iterable[Metric]:
+    """Every osintd metric, read from the objects that own the numbers."""
+    from osintd.github import GitHubPoller  # here: metrics must not make the poller a hard import
+
+    yield gauge("osintd_websocket_connections", "WebSocket clients connected", hub.connection_count)
+    yield labelled(CounterMetricFamily, "osintd_messages_broadcast", "Messages broadcast, by type",
+                   ["type"], hub.stats.broadcasts_by_type)
+    yield counter("osintd_frames_delivered", "Frames written to client sockets", hub.stats.frames_delivered)
+    yield counter("osintd_slow_clients_dropped", "Clients closed with 1013 for falling behind",
+                  hub.stats.slow_consumers_dropped)
+    yield labelled(CounterMetricFamily, "osintd_messages_shed", "Low-value messages shed while overloaded",
+                   ["type"], hub.stats.shed_by_type)
+    queued = [client.queued for client in hub.clients.values()]
+    yield gauge("osintd_client_queue_depth_max", "Longest client queue", max(queued, default=0))
+    yield gauge("osintd_client_queue_depth_total", "Messages queued for all clients", sum(queued))
+    yield labelled(GaugeMetricFamily, "osintd_pipeline_queue_depth", "Items waiting between pipeline stages",
+                   ["channel"], depths)
+    yield labelled(CounterMetricFamily, "osintd_events_ingested", "Events accepted, by source and type",
+                   ["source", "type"], scorer.ingested)
+    yield counter("osintd_events_duplicate", "Events dropped as already seen", scorer.duplicates)
+    yield gauge("osintd_seq", "Last seq delivered to clients", hub.delivered)
+    for source in sources:
+        if isinstance(source, GitHubPoller):
+            yield labelled(CounterMetricFamily, "osintd_github_requests", "GitHub API requests, by status",
+                           ["status"], source.stats.requests_by_status)
+            if source.rate.remaining is not None:
+                yield gauge("osintd_github_rate_limit_remaining", "X-RateLimit-Remaining as last seen",
+                            source.rate.remaining)
+            yield counter("osintd_github_gaps", "Polls that found a whole page new", source.stats.gaps)
+    if webhooks is not None:
+        yield labelled(CounterMetricFamily, "osintd_webhook_deliveries", "Webhook deliveries, by outcome",
+                       ["outcome"], webhooks.stats.deliveries)
