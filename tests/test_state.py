@@ -193,26 +193,32 @@ async def test_repeated_kill_9_while_ingesting_broadcasts_every_event_exactly_on
 
         daemon = await trio.to_thread.run_sync(lambda: spawn_daemon(tmp_path, *args))
         port_holder["port"] = daemon.port
-        seen: list[dict] = []
-        stop_feed, stop_observer = trio.Event(), trio.Event()
-        nursery.start_soon(feed, stop_feed)
-        nursery.start_soon(_observe, lambda: f"ws://127.0.0.1:{port_holder['port']}/ws/live-updates",
-                           seen, stop_observer)
-        kills = 0
-        for _ in range(5):
-            await trio.sleep(rng.uniform(1.0, 2.5))
-            os.kill(daemon.process.pid, signal.SIGKILL)
-            daemon.process.wait()
-            kills += 1
-            daemon = await trio.to_thread.run_sync(
-                lambda: spawn_daemon(tmp_path, *args, "--port", str(port_holder["port"])))
-        stop_feed.set()
-        with trio.move_on_after(30):
-            while {m["event_id"] for m in seen if m["type"] == "new_event"} != set(served):
-                await trio.sleep(0.2)
-        stop_observer.set()
-        status = await trio.to_thread.run_sync(daemon.stop)
-        nursery.cancel_scope.cancel()
+        try:
+            seen: list[dict] = []
+            stop_feed, stop_observer = trio.Event(), trio.Event()
+            nursery.start_soon(feed, stop_feed)
+            nursery.start_soon(_observe, lambda: f"ws://127.0.0.1:{port_holder['port']}/ws/live-updates",
+                               seen, stop_observer)
+            kills = 0
+            for _ in range(5):
+                await trio.sleep(rng.uniform(1.0, 2.5))
+                os.kill(daemon.process.pid, signal.SIGKILL)
+                daemon.process.wait()
+                kills += 1
+                daemon = await trio.to_thread.run_sync(
+                    lambda: spawn_daemon(tmp_path, *args, "--port", str(port_holder["port"])))
+            stop_feed.set()
+            with trio.move_on_after(30):
+                while {m["event_id"] for m in seen if m["type"] == "new_event"} != set(served):
+                    await trio.sleep(0.2)
+            stop_observer.set()
+            status = await trio.to_thread.run_sync(daemon.stop)
+            nursery.cancel_scope.cancel()
+        finally:  # whatever failed, no daemon of ours outlives the test
+            if daemon.process.poll() is None:
+                daemon.process.kill()
+                daemon.process.wait()
+
     assert kills == 5 and status == 0
     broadcast = [m["event_id"] for m in seen if m["type"] == "new_event"]
     assert len(served) > 50
