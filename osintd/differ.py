@@ -15,7 +15,7 @@ Rules:
   the least).
 * A trend is announced when the scorer's status differs from the last one
   announced (repositories start ``QUIET``).
-* A summary is announced when its text changed, at most once per
+* A summary (the scorer writes one for the top 30) is announced when its text changed, at most once per
   ``summary_interval`` per repository and ``summaries_per_tick`` per
   scoreboard, Top 10 first: under an event flood the volume stays bounded.
 """
@@ -129,7 +129,7 @@ class Differ:
             yield summary_update(score, now)
 
     def _summary_due(self, score: RepoScore, monotonic: float) -> bool:
-        if self.summaries.get(score.repo_full_name) == score.summary:
+        if not score.summary or self.summaries.get(score.repo_full_name) == score.summary:
             return False
         last = self._summary_at.get(score.repo_full_name)
         return last is None or monotonic - last >= self.settings.summary_interval

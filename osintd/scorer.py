@@ -65,6 +65,9 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "public": 5.0,
 }
 
+#: How many repositories, from the top, get a summary in each scoreboard.
+SUMMARIZED = 30
+
 #: Event types that count once per actor inside the window.
 ONCE_PER_ACTOR = frozenset({EventType.STAR, EventType.FORK})
 
@@ -260,6 +263,13 @@ class Scorer:
                 continue
             scores.append(self._score(repo, now))
         scores.sort(key=lambda s: (-s.activity_score, s.repo_full_name))
+        # Summaries are text work: only the repositories near the top get one.
+        for index in range(min(SUMMARIZED, len(scores))):
+            score = scores[index]
+            repo = self._repos[score.repo_full_name]
+            text = summarize(self.model, score.trend_status, score.events_in_window,
+                             (e.title for e in reversed(repo.entries)))
+            scores[index] = attrs.evolve(score, summary=text)
         return Scoreboard(at=dt.datetime.fromtimestamp(now, dt.timezone.utc), ranking=tuple(scores))
 
     # -------------------------------------------------------------- internals
@@ -295,7 +305,7 @@ class Scorer:
             momentum=momentum_of(model, velocity),
             trend_status=repo.trend,
             events_in_window=len(repo.entries),
-            summary=summarize(model, repo.trend, len(repo.entries), (e.title for e in reversed(repo.entries))),
+            summary="",  # filled in by scoreboard() for the top SUMMARIZED
         )
 
 

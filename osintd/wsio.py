@@ -8,7 +8,8 @@ client is idle.
 Must not: read, close, or decide who gets what.
 
 This is the one place that uses trio-websocket's private internals
-(``WebSocketConnection._stream_lock`` and ``._wsproto``), pinned to the
+(``WebSocketConnection._stream_lock``, and the order in which it sets its
+close reason before writing a close frame), pinned to the
 versions in ``pyproject.toml`` and checked by ``tests/test_wsio.py``, which
 fails loudly if the library changes them.  Server frames are unmasked and
 permessage-deflate is never negotiated by trio-websocket, so one frame is
@@ -21,7 +22,6 @@ import os
 
 import trio
 import trio_websocket
-from wsproto.connection import ConnectionState
 from wsproto.frame_protocol import FrameProtocol
 
 _framer = FrameProtocol(client=False, extensions=[])
@@ -53,7 +53,10 @@ class SocketWriter:
 
     @property
     def open(self) -> bool:
-        return self._ws.closed is None and self._ws._wsproto.state is ConnectionState.OPEN
+        # trio-websocket sets its close reason before it writes any close frame
+        # (ours, the answer to the peer's, or 1009) and when the stream breaks, so
+        # this one attribute read (cheap: it is on every direct write) suffices.
+        return self._ws.closed is None
 
     async def write(self, data: bytes) -> None:
         """Write ``data`` completely; raises ``trio_websocket.ConnectionClosed`` once closing."""

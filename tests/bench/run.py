@@ -24,6 +24,7 @@ import platform
 import queue
 import resource
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -372,9 +373,27 @@ def summarize_window(st: dict, seconds: float, server_cpu: float) -> dict:
 
 
 class Bench:
-    def __init__(self, cfg: dict, procs: Processes, logdir: Path) -> None:
+    def __init__(self, cfg: dict, procs: Processes, logdir: Path, profile_dir: Path | None = None) -> None:
         self.cfg, self.procs, self.logdir = cfg, procs, logdir
+        self.profile_dir = profile_dir
         self.problems: list[str] = []
+
+    def _profile(self, server: Server, seconds: float) -> subprocess.Popen | None:
+        """With --profile: py-spy samples osintd for ``seconds`` (a flame graph per measuring window)."""
+        if self.profile_dir is None or server.kind != "osintd":
+            return None
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        out = self.profile_dir / f"{Path(server.proc.log_path).stem}.svg"
+        return self.procs.spawn("py-spy", [spy, "record", "--pid", str(server.pid), "--duration",
+                                           str(max(1, int(seconds))), "--nonblocking", "-o", str(out)])
+
+    @staticmethod
+    def _profile_done(spy: subprocess.Popen | None) -> None:
+        if spy is not None:
+            try:
+                spy.wait(15)
+            except subprocess.TimeoutExpired:
+                Processes.stop(spy)
 
     def _server(self, kind: str, what: str, osintd: list[str], reference: list[str]) -> Server:
         return Server(self.procs, kind, osintd if kind == "osintd" else reference, f"{kind}-{what}")
@@ -400,11 +419,13 @@ class Bench:
 
     def _window(self, server: Server, lg: LoadGen, warmup: float, window: float) -> tuple[dict, dict]:
         time.sleep(warmup)
+        spy = self._profile(server, window)
         (busy0, irq0), cpu0, t0 = machine_cpu_seconds(), server.cpu(), time.monotonic()
         lg.start()
         time.sleep(window)
         st = lg.stop()
         (busy1, irq1), cpu1, t1 = machine_cpu_seconds(), server.cpu(), time.monotonic()
+        self._profile_done(spy)
         summary = summarize_window(st, t1 - t0, cpu1 - cpu0)
         summary["machine_busy_percent"] = 100.0 * (busy1 - busy0) / (t1 - t0)
         summary["interrupt_cpu_percent"] = 100.0 * (irq1 - irq0) / (t1 - t0)
@@ -551,6 +572,7 @@ class Bench:
         samples: list[tuple[float, float]] = []
         finished = False
         try:
+            spy = self._profile(server, cfg["ingest_max_seconds"])
             t_begin = time.monotonic()
             cpu0 = server.cpu()
             while time.monotonic() - t_begin < cfg["ingest_max_seconds"]:
@@ -563,6 +585,7 @@ class Bench:
                     break
                 time.sleep(0.2)
             cpu1 = server.cpu()
+            self._profile_done(spy)
             first = next(((t, c) for t, c in samples if c > 0), samples[0])
             last = samples[-1]
             rate = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else 0.0
@@ -796,7 +819,8 @@ def build_table(results: dict, cfg: dict) -> tuple[str, list[dict]]:
     ob, rb = p99(base.get("osintd", {})), p99(base.get("reference", {}))
     row("slow clients: same p99 without the slow clients (ms)", ob, rb, _ratio(ob, rb), _n(ob, 2), _n(rb, 2))
     oq, rq = (o / ob if o and ob else None), (r / rb if r and rb else None)
-    row("slow clients: p99 with / without", oq, rq, _ratio(oq, rq), _n(oq, 2) + "×", _n(rq, 2) + "×")
+    row("slow clients: p99 with / without", oq, rq, _ratio(oq, rq),
+        f"{oq:.2f}×" if oq else "—", f"{rq:.2f}×" if rq else "—")
     od, rd = slow.get("osintd", {}).get("slow_dropped"), slow.get("reference", {}).get("slow_dropped")
     oc, rc = slow.get("osintd", {}).get("slow_sockets_closed"), slow.get("reference", {}).get("slow_sockets_closed")
     row(f"slow clients dropped (sockets closed by {cfg['slow_drain']:g} s after the window)", od, rd, "—",
@@ -817,7 +841,7 @@ def build_table(results: dict, cfg: dict) -> tuple[str, list[dict]]:
             ing.get("events_per_second"), None, "—", text, "—")
     pair = by("hold")
     def hold_text(x: dict) -> str:
-        if not x:
+        if not x or "error" in x:
             return "—"
         return (f"{x.get('clients_with_2_heartbeats', 0):,}/{x['clients']:,} got ≥2 heartbeats, "
                 f"{x.get('closed_total', 0)} dropped, {x.get('rss_kb', 0) / 1024:.0f} MiB")
@@ -825,6 +849,7 @@ def build_table(results: dict, cfg: dict) -> tuple[str, list[dict]]:
     row(f"{cfg['hold_clients']:,} idle clients, heartbeat every {cfg['hold_heartbeat']:g} s",
         o.get("ok"), r.get("ok"), "—", hold_text(o), hold_text(r))
 
+    rows = [x for x in rows if x["osintd"] is not None or x["reference"] is not None]  # scenarios not run
     lines = ["| measure | osintd | reference | osintd/reference |", "|---|---:|---:|---:|"]
     for x in rows:
         lines.append(f"| {x['measure']} | {x['osintd_text']} | {x['reference_text']} | {x['ratio']} |")
@@ -832,9 +857,9 @@ def build_table(results: dict, cfg: dict) -> tuple[str, list[dict]]:
 
 
 def details_table(results: dict) -> str:
-    lines = ["| run | server | delivered/s | p50 ms | p99 ms | server CPU | generator CPU (sum, max worker) "
+    lines = ["| run | server | new_event/s | all frames/s | p50 ms | p99 ms | server CPU | generator CPU (sum, max worker) "
              "| softirq CPU | other processes' CPU | connect s | closed |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in ("saturation", "latency", "slow"):
         for x in results.get(name, []):
             w = x.get("window")
@@ -847,11 +872,12 @@ def details_table(results: dict) -> str:
             else:
                 what = f"slow: {x['fast_clients']:,} fast + {x['slow_clients']} slow @ {x['rate']:g}/s"
             lat = w["latency_ms"]
-            lines.append(f"| {what} | {x['server']} | {w['new_event_per_second']:,.0f} | {_n(lat['p50'], 2)} | "
+            lines.append(f"| {what} | {x['server']} | {w['new_event_per_second']:,.0f} | "
+                         f"{w['frames_per_second']:,.0f} | {_n(lat['p50'], 2)} | "
                          f"{_n(lat['p99'], 2)} | {w['server_cpu_percent']:.0f}% | "
                          f"{w['generator_cpu_percent_total']:.0f}%, {w['generator_cpu_percent_max_worker']:.0f}% | "
                          f"{w['interrupt_cpu_percent']:.0f}% | {w['other_cpu_percent']:.0f}% | "
-                         f"{x['connect']['seconds']:.1f} | {w['closed_in_window']} |")
+                         f"{x.get('connect', {}).get('seconds', 0):.1f} | {w['closed_in_window']} |")
     return "\n".join(lines)
 
 
@@ -869,6 +895,9 @@ def main() -> int:
                         "in the temp directory)")
     parser.add_argument("--only", default="saturation,latency,memory,slow,ingest,hold",
                         help="comma-separated scenarios to run (default: all)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="also record a py-spy flame graph of osintd in every measuring window into DIR "
+                             "(pip install py-spy; it costs CPU, so numbers from such a run are not comparable)")
     args = parser.parse_args()
     cfg = QUICK if args.quick else FULL
     only = set(args.only.split(","))
@@ -895,30 +924,58 @@ def main() -> int:
     print(f"logs: {logdir}", flush=True)
 
     procs = Processes(logdir)
-    bench = Bench(cfg, procs, logdir)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    bench = Bench(cfg, procs, logdir, args.profile)
     results: dict[str, Any] = {}
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     interrupted = False
     try:
         kinds = ("reference", "osintd")
+        n_slow = max(1, round(cfg["slow_clients"] * cfg["slow_fraction"]))
+
+        def measure(name: str, ident: dict, fn, *fn_args) -> None:
+            """Run one measurement; a failure is recorded and the run goes on. Results are kept as
+            they come, so an interrupted run still reports what it measured."""
+            try:
+                result = fn(*fn_args)
+            except Exception as exc:  # noqa: BLE001 - reported in the results and the summary
+                note = f"{name} {ident}: failed: {exc}"
+                bench.problems.append(note)
+                log("PROBLEM: " + note)
+                result = {**ident, "error": str(exc)}
+            if name == "ingest":
+                results[name] = result
+            else:
+                results.setdefault(name, []).append(result)
+
         if "saturation" in only:
-            results["saturation"] = [bench.saturation(k, n) for n in cfg["sat_clients"] for k in kinds]
+            for n in cfg["sat_clients"]:
+                for k in kinds:
+                    measure("saturation", {"server": k, "clients": n}, bench.saturation, k, n)
         if "latency" in only:
-            results["latency"] = [bench.latency(k, n, rate) for n, rate in cfg["lat"] for k in kinds]
+            for n, rate in cfg["lat"]:
+                for k in kinds:
+                    measure("latency", {"server": k, "clients": n, "rate": rate}, bench.latency, k, n, rate)
         if "memory" in only:
-            results["memory"] = [bench.memory(k, cfg["mem_clients"]) for k in kinds]
+            for k in kinds:
+                measure("memory", {"server": k, "clients": cfg["mem_clients"]}, bench.memory, k, cfg["mem_clients"])
         if "slow" in only:
-            results["slow"] = [bench.slow(k, with_slow) for with_slow in (False, True) for k in kinds]
+            for with_slow in (False, True):
+                for k in kinds:
+                    measure("slow", {"server": k, "slow_clients": n_slow if with_slow else 0}, bench.slow, k, with_slow)
         if "ingest" in only:
-            results["ingest"] = bench.ingest()
+            measure("ingest", {"server": "osintd"}, bench.ingest)
         if "hold" in only:
-            results["hold"] = [bench.hold(k) for k in kinds]
+            for k in kinds:
+                measure("hold", {"server": k, "clients": cfg["hold_clients"]}, bench.hold, k)
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted: stopping everything", file=sys.stderr)
     finally:
         procs.stop_all()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     info["loadavg_end"] = os.getloadavg()
     try:
