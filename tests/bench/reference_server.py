@@ -34,18 +34,9 @@ from websockets.asyncio.server import broadcast, serve
 
 UTC = dt.timezone.utc
 
-REPOSITORIES = (
-    "openai/openai-python", "langchain-ai/langchain", "huggingface/transformers", "pytorch/pytorch",
-    "vllm-project/vllm", "ollama/ollama", "ggerganov/llama.cpp", "microsoft/vscode",
-    "facebook/react", "vercel/next.js", "rust-lang/rust", "golang/go", "nodejs/node",
-    "kubernetes/kubernetes", "home-assistant/core", "astral-sh/uv", "astral-sh/ruff",
-    "python/cpython", "django/django", "fastapi/fastapi", "pydantic/pydantic", "python-trio/trio",
-    "pallets/flask", "numpy/numpy", "pandas-dev/pandas", "scikit-learn/scikit-learn",
-)
-AUTHORS = ("alice", "bob", "carol", "dmitri", "eve", "farah", "gustavo", "hana", "ivan", "jules",
-           "kenji", "lena", "mateo", "nadia", "oskar", "priya", "dependabot[bot]")
-SUBJECTS = ("chat completion", "streaming responses", "the tokenizer", "async client", "retry logic",
-            "the CLI", "type hints", "memory usage", "the scheduler", "CUDA kernels", "the parser")
+# The same names as osintd's demo, so both streams look alike (the venv has osintd installed).
+from osintd.demo import AUTHORS, REPOSITORIES, SUBJECTS  # noqa: E402
+
 
 
 def _templates(count: int, seed: int = 7) -> list[dict]:
