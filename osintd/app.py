@@ -118,7 +118,7 @@ class App:
             return status
 
         self.metrics = metrics_registry = Metrics()
-        metrics_registry.add(lambda: daemon_families(hub, scorer, sources, self.webhooks, depths()))
+        metrics_registry.add(lambda: daemon_families(hub, scorer, self.server, sources, self.webhooks, depths()))
         api = HttpApi(hub, max_clients=settings.max_clients, client_queue=settings.client_queue,
                       pipeline_depths=depths, webhooks=self.webhooks, source_status=source_status,
                       metrics=metrics_registry.render)

@@ -48,7 +48,6 @@ class Differ:
         self.trends: dict[str, TrendStatus] = dict(announced.trends) if announced else {}
         self.summaries: dict[str, str] = dict(announced.summaries) if announced else {}
         self._summary_at: dict[str, float] = {}
-        self.latest: Scoreboard | None = None
 
     @staticmethod
     def new_event(event: Event, now: dt.datetime) -> NewEvent:
@@ -68,7 +67,6 @@ class Differ:
 
     def changes(self, board: Scoreboard, now: dt.datetime, monotonic: float) -> list:
         """All announcements ``board`` justifies, rankings first; updates what was announced."""
-        self.latest = board
         messages: list = list(self._ranking_changes(board, now))
         by_name = {score.repo_full_name: score for score in board.ranking}
         messages.extend(self._trend_changes(board, now))

@@ -55,7 +55,7 @@ def labelled(kind, name: str, documentation: str, labels: list[str], values: dic
     return family
 
 
-def daemon_families(hub, scorer, sources, webhooks, depths: dict[str, int]) -> Iterable[Metric]:
+def daemon_families(hub, scorer, server, sources, webhooks, depths: dict[str, int]) -> Iterable[Metric]:
     """Every osintd metric, read from the objects that own the numbers."""
     from osintd.github import GitHubPoller  # here: metrics must not make the poller a hard import
 
@@ -76,6 +76,12 @@ def daemon_families(hub, scorer, sources, webhooks, depths: dict[str, int]) -> I
                    ["source", "type"], scorer.ingested)
     yield counter("osintd_events_duplicate", "Events dropped as already seen", scorer.duplicates)
     yield gauge("osintd_seq", "Last seq delivered to clients", hub.delivered)
+    yield counter("osintd_overload_episodes", "Times the server fell behind and began shedding",
+                  hub.stats.overload_episodes)
+    yield counter("osintd_state_commit_failures", "State store commits that failed and were retried",
+                  hub.store_failures)
+    yield counter("osintd_connections_failed", "Connections ended by an unexpected error (contained)",
+                  server.connections_failed)
     for source in sources:
         if isinstance(source, GitHubPoller):
             yield labelled(CounterMetricFamily, "osintd_github_requests", "GitHub API requests, by status",

@@ -247,9 +247,6 @@ class Scorer:
     def active_repositories(self) -> int:
         return len(self._repos)
 
-    def now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self._now(), dt.timezone.utc)
-
     def scoreboard(self, at: float | None = None) -> Scoreboard:
         """Every tracked repository's score at ``at`` (default "now"), best first; updates trends."""
         now = self._now() if at is None else at

@@ -125,7 +125,6 @@ class Server:
         self.port = settings.port
         self.connections_failed = 0
         self._accepting: trio.CancelScope | None = None
-        self._handlers: trio.Nursery | None = None
         self._idle = trio.Event()
         self._idle.set()
 
@@ -135,7 +134,6 @@ class Server:
         # The port actually bound (settings may say 0): own origins are on this one.
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as handlers:
-            self._handlers = handlers
             with trio.CancelScope() as self._accepting:
                 await trio.serve_listeners(self._handle_safely, listeners,
                                            handler_nursery=handlers, task_status=task_status)

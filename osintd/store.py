@@ -22,7 +22,6 @@ import json
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Iterable
 
 import attrs
 import cattrs
@@ -105,7 +104,6 @@ class StateStore:
         self._ring_capacity = ring_capacity
         self._window = window
         self._lock = trio.Lock()
-        self.commits = 0
 
     # ------------------------------------------------------------ open/close
 
@@ -161,7 +159,6 @@ class StateStore:
             return
         async with self._lock:
             await trio.to_thread.run_sync(self._write, batch, None)
-        self.commits += 1
 
     def _write(self, batch: Batch, epoch: str | None) -> None:
         db = self._db

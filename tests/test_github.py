@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import pytest
 import trio
 import trio_websocket
 

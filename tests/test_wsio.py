@@ -8,7 +8,6 @@ import trio
 import trio_websocket
 import wsproto
 from wsproto.connection import ConnectionState
-from wsproto.events import TextMessage
 from wsproto.frame_protocol import FrameProtocol
 
 from conftest import ScriptedSource, receive_json, start_app, ws_url
