@@ -305,18 +305,11 @@ class Hub:
         when nothing is queued before it, so order holds."""
         if client.idle and client.writer is not None:
             written = client.writer.try_write_now(frame.wire)
-            if written == len(frame.wire):
-                client.frames_sent += 1
-                self.stats.frames_delivered += 1
-                if frame.seq is not None:
-                    client.last_data_seq = frame.seq
-                return
-            if written > 0:  # the kernel took part of it: the rest goes first
-                client.frames_sent += 1
-                self.stats.frames_delivered += 1
-                if frame.seq is not None:
-                    client.last_data_seq = frame.seq
-                frame = remainder(frame.wire[written:])
+            if written > 0:
+                self.count_sent(client, frame)
+                if written == len(frame.wire):
+                    return
+                frame = remainder(frame.wire[written:])  # the kernel took part of it: the rest goes first
         client.idle = False
         try:
             client.queue_in.send_nowait(frame)
@@ -324,6 +317,13 @@ class Hub:
             self.drop_slow(client)
         except trio.ClosedResourceError:
             self.clients.pop(client.client_id, None)
+
+    def count_sent(self, client: Subscriber, frame: Frame) -> None:
+        """``frame`` is on its way to ``client``'s socket (written, or being written)."""
+        client.frames_sent += 1
+        self.stats.frames_delivered += 1
+        if frame.seq is not None:
+            client.last_data_seq = frame.seq
 
     def drop_slow(self, client: Subscriber) -> None:
         if self.clients.pop(client.client_id, None) is None:

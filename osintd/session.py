@@ -159,14 +159,9 @@ class Session:
         return frames
 
     def _account(self, frames: list) -> None:
-        client = self.client
         for frame in frames:
-            if frame.type in ("_wake", "_remainder"):
-                continue
-            client.frames_sent += 1
-            self.hub.stats.frames_delivered += 1
-            if frame.seq is not None:
-                client.last_data_seq = frame.seq
+            if frame.type not in ("_wake", "_remainder"):
+                self.hub.count_sent(self.client, frame)
 
     # ------------------------------------------------------------------ read
 
