@@ -93,8 +93,8 @@ class App:
             for source in sources:
                 if hasattr(source, "restore"):
                     source.restore(saved.cursors)
-            log.info("state restored: epoch %s, seq %d, %d events in the window, %d repositories announced",
-                     hub.epoch, hub.seq, len(saved.events), len(saved.announced.ranks))
+            log.info("state restored: epoch %s, seq %d, %d events in the window, %d announced trends",
+                     hub.epoch, hub.seq, len(saved.events), len(saved.announced.trends))
 
         events_in, events_out = trio.open_memory_channel(settings.event_queue)
         scored_in, scored_out = trio.open_memory_channel(256)
@@ -121,7 +121,7 @@ class App:
         metrics_registry.add(lambda: daemon_families(hub, scorer, self.server, sources, self.webhooks, depths()))
         api = HttpApi(hub, max_clients=settings.max_clients, client_queue=settings.client_queue,
                       pipeline_depths=depths, webhooks=self.webhooks, source_status=source_status,
-                      metrics=metrics_registry.render)
+                      metrics=metrics_registry.render, repo_score=scorer.score_of)
         session = SessionSettings(client_queue=settings.client_queue, send_timeout=settings.send_timeout,
                                   ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout)
         self.server = server = Server(ServerSettings(settings.host, settings.port, settings.max_clients,

@@ -12,9 +12,11 @@ Rules:
   outside the Top 10 (a repository never ranked before enters from one past
   the last rank of the previous ranking, and never from above 11; one no
   longer tracked leaves to one past the last rank of the new ranking, 11 at
-  the least).
+  the least).  Only the Top 10's ranks are kept across a restart: the first
+  repository to enter after one enters from one past the last rank.
 * A trend is announced when the scorer's status differs from the last one
-  announced (repositories start ``QUIET``).
+  announced (repositories start ``QUIET``); the scorer lists the trends it
+  moved, so only those are compared.
 * A summary (the scorer writes one for the top 30) is announced when its text changed, at most once per
   ``summary_interval`` per repository and ``summaries_per_tick`` per
   scoreboard, Top 10 first: under an event flood the volume stays bounded.
@@ -29,7 +31,8 @@ import attrs
 import trio
 
 from osintd.messages import NewEvent, RankingChange, SummaryUpdate, TrendChange
-from osintd.models import BoardState, CursorMark, Event, EventRecord, RankChange, RepoScore, Scoreboard, TrendStatus
+from osintd.models import (AnnouncedRepo, BoardState, CursorMark, Event, EventRecord, RankChange, RepoScore, Scoreboard,
+                           TrendStatus)
 
 TOP = 10
 
@@ -41,13 +44,22 @@ class DifferSettings:
 
 
 class Differ:
+    """Remembers what was announced: the Top 10's ranks (``ranks``), every
+    trend that is not ``QUIET`` (``trends``) and the last summary of each
+    repository (``summaries``), and the previous scoreboard (for the rank a
+    repository enters the Top 10 from)."""
+
     def __init__(self, settings: DifferSettings = DifferSettings(), announced=None) -> None:
         """``announced`` (a store.Announced) restores what was announced before a restart."""
         self.settings = settings
-        self.ranks: dict[str, int] = dict(announced.ranks) if announced else {}
-        self.trends: dict[str, TrendStatus] = dict(announced.trends) if announced else {}
+        self.ranks: dict[str, int] = ({name: rank for name, rank in announced.ranks.items() if rank <= TOP}
+                                      if announced else {})
+        self.trends: dict[str, TrendStatus] = ({name: trend for name, trend in announced.trends.items()
+                                                if trend is not TrendStatus.QUIET} if announced else {})
         self.summaries: dict[str, str] = dict(announced.summaries) if announced else {}
         self._summary_at: dict[str, float] = {}
+        self._previous: Scoreboard | None = None
+        self._changed: set[str] = set()
 
     @staticmethod
     def new_event(event: Event, now: dt.datetime) -> NewEvent:
@@ -58,7 +70,7 @@ class Differ:
             timestamp=now,
             event_id=event.event_id,
             repo_full_name=event.repo_full_name,
-            event_type=str(event.event_type),
+            event_type=event.event_type.value,
             title=event.title,
             author=event.author,
             url=event.url,
@@ -67,56 +79,67 @@ class Differ:
 
     def changes(self, board: Scoreboard, now: dt.datetime, monotonic: float) -> list:
         """All announcements ``board`` justifies, rankings first; updates what was announced."""
+        self._changed = set()
         messages: list = list(self._ranking_changes(board, now))
-        by_name = {score.repo_full_name: score for score in board.ranking}
         messages.extend(self._trend_changes(board, now))
         messages.extend(self._summary_updates(board, now, monotonic))
-        # Forget trends and summaries of repositories no longer tracked.
-        for name in [n for n in self.trends if n not in by_name]:
-            del self.trends[name]
+        gone = board.untracked
+        if self._previous is None:  # after a restart: forget what left while osintd was down
+            tracked = set(board.order)
+            gone = [name for name in {*self.trends, *self.summaries} if name not in tracked]
+        for name in gone:  # forgotten, not announced: it has no events left to speak of
+            if self.trends.pop(name, None) is not None or self.summaries.pop(name, None) is not None:
+                self._changed.add(name)
             self.summaries.pop(name, None)
             self._summary_at.pop(name, None)
+        self._previous = board
         return messages
 
-    def _ranking_changes(self, board: Scoreboard, now: dt.datetime) -> Iterator[RankingChange]:
+    def announced_changes(self) -> dict[str, AnnouncedRepo]:
+        """What is now announced of each repository the last :meth:`changes` touched."""
+        return {name: AnnouncedRepo(self.ranks.get(name), self.trends.get(name), self.summaries.get(name))
+                for name in self._changed}
+
+    def _ranking_changes(self, board: Scoreboard, now: dt.datetime) -> list[RankingChange]:
         old_ranks = self.ranks
-        new_ranks = board.rank_of()
+        new_ranks = {score.repo_full_name: rank for rank, score in enumerate(board.top[:TOP], start=1)}
+        if new_ranks == old_ranks:
+            return []
+        previous = self._previous
         # "new" always enters from outside the Top 10, "dropped" always leaves to outside it,
         # even while fewer than ten repositories are ranked.
-        entering_from = max(len(old_ranks), TOP) + 1
-        leaving_to = max(len(new_ranks), TOP) + 1
-        candidates = {name for name, rank in old_ranks.items() if rank <= TOP}
-        candidates.update(score.repo_full_name for score in board.ranking[:TOP])
-        scores = {score.repo_full_name: score.activity_score for score in board.ranking}
+        entering_from = max(len(previous.order) if previous else 0, TOP) + 1
+        leaving_to = max(len(board.order), TOP) + 1
         changes = []
-        for name in candidates:
-            old = old_ranks.get(name, entering_from)
-            new = new_ranks.get(name, leaving_to)
-            if name not in old_ranks:
-                kind = RankChange.NEW
-            elif name not in new_ranks:
-                kind = RankChange.DROPPED
-            else:
-                kind = _rank_change(old, new)
+        for name in {*old_ranks, *new_ranks}:
+            old = old_ranks.get(name) or (previous.rank(name) if previous else None) or entering_from
+            new = new_ranks.get(name) or board.rank(name) or leaving_to
+            kind = _rank_change(old, new)
             if kind is not None:
-                changes.append(RankingChange(now, name, old, new, scores.get(name, 0.0), kind))
+                score = next((s.activity_score for s in board.top if s.repo_full_name == name), 0.0)
+                changes.append(RankingChange(now, name, old, new, score, kind))
+        self._changed.update(old_ranks.keys() ^ new_ranks.keys())
+        self._changed.update(name for name in new_ranks if old_ranks.get(name) != new_ranks[name])
         self.ranks = new_ranks
         changes.sort(key=lambda c: (c.new_rank, c.repo_full_name))
-        return iter(changes)
+        return changes
 
     def _trend_changes(self, board: Scoreboard, now: dt.datetime) -> Iterator[TrendChange]:
-        for score in board.ranking:
-            old = self.trends.get(score.repo_full_name, TrendStatus.QUIET)
+        for score in board.trend_moves:
+            name = score.repo_full_name
+            old = self.trends.get(name, TrendStatus.QUIET)
             if old is not score.trend_status:
-                self.trends[score.repo_full_name] = score.trend_status
-                yield TrendChange(now, score.repo_full_name, old, score.trend_status,
+                if score.trend_status is TrendStatus.QUIET:
+                    del self.trends[name]
+                else:
+                    self.trends[name] = score.trend_status
+                self._changed.add(name)
+                yield TrendChange(now, name, old, score.trend_status,
                                   score.momentum, score.velocity, score.activity_score)
-            else:
-                self.trends.setdefault(score.repo_full_name, old)
 
     def _summary_updates(self, board: Scoreboard, now: dt.datetime, monotonic: float) -> Iterator[SummaryUpdate]:
         budget = self.settings.summaries_per_tick
-        for score in board.ranking:
+        for score in board.top:
             if budget <= 0:
                 return
             if not self._summary_due(score, monotonic):
@@ -124,6 +147,7 @@ class Differ:
             budget -= 1
             self.summaries[score.repo_full_name] = score.summary
             self._summary_at[score.repo_full_name] = monotonic
+            self._changed.add(score.repo_full_name)
             yield summary_update(score, now)
 
     def _summary_due(self, score: RepoScore, monotonic: float) -> bool:
@@ -169,5 +193,4 @@ async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetim
                 # One item: the hub publishes the announcements and takes the board in
                 # one step, so a snapshot never shows a board its seq does not match.
                 messages = tuple(differ.changes(item, now(), trio.current_time()))
-                await inbox.send(BoardState(item, dict(differ.ranks), dict(differ.trends), dict(differ.summaries),
-                                            messages))
+                await inbox.send(BoardState(item, differ.announced_changes(), messages))

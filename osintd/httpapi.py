@@ -18,6 +18,7 @@ import attrs
 from osintd import __version__, wire
 from osintd.hub import Hub
 from osintd.messages import NewEvent
+from osintd.models import RepoScore
 
 JSON = "application/json"
 DASHBOARD_HEADERS = (
@@ -121,8 +122,12 @@ class HttpApi:
     def __init__(self, hub: Hub, *, max_clients: int, client_queue: int,
                  pipeline_depths: Callable[[], dict[str, int]], webhooks=None,
                  source_status: Callable[[], dict] | None = None,
-                 metrics: Callable[[], bytes] | None = None) -> None:
+                 metrics: Callable[[], bytes] | None = None,
+                 repo_score: Callable[[str], RepoScore | None] | None = None) -> None:
+        """``repo_score`` gives a repository's current standing (the scorer's), for
+        one outside the scoreboard's Top 30."""
         self.hub = hub
+        self.repo_score = repo_score
         self.metrics = metrics
         self.webhooks = webhooks
         self.source_status = source_status
@@ -218,10 +223,13 @@ class HttpApi:
 
     def _repo(self, name: str) -> Response:
         board = self.hub.board
-        for rank, score in enumerate(board.ranking if board else (), start=1):
-            if score.repo_full_name == name:
-                return Response(200, {"rank": rank, **wire.converter.unstructure(score)})
-        return problem(404, "not_found", f"{name} is not tracked (no events inside the window)")
+        rank = board.rank(name) if board else None
+        score = next((s for s in board.top if s.repo_full_name == name), None) if board else None
+        if score is None and rank is not None and self.repo_score is not None:
+            score = self.repo_score(name)  # outside the Top 30 the board has ranks only
+        if rank is None or score is None:
+            return problem(404, "not_found", f"{name} is not tracked (no events inside the window)")
+        return Response(200, {"rank": rank, **wire.converter.unstructure(score)})
 
     def _events(self) -> Response:
         newest_first = (json.loads(f.text) for f in reversed(self.hub.ring) if f.type == NewEvent.TYPE)

@@ -45,7 +45,7 @@ from osintd.messages import (
     Snapshot, SummaryUpdate, SystemStatus,
 )
 from osintd.models import BoardState, CursorMark, EventRecord, Scoreboard
-from osintd.store import Announced, Batch, SavedState, StateStore, StoredFrame
+from osintd.store import Batch, SavedState, StateStore, StoredFrame
 from osintd.wsio import SocketWriter, frame_text
 
 log = logging.getLogger(__name__)
@@ -220,8 +220,8 @@ class Hub:
                 self.board = item.board
             else:  # shown once the announcements before it are delivered
                 self._pending_board = item.board
-            self._durable(lambda batch: setattr(batch, "announced", Announced(item.ranks, item.trends,
-                                                                                item.summaries)))
+            if item.announced:
+                self._durable(lambda batch: batch.announced.update(item.announced))
             return None
         if isinstance(item, EventRecord):
             self._durable(lambda batch: batch.events.append(item.event))
@@ -447,7 +447,7 @@ class Hub:
     def snapshot(self) -> Snapshot:
         top = []
         if self.board is not None:
-            for rank, score in enumerate(self.board.ranking[:10], start=1):
+            for rank, score in enumerate(self.board.top[:10], start=1):
                 top.append(RankedRepo(rank, score.repo_full_name, score.activity_score, score.trend_status,
                                       score.momentum, score.velocity, score.events_in_window, score.summary))
         return Snapshot(self._now(), self.epoch, self.delivered, top, self.metrics, self.system)

@@ -100,16 +100,28 @@ class RepoScore:
 
 @attrs.frozen
 class Scoreboard:
-    """Every tracked repository, best first: ``ranking[i]`` holds rank ``i + 1``.
+    """The scorer's view at one moment.
 
-    A repository is tracked while it has at least one event inside the window.
+    ``top`` holds ranks 1 … ``len(top)`` (the best 30, with summaries);
+    ``order`` names every tracked repository, best first, so that any rank is
+    ``order.index(name) + 1``.  ``trend_moves`` are the repositories whose
+    trend the scorer changed since the previous scoreboard, ``untracked`` the
+    ones that left (a repository is tracked while it has at least one event
+    inside the window).  Only what changed is listed, so a scoreboard costs
+    the differ what changed, not what is tracked.
     """
 
     at: dt.datetime
-    ranking: tuple[RepoScore, ...]
+    top: tuple[RepoScore, ...]
+    order: tuple[str, ...] = ()
+    trend_moves: tuple[RepoScore, ...] = ()
+    untracked: tuple[str, ...] = ()
 
-    def rank_of(self) -> dict[str, int]:
-        return {score.repo_full_name: rank for rank, score in enumerate(self.ranking, start=1)}
+    def rank(self, name: str) -> int | None:
+        try:
+            return self.order.index(name) + 1
+        except ValueError:
+            return None
 
 
 @attrs.frozen
@@ -148,13 +160,26 @@ class EventRecord:
 
 
 @attrs.frozen
+class AnnouncedRepo:
+    """What has been announced of one repository: its rank while in the Top 10,
+    its trend unless ``QUIET``, its last summary (``None``: nothing)."""
+
+    rank: int | None = None
+    trend: TrendStatus | None = None
+    summary: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.rank is None and self.trend is None and self.summary is None
+
+
+@attrs.frozen
 class BoardState:
     """A scoreboard's announcements (``messages``), the board itself (what a
-    snapshot shows) and what has now been announced (ranks, trends, summaries,
-    for the state store): sent by the differ as one item, published as one step."""
+    snapshot shows) and, for the state store, the repositories whose announced
+    rank, trend or summary changed with it: sent by the differ as one item,
+    published as one step."""
 
     board: Scoreboard
-    ranks: dict[str, int] = attrs.field(factory=dict)
-    trends: dict[str, TrendStatus] = attrs.field(factory=dict)
-    summaries: dict[str, str] = attrs.field(factory=dict)
+    announced: dict[str, AnnouncedRepo] = attrs.field(factory=dict)
     messages: tuple = ()

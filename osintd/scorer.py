@@ -34,6 +34,7 @@ from __future__ import annotations
 import bisect
 import collections
 import datetime as dt
+import heapq
 import math
 import re
 from typing import Callable, Iterable
@@ -139,7 +140,7 @@ class ScoringModel:
         return self.weights.get(str(event.event_type), 0.5)
 
 
-@attrs.define
+@attrs.define(slots=True)
 class _Entry:
     at: float  # event time, seconds since the epoch
     weight: float
@@ -147,41 +148,148 @@ class _Entry:
     actor_key: tuple[str, str] | None
 
 
+def _entry_time(entry: _Entry) -> float:
+    return entry.at
+
+
 class RepoWindow:
-    """The events of one repository inside the window, in event-time order."""
+    """The events of one repository inside the window, in event-time order, with
+    running sums so that a scoreboard need not walk them.
+
+    Invariants, as of ``refreshed`` (the last :meth:`advance`) plus every entry
+    added since:
+
+    * ``entries`` is sorted by ``at``;
+    * ``mass`` = Σ weight · 2^(−(anchor − at) / half_life) over ``entries``
+      (a decayed sum anchored at ``anchor``: the score is ``mass`` decayed
+      from ``anchor`` to "now");
+    * ``total_weight`` = Σ weight over ``entries``;
+    * ``entries[recent_index:]`` are the ones at or after ``refreshed − recent``
+      (or added since), and ``recent_weight`` is their Σ weight.
+
+    Subtracting expired entries from ``mass`` accumulates rounding error, so
+    the sums are recomputed from scratch once as many entries have come and
+    gone as the window holds (and after any out-of-order insert).
+    """
+
+    __slots__ = ("name", "entries", "counted_actors", "trend", "mass", "anchor", "total_weight",
+                 "recent_index", "recent_weight", "rank_key", "scheduled", "titles_version",
+                 "_focus", "_exact", "_churn")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.entries: list[_Entry] = []
-        self.counted_actors: dict[tuple[str, str], int] = collections.Counter()
+        self.counted_actors: collections.Counter[tuple[str, str]] = collections.Counter()
         self.trend = TrendStatus.QUIET
+        self.mass = 0.0
+        self.anchor = 0.0
+        self.total_weight = 0.0
+        self.recent_index = 0
+        self.recent_weight = 0.0
+        #: Where the repository sits in the scorer's order (None: not placed yet).
+        self.rank_key: float | None = None
+        #: The time of this repository's live entry in the scorer's wake-up heap.
+        self.scheduled = math.inf
+        #: Bumped whenever a title is added: the cached summary focus is then stale.
+        self.titles_version = 0
+        self._focus: tuple[int, str] | None = None
+        self._exact = True
+        self._churn = 0
 
-    def add(self, entry: _Entry) -> None:
+    def add(self, entry: _Entry, decay: float) -> None:
         if entry.actor_key is not None:
             if self.counted_actors[entry.actor_key]:
                 entry.weight = 0.0
             self.counted_actors[entry.actor_key] += 1
+        self.titles_version += 1
+        self._churn += 1
         if not self.entries or self.entries[-1].at <= entry.at:
-            self.entries.append(entry)
-        else:  # out of order: rare (webhook vs poll), keep the list sorted
-            bisect.insort(self.entries, entry, key=lambda e: e.at)
+            self.entries.append(entry)  # after the recent pointer: counted as recent until advance()
+            self.recent_weight += entry.weight
+        else:  # out of order: rare (webhook vs poll); keep the list sorted, recount at advance()
+            bisect.insort(self.entries, entry, key=_entry_time)
+            self._exact = False
+        self.total_weight += entry.weight
+        if entry.at >= self.anchor:
+            self.mass = self.mass * math.exp(-decay * (entry.at - self.anchor)) + entry.weight
+            self.anchor = entry.at
+        else:
+            self.mass += entry.weight * math.exp(-decay * (self.anchor - entry.at))
 
-    def expire(self, cutoff: float) -> None:
-        drop = bisect.bisect_left(self.entries, cutoff, key=lambda e: e.at)
-        for entry in self.entries[:drop]:
-            if entry.actor_key is not None:
-                self.counted_actors[entry.actor_key] -= 1
-                if not self.counted_actors[entry.actor_key]:
-                    del self.counted_actors[entry.actor_key]
-        del self.entries[:drop]
+    def advance(self, now: float, model: "ScoringModel", decay: float) -> None:
+        """Bring the sums to ``now``: entries leave the recent span, then the window."""
+        entries = self.entries
+        recent_start = now - model.recent
+        index = self.recent_index
+        while index < len(entries) and entries[index].at < recent_start:
+            self.recent_weight -= entries[index].weight
+            index += 1
+        self.recent_index = index
+        cutoff = now - model.window
+        if entries and entries[0].at < cutoff:
+            drop = bisect.bisect_left(entries, cutoff, key=_entry_time)
+            for entry in entries[:drop]:
+                self.mass -= entry.weight * math.exp(-decay * (self.anchor - entry.at))
+                self.total_weight -= entry.weight
+                if entry.actor_key is not None:
+                    self.counted_actors[entry.actor_key] -= 1
+                    if not self.counted_actors[entry.actor_key]:
+                        del self.counted_actors[entry.actor_key]
+            del entries[:drop]
+            self.recent_index = max(self.recent_index - drop, 0)  # recent_start > cutoff: never negative
+            self._churn += drop
+        if not self._exact or self._churn > len(entries) + 64:
+            self._recount(recent_start, decay)
+
+    def _recount(self, recent_start: float, decay: float) -> None:
+        entries = self.entries
+        self.anchor = entries[-1].at if entries else self.anchor
+        self.mass = math.fsum(e.weight * math.exp(-decay * (self.anchor - e.at)) for e in entries)
+        self.total_weight = math.fsum(e.weight for e in entries)
+        self.recent_index = bisect.bisect_left(entries, recent_start, key=_entry_time)
+        self.recent_weight = math.fsum(e.weight for e in entries[self.recent_index:])
+        self._exact = True
+        self._churn = 0
+
+    def score_at(self, now: float, decay: float) -> float:
+        """The exact (unrounded) activity score at ``now``."""
+        if self.mass <= 0.0:
+            return 0.0
+        return self.mass * math.exp(-decay * max(now - self.anchor, 0.0))
+
+    def key(self, decay: float, origin: float) -> float:
+        """log(score) + decay · (now − origin), the same at every "now": with no
+        event in or out, decay keeps every repository's order, so this orders them."""
+        if self.mass <= 1e-12:
+            return -math.inf
+        return math.log(self.mass) + decay * (self.anchor - origin)
+
+    def focus(self, model: "ScoringModel") -> str:
+        """The summary's "Recent focus on …" part, recomputed only when titles change."""
+        if self._focus is None or self._focus[0] != self.titles_version:
+            self._focus = (self.titles_version,
+                           focus_of(model, (e.title for e in reversed(self.entries))))
+        return self._focus[1]
 
 
 class Scorer:
     """Holds every repository's window and computes scoreboards.
 
+    A scoreboard costs what changed, not what is tracked: only repositories
+    that got events, or whose wake-up time has come, are brought up to date.
+    A repository's wake-up time is the earliest moment anything that decides
+    its trend or its order can change without new events: its oldest entry
+    leaving the window, its oldest recent entry leaving the recent span, its
+    decaying score reaching the next trend threshold, or its velocity (which
+    rises while the observed span grows) reaching the next one.  Between
+    those, decay leaves the order of repositories unchanged (every score
+    shrinks by the same factor), so the order is kept sorted by a key that
+    does not depend on "now".
+
     Invariants: an event id is scored at most once while it is remembered
     (the ``dedupe_capacity`` most recent ids); ``total_events`` counts events
-    accepted, duplicates excluded.
+    accepted, duplicates excluded; ``_keys``/``_names`` are sorted together,
+    best first (descending key, then name), and hold every tracked repository.
     """
 
     def __init__(
@@ -191,12 +299,25 @@ class Scorer:
         dedupe_capacity: int = 100_000,
     ) -> None:
         self.model = model
+        self._decay = math.log(2) / model.half_life
+        self._score_edges, self._velocity_edges = _edges(model)
         self._wall_clock = wall_clock
         self._repos: dict[str, RepoWindow] = {}
         self._seen_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._dedupe_capacity = dedupe_capacity
         self._watermark: float | None = None
         self._first_event_at: float | None = None
+        self._origin: float | None = None
+        self._keys: list[float] = []  # negated rank keys, ascending: best first
+        self._names: list[str] = []
+        self._wakeups: list[tuple[float, str]] = []
+        self._dirty: set[str] = set()
+        #: Bring every repository up to date at the next scoreboard (after a restore, or
+        #: when an event older than all others changed the observed span).
+        self._everything_dirty = False
+        self._trend_moves: dict[str, None] = {}
+        self._untracked: list[str] = []
+        self._board_time = -math.inf
         self.total_events = 0
         self.duplicates = 0
         self.ingested: collections.Counter[tuple[str, str]] = collections.Counter()  # (source, type)
@@ -210,18 +331,26 @@ class Scorer:
             return False
         self._remember(event.event_id)
         self.total_events += 1
-        self.ingested[(event.source, str(event.event_type))] += 1
+        self.ingested[(event.source, event.event_type.value)] += 1
         at = event.created_at.timestamp()
-        self._watermark = at if self._watermark is None else max(self._watermark, at)
+        if self._watermark is None or at > self._watermark:
+            self._watermark = at
         if self._first_event_at is None or at < self._first_event_at:
+            if self._first_event_at is not None:
+                self._everything_dirty = True  # "observed" changed: every velocity did
             self._first_event_at = at
+        if self._origin is None:
+            self._origin = at
         if at < self._now() - self.model.window:
             return True  # too old to count, but still news to the clients
-        actor_key = (str(event.event_type), event.author) if event.event_type in ONCE_PER_ACTOR else None
-        repo = self._repos.get(event.repo_full_name)
+        event_type = event.event_type
+        actor_key = (event_type.value, event.author) if event_type in ONCE_PER_ACTOR else None
+        name = event.repo_full_name
+        repo = self._repos.get(name)
         if repo is None:
-            repo = self._repos[event.repo_full_name] = RepoWindow(event.repo_full_name)
-        repo.add(_Entry(at, self.model.weight_of(event), event.title, actor_key))
+            repo = self._repos[name] = RepoWindow(name)
+        repo.add(_Entry(at, self.model.weight_of(event), event.title, actor_key), self._decay)
+        self._dirty.add(name)
         return True
 
     def restore(self, events: list[Event], seen: list[str], trends: dict[str, TrendStatus]) -> None:
@@ -235,6 +364,7 @@ class Scorer:
         for name, trend in trends.items():
             if name in self._repos:
                 self._repos[name].trend = trend
+        self._everything_dirty = True
 
     def _remember(self, event_id: str) -> None:
         self._seen_ids[event_id] = None
@@ -248,26 +378,42 @@ class Scorer:
         return len(self._repos)
 
     def scoreboard(self, at: float | None = None) -> Scoreboard:
-        """Every tracked repository's score at ``at`` (default "now"), best first; updates trends."""
-        now = self._now() if at is None else at
-        cutoff = now - self.model.window
-        scores = []
-        for name in list(self._repos):
-            repo = self._repos[name]
-            repo.expire(cutoff)
-            if not repo.entries:
-                del self._repos[name]
-                continue
-            scores.append(self._score(repo, now))
-        scores.sort(key=lambda s: (-s.activity_score, s.repo_full_name))
-        # Summaries are text work: only the repositories near the top get one.
-        for index in range(min(SUMMARIZED, len(scores))):
-            score = scores[index]
-            repo = self._repos[score.repo_full_name]
-            text = summarize(self.model, score.trend_status, score.events_in_window,
-                             (e.title for e in reversed(repo.entries)))
-            scores[index] = attrs.evolve(score, summary=text)
-        return Scoreboard(at=dt.datetime.fromtimestamp(now, dt.timezone.utc), ranking=tuple(scores))
+        """The Top ``SUMMARIZED`` (with summaries), every tracked repository's
+        rank, and the trends that moved, at ``at`` (default "now"; never
+        earlier than the previous scoreboard)."""
+        now = max(self._now() if at is None else at, self._board_time)
+        self._board_time = now
+        if self._everything_dirty:
+            due = set(self._repos)
+            self._everything_dirty = False
+        else:
+            due = self._dirty
+        self._dirty = set()
+        wakeups = self._wakeups
+        while wakeups and wakeups[0][0] <= now:
+            when, name = heapq.heappop(wakeups)
+            repo = self._repos.get(name)
+            if repo is not None and repo.scheduled == when:
+                repo.scheduled = math.inf
+                due.add(name)
+        for name in due:
+            repo = self._repos.get(name)
+            if repo is not None:
+                self._refresh(repo, now)
+        top, order = self._top(now)
+        moves = tuple(self._score(self._repos[name], now) for name in self._trend_moves if name in self._repos)
+        board = Scoreboard(at=dt.datetime.fromtimestamp(now, dt.timezone.utc), top=top, order=order,
+                           trend_moves=moves, untracked=tuple(self._untracked))
+        self._trend_moves = {}
+        self._untracked = []
+        return board
+
+    def score_of(self, name: str) -> RepoScore | None:
+        """One repository's standing now (for the HTTP API), without side effects on trends."""
+        repo = self._repos.get(name)
+        if repo is None:
+            return None
+        return self._score(repo, max(self._now(), self._board_time))
 
     # -------------------------------------------------------------- internals
 
@@ -276,34 +422,126 @@ class Scorer:
         candidates = [t for t in (live, self._watermark) if t is not None]
         return max(candidates) if candidates else 0.0
 
-    def _score(self, repo: RepoWindow, now: float) -> RepoScore:
+    def _observed(self, now: float) -> float:
         model = self.model
-        decay = math.log(2) / model.half_life
-        score = 0.0
-        window_weight = 0.0
-        recent_weight = 0.0
-        recent_start = now - model.recent
-        for entry in repo.entries:
-            age = max(now - entry.at, 0.0)
-            score += entry.weight * math.exp(-decay * age)
-            window_weight += entry.weight
-            if entry.at >= recent_start:
-                recent_weight += entry.weight
-        observed = min(model.window, max(now - (self._first_event_at or now), model.recent))
-        expected_recent = window_weight * model.recent / observed
-        velocity = (recent_weight + 1.0) / (expected_recent + 1.0)
-        score = round(score, 2)
-        velocity = round(velocity, 2)
-        repo.trend = classify(model, score, velocity, repo.trend)
+        return min(model.window, max(now - (self._first_event_at or now), model.recent))
+
+    def _velocity(self, repo: RepoWindow, now: float) -> float:
+        expected_recent = repo.total_weight * self.model.recent / self._observed(now)
+        return (repo.recent_weight + 1.0) / (expected_recent + 1.0)
+
+    def _refresh(self, repo: RepoWindow, now: float) -> None:
+        """Bring one repository to ``now``: sums, place in the order, trend, next wake-up."""
+        repo.advance(now, self.model, self._decay)
+        if not repo.entries:
+            self._unplace(repo)
+            del self._repos[repo.name]
+            self._trend_moves.pop(repo.name, None)
+            self._untracked.append(repo.name)
+            return
+        key = repo.key(self._decay, self._origin or 0.0)
+        if key != repo.rank_key:
+            self._unplace(repo)
+            self._place(repo, key)
+        score = repo.score_at(now, self._decay)
+        velocity = self._velocity(repo, now)
+        trend = classify(self.model, round(score, 2), round(velocity, 2), repo.trend)
+        if trend is not repo.trend:
+            repo.trend = trend
+            self._trend_moves[repo.name] = None
+        wake = self._next_wakeup(repo, now, score, velocity)
+        if wake < repo.scheduled:
+            repo.scheduled = wake
+            heapq.heappush(self._wakeups, (wake, repo.name))
+
+    def _next_wakeup(self, repo: RepoWindow, now: float, score: float, velocity: float) -> float:
+        model = self.model
+        entries = repo.entries
+        wake = entries[0].at + model.window
+        if repo.recent_index < len(entries):
+            wake = min(wake, entries[repo.recent_index].at + model.recent)
+        # The score only falls: the next edge below it.
+        below = bisect.bisect_left(self._score_edges, score) - 1
+        if below >= 0:
+            wake = min(wake, now + math.log(score / self._score_edges[below]) / self._decay)
+        # While the observed span grows, expected_recent shrinks and velocity rises: the next edge above.
+        observed = self._observed(now)
+        if repo.total_weight > 0 and observed < model.window:
+            above = bisect.bisect_right(self._velocity_edges, velocity)
+            if above < len(self._velocity_edges):
+                headroom = (repo.recent_weight + 1.0) / self._velocity_edges[above] - 1.0
+                if headroom > 0:
+                    needed = repo.total_weight * model.recent / headroom
+                    if needed < model.window:
+                        wake = min(wake, (self._first_event_at or now) + max(needed, model.recent))
+        return max(wake, now)
+
+    def _place(self, repo: RepoWindow, key: float) -> None:
+        index = bisect.bisect_left(self._keys, -key)
+        keys, names = self._keys, self._names
+        while index < len(keys) and keys[index] == -key and names[index] < repo.name:
+            index += 1
+        keys.insert(index, -key)
+        names.insert(index, repo.name)
+        repo.rank_key = key
+
+    def _unplace(self, repo: RepoWindow) -> None:
+        if repo.rank_key is None:
+            return
+        index = bisect.bisect_left(self._keys, -repo.rank_key)
+        while self._names[index] != repo.name:
+            index += 1
+        del self._keys[index]
+        del self._names[index]
+        repo.rank_key = None
+
+    def _top(self, now: float) -> tuple[tuple[RepoScore, ...], tuple[str, ...]]:
+        """The best ``SUMMARIZED`` with summaries, and the whole order.
+
+        The order is by exact score; the ranking by the rounded score the
+        clients see, then by name.  They agree except among equal rounded
+        scores, so the head is re-sorted over the whole group of ties at its end.
+        """
+        names = self._names
+        decay = self._decay
+        head = [(round(self._repos[name].score_at(now, decay), 2), name) for name in names[:SUMMARIZED]]
+        limit = min(len(names), SUMMARIZED + 200)
+        while head and len(head) < limit:
+            name = names[len(head)]
+            score = round(self._repos[name].score_at(now, decay), 2)
+            if score != head[-1][0]:
+                break
+            head.append((score, name))
+        head.sort(key=lambda pair: (-pair[0], pair[1]))
+        head_names = [name for _, name in head]
+        top = tuple(self._score(self._repos[name], now, with_summary=True) for name in head_names[:SUMMARIZED])
+        return top, (*head_names, *names[len(head):])
+
+    def _score(self, repo: RepoWindow, now: float, with_summary: bool = False) -> RepoScore:
+        score = round(repo.score_at(now, self._decay), 2)
+        velocity = round(self._velocity(repo, now), 2)
+        count = len(repo.entries)
         return RepoScore(
             repo_full_name=repo.name,
             activity_score=score,
             velocity=velocity,
-            momentum=momentum_of(model, velocity),
+            momentum=momentum_of(self.model, velocity),
             trend_status=repo.trend,
-            events_in_window=len(repo.entries),
-            summary="",  # filled in by scoreboard() for the top SUMMARIZED
+            events_in_window=count,
+            summary=summary_text(self.model, repo.trend, count, repo.focus(self.model)) if with_summary else "",
         )
+
+
+def _edges(model: "ScoringModel") -> tuple[list[float], list[float]]:
+    """The values at which a rounded score or velocity crosses a trend threshold
+    (with or without hysteresis): a repository's trend can only change there."""
+    h = model.hysteresis
+    scores = {t * f for t in (model.hot_score, model.active_score, model.quiet_score) for f in (1.0, 1.0 - h)}
+    velocities = {t * f for t in (model.hot_velocity, model.active_velocity) for f in (1.0, 1.0 - h)}
+    velocities |= {model.cooling_velocity * f for f in (1.0, 1.0 + h)}
+    # round(x, 2) >= t  ⟺  x >= t − 0.005; a little earlier still, so a wake-up is never late.
+    return (sorted(e - 0.005 - 1e-9 for e in scores if e - 0.005 > 0),
+            sorted(e - 0.005 - 1e-9 for e in velocities if e - 0.005 > 0))
 
 
 def momentum_of(model: ScoringModel, velocity: float) -> Momentum:
@@ -346,6 +584,11 @@ _LEVEL = {
 
 def summarize(model: ScoringModel, status: TrendStatus, count: int, titles_newest_first: Iterable[str]) -> str:
     """"High activity with 45 events in 24h. Recent focus on X and Y." from recent titles."""
+    return summary_text(model, status, count, focus_of(model, titles_newest_first))
+
+
+def focus_of(model: ScoringModel, titles_newest_first: Iterable[str]) -> str:
+    """The two topics most of the newest ``summary_titles`` titles are about, or ""."""
     topics: collections.Counter[str] = collections.Counter()
     for index, title in enumerate(titles_newest_first):
         if index >= model.summary_titles:
@@ -354,11 +597,14 @@ def summarize(model: ScoringModel, status: TrendStatus, count: int, titles_newes
             if pattern.search(title):
                 topics[topic] += 1
                 break
+    return " and ".join(topic for topic, _ in topics.most_common(2))
+
+
+def summary_text(model: ScoringModel, status: TrendStatus, count: int, focus: str) -> str:
     noun = "event" if count == 1 else "events"
     text = f"{_LEVEL[status]} activity with {count} {noun} in {model.window_label}."
-    top = [topic for topic, _ in topics.most_common(2)]
-    if top:
-        text += f" Recent focus on {' and '.join(top)}."
+    if focus:
+        text += f" Recent focus on {focus}."
     return text
 
 

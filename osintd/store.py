@@ -27,7 +27,7 @@ import attrs
 import cattrs
 import trio
 
-from osintd.models import Event, TrendStatus
+from osintd.models import AnnouncedRepo, Event, TrendStatus
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ class Batch:
 
     frames: list[StoredFrame] = attrs.field(factory=list)
     events: list[Event] = attrs.field(factory=list)
-    announced: Announced | None = None
+    #: Repository → what is announced of it now (merged: the last write wins).
+    announced: dict[str, AnnouncedRepo] = attrs.field(factory=dict)
     cursors: dict[str, str] = attrs.field(factory=dict)
     seq: int | None = None
 
@@ -179,7 +180,7 @@ class StateStore:
                 newest_event = max(e.created_at.timestamp() for e in batch.events)
                 db.execute("DELETE FROM events WHERE created_at < ?", (newest_event - self._window,))
                 db.execute("DELETE FROM seen WHERE at < ?", (newest_event - SEEN_RETENTION,))
-            if batch.announced is not None:
+            if batch.announced:
                 _write_announced(db, batch.announced)
             if batch.cursors:
                 db.executemany("INSERT OR REPLACE INTO cursors VALUES (?, ?)", list(batch.cursors.items()))
@@ -187,12 +188,11 @@ class StateStore:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (str(batch.seq),))
 
 
-def _write_announced(db: sqlite3.Connection, announced: Announced) -> None:
-    repos = set(announced.ranks) | set(announced.trends) | set(announced.summaries)
-    db.execute("DELETE FROM announced")
-    db.executemany("INSERT INTO announced VALUES (?, ?, ?, ?)",
-                   [(repo, announced.ranks.get(repo), _str(announced.trends.get(repo)),
-                     announced.summaries.get(repo)) for repo in repos])
+def _write_announced(db: sqlite3.Connection, announced: dict[str, AnnouncedRepo]) -> None:
+    """Only the repositories whose announcements changed: a row per repository, none when nothing is announced."""
+    db.executemany("DELETE FROM announced WHERE repo = ?", [(repo,) for repo, row in announced.items() if row.empty])
+    db.executemany("INSERT OR REPLACE INTO announced VALUES (?, ?, ?, ?)",
+                   [(repo, row.rank, _str(row.trend), row.summary) for repo, row in announced.items() if not row.empty])
 
 
 def _str(value) -> str | None:

@@ -95,13 +95,13 @@ def test_weights_once_per_actor_bots_and_decay():
     for _ in range(3):
         scorer.accept(_event("a/stars", EventType.STAR, "started", author="same", at=t0))
     scorer.accept(_event("a/bot", EventType.COMMIT, author="dependabot[bot]", at=t0))
-    scores = {s.repo_full_name: s.activity_score for s in scorer.scoreboard().ranking}
+    scores = {s.repo_full_name: s.activity_score for s in scorer.scoreboard().top}
     assert scores["a/merged"] == model.weights["pull_request.merged"] > scores["a/push"] == model.weights["commit"]
     assert scores["a/stars"] == model.weights["star"]      # three stars by one actor count once
     assert scores["a/bot"] == 0.0
     # One half-life later every score has halved (event time moves "now").
     scorer.accept(_event("a/clock", EventType.COMMIT, at=t0 + dt.timedelta(seconds=model.half_life)))
-    later = {s.repo_full_name: s.activity_score for s in scorer.scoreboard().ranking}
+    later = {s.repo_full_name: s.activity_score for s in scorer.scoreboard().top}
     assert later["a/merged"] == round(scores["a/merged"] / 2, 2)
     # A duplicate id is not scored twice.
     duplicate = _event("a/push", EventType.COMMIT, at=t0)

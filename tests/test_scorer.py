@@ -1,0 +1,151 @@
+"""The incremental scorer against the model computed the slow, obvious way.
+
+The scorer brings a repository up to date only when it got events or its
+wake-up time came; the reference here recomputes every repository from its
+raw events at every tick, exactly as the README states the model.  Over a
+random stream with bursts, quiet spells, out-of-order and expired events,
+both must agree at every tick on the order, the Top 30 and every trend.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+
+import pytest
+
+from osintd.models import Event, EventType, TrendStatus
+from osintd.scorer import SUMMARIZED, ONCE_PER_ACTOR, ScoringModel, Scorer, classify, momentum_of
+
+T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc).timestamp()
+KINDS = [(EventType.COMMIT, None), (EventType.PULL_REQUEST, "merged"), (EventType.ISSUE, "opened"),
+         (EventType.STAR, "started"), (EventType.COMMENT, None), (EventType.RELEASE, "published")]
+
+
+class ReferenceModel:
+    """Every repository from its raw events, at every tick; trends with hysteresis."""
+
+    def __init__(self, model: ScoringModel) -> None:
+        self.model = model
+        self.events: dict[str, list[tuple[float, float, tuple | None]]] = {}
+        self.trends: dict[str, TrendStatus] = {}
+        self.first: float | None = None
+
+    def add(self, repo: str, at: float, weight: float, actor_key, now: float) -> None:
+        self.first = at if self.first is None else min(self.first, at)
+        if at < now - self.model.window:
+            return
+        events = self.events.setdefault(repo, [])
+        # Once per actor: an actor with an event still in the window (as of the last board) adds nothing.
+        if actor_key is not None and any(actor == actor_key for _, _, actor in events):
+            weight = 0.0
+        events.append((at, weight, actor_key))
+
+    def board(self, now: float) -> list[tuple[str, float, float, TrendStatus, int]]:
+        m = self.model
+        decay = math.log(2) / m.half_life
+        rows = []
+        for repo in list(self.events):
+            inside = sorted((e for e in self.events[repo] if e[0] >= now - m.window), key=lambda e: e[0])
+            self.events[repo] = inside
+            if not inside:
+                del self.events[repo]
+                self.trends.pop(repo, None)
+                continue
+            score = window_weight = recent_weight = 0.0
+            for at, weight, actor in inside:
+                score += weight * math.exp(-decay * max(now - at, 0.0))
+                window_weight += weight
+                if at >= now - m.recent:
+                    recent_weight += weight
+            observed = min(m.window, max(now - self.first, m.recent))
+            velocity = (recent_weight + 1) / (window_weight * m.recent / observed + 1)
+            score, velocity = round(score, 2), round(velocity, 2)
+            trend = classify(m, score, velocity, self.trends.get(repo, TrendStatus.QUIET))
+            self.trends[repo] = trend
+            rows.append((repo, score, velocity, trend, len(inside)))
+        rows.sort(key=lambda r: (-r[1], r[0]))
+        return rows
+
+
+def _stream(seed: int, ticks: int):
+    """(tick, events) with bursts on a few repositories, quiet spells and stragglers."""
+    rng = random.Random(seed)
+    repos = [f"org{i % 7}/repo-{i}" for i in range(40)]
+    hot = rng.sample(repos, 4)
+    serial = 0
+    for tick in range(ticks):
+        count = rng.choice([0, 0, 1, 2, 3, 5, 8]) if tick % 300 < 200 else 0  # quiet spells
+        if tick % 97 < 6:
+            count += 12
+        batch = []
+        for _ in range(count):
+            serial += 1
+            repo = rng.choice(hot) if tick % 97 < 6 and rng.random() < 0.8 else rng.choice(repos)
+            at = T0 + tick + rng.random()
+            if rng.random() < 0.03:
+                at -= rng.uniform(0, 120)  # out of order
+            if rng.random() < 0.005:
+                at -= 2000  # older than the window: news, but not scored
+            kind, action = rng.choice(KINDS)
+            author = f"user{rng.randrange(12)}" + ("[bot]" if rng.random() < 0.05 else "")
+            batch.append(Event(f"e{serial}", repo, kind, rng.choice(["Fix crash", "Add API", "Bump deps", "Docs"]),
+                               author, "https://github.com/x", dt.datetime.fromtimestamp(at, dt.timezone.utc),
+                               action=action, is_bot=author.endswith("[bot]")))
+        yield tick, batch
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_incremental_scoreboards_match_the_model_at_every_tick(seed):
+    model = ScoringModel.for_demo(3.0)
+    scorer = Scorer(model)
+    reference = ReferenceModel(model)
+    announced: dict[str, TrendStatus] = {}
+    trend_changes = 0
+    for tick, batch in _stream(seed, 2400):
+        now = T0 + tick
+        for event in batch:
+            before = scorer._now()
+            assert scorer.accept(event)
+            actor = (event.event_type.value, event.author) if event.event_type in ONCE_PER_ACTOR else None
+            reference.add(event.repo_full_name, event.created_at.timestamp(), model.weight_of(event), actor,
+                          max(before, event.created_at.timestamp()))
+        board = scorer.scoreboard(at=now + 1)
+        expected = reference.board(now + 1)
+        # Beyond the Top 30, equal rounded scores may come in any order (the exact one).
+        assert sorted(board.order) == sorted(r[0] for r in expected), f"tracked at tick {tick}"
+        score_of = {r[0]: r[1] for r in expected}
+        along = [score_of[name] for name in board.order]
+        assert along == sorted(along, reverse=True), f"order at tick {tick}"
+        assert board.order[:SUMMARIZED] == tuple(r[0] for r in expected[:SUMMARIZED])
+        assert [(s.repo_full_name, s.activity_score, s.velocity, s.trend_status, s.events_in_window)
+                for s in board.top] == expected[:SUMMARIZED], f"top at tick {tick}"
+        assert all(s.momentum is momentum_of(model, s.velocity) for s in board.top)
+        for score in board.trend_moves:
+            if announced.get(score.repo_full_name, TrendStatus.QUIET) is not score.trend_status:
+                trend_changes += 1
+            announced[score.repo_full_name] = score.trend_status
+        for name in board.untracked:
+            announced.pop(name, None)
+        # Only the moves are listed, yet following them gives every repository's trend.
+        assert {n: t for n, t in announced.items() if t is not TrendStatus.QUIET} == \
+            {r[0]: r[3] for r in expected if r[3] is not TrendStatus.QUIET}, f"trends at tick {tick}"
+    assert trend_changes > 20  # the stream does exercise trends
+
+
+def test_a_scoreboard_brings_up_to_date_only_what_changed():
+    model = ScoringModel.for_demo(3.0)
+    scorer = Scorer(model)
+    for index in range(2000):
+        scorer.accept(Event(f"e{index}", f"org/r{index}", EventType.COMMIT, "t", "a", "u",
+                            dt.datetime.fromtimestamp(T0, dt.timezone.utc)))
+    scorer.scoreboard(at=T0 + 1)
+    refreshed = []
+    original = scorer._refresh
+    scorer._refresh = lambda repo, now: (refreshed.append(repo.name), original(repo, now))
+    scorer.accept(Event("one-more", "org/r7", EventType.COMMIT, "t", "a", "u",
+                        dt.datetime.fromtimestamp(T0 + 1.5, dt.timezone.utc)))
+    board = scorer.scoreboard(at=T0 + 2)
+    assert refreshed == ["org/r7"]
+    assert board.order[0] == "org/r7" and len(board.order) == 2000
