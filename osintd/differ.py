@@ -183,10 +183,9 @@ async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetim
     async with inbox:
         async for item in scored:
             if isinstance(item, Event):
-                await inbox.send(EventRecord(item))  # stored no later than its new_event
                 moment = now()
                 observe_lag(max((moment - item.created_at).total_seconds(), 0.0))
-                await inbox.send(differ.new_event(item, moment))
+                await inbox.send(EventRecord(item, differ.new_event(item, moment)))
             elif isinstance(item, CursorMark):
                 await inbox.send(item)
             else:

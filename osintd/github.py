@@ -189,7 +189,7 @@ class GitHubPoller:
         for item in reversed(fresh):  # the API lists newest first
             target.remember(str(item.get("id")))
             try:
-                event = from_events_api(item)
+                event = from_events_api(item, source="poll")
             except Unusable as exc:
                 self.stats.unusable += 1
                 log.warning("%s: skipped an unusable event: %s", target.label, exc)
@@ -198,7 +198,7 @@ class GitHubPoller:
                 self.stats.skipped_unknown += 1
                 continue
             self.stats.events_fetched += 1
-            await events.send(attrs.evolve(event, source="poll"))
+            await events.send(event)
         if target.etag and target.etag != target.stored_etag:
             # Behind the events it covers, so it is never stored before them.
             target.stored_etag = target.etag

@@ -211,7 +211,7 @@ class Hub:
 
     def publish(self, item) -> Frame | None:
         """Stamp, encode, remember and offer one message to every client."""
-        if not isinstance(item, (BoardState, EventRecord, CursorMark, Heartbeat)):
+        if not isinstance(item, (BoardState, CursorMark, Heartbeat)):
             self._check_overload()
         if isinstance(item, BoardState):
             for message in item.messages:
@@ -225,7 +225,7 @@ class Hub:
             return None
         if isinstance(item, EventRecord):
             self._durable(lambda batch: batch.events.append(item.event))
-            return None
+            return self.publish(item.message)
         if isinstance(item, CursorMark):
             self._durable(lambda batch: batch.cursors.__setitem__(item.target, item.etag))
             return None

@@ -154,9 +154,11 @@ class CursorMark:
 
 @attrs.frozen
 class EventRecord:
-    """An accepted event on its way to the state store (sent just before its ``new_event``)."""
+    """An accepted event and its ``new_event`` message, as one item: the hub
+    stores the event no later than it sends the message."""
 
     event: Event
+    message: Any  # messages.NewEvent (models cannot import messages)
 
 
 @attrs.frozen

@@ -118,7 +118,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import urllib.parse
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping  # abc, not typing: isinstance on these is much cheaper
+from typing import Any
 
 import attrs
 
@@ -179,7 +180,7 @@ def parse_time(value: object) -> dt.datetime | None:
             text = value.strip()
             if not text:
                 return None
-            if _NUMBER.fullmatch(text):
+            if "T" not in text and _NUMBER.fullmatch(text):  # ISO 8601 first: by far the most common
                 return dt.datetime.fromtimestamp(float(text), UTC)
             parsed = dt.datetime.fromisoformat(text)
         else:
@@ -194,12 +195,13 @@ def parse_time(value: object) -> dt.datetime | None:
 # ------------------------------------------------------------ entry points
 
 
-def from_events_api(item: Mapping) -> Event | None:
+def from_events_api(item: Mapping, source: str = "unknown") -> Event | None:
     """The ``Event`` for one Events API item, ``None`` if osintd does not use it.
 
+    ``source`` names who fetched it (``poll``, ``replay``) for the metrics.
     Raises :class:`Unusable` (and nothing else) for a malformed item.
     """
-    return _guarded("Events API item", _from_events_api, item)
+    return _guarded("Events API item", _from_events_api, item, source)
 
 
 def from_webhook(event_name: str, payload: Mapping, received_at: dt.datetime) -> Event | None:
@@ -233,6 +235,7 @@ class _Context:
     is_bot: bool
     fallback_time: dt.datetime      # Events API: created_at; webhook: received_at
     fixed_time: bool                # Events API: always fallback_time, never a payload time
+    source: str = "unknown"         # Event.source
 
     def time(self, *candidates: object) -> dt.datetime:
         """The event time: fixed for Events API items, else the first parseable candidate."""
@@ -248,10 +251,10 @@ class _Context:
               data: Mapping[str, Any] | None = None) -> Event:
         return Event(event_id=event_id, repo_full_name=self.repo, event_type=event_type,
                      title=_one_line(title), author=self.author, url=url, created_at=created_at,
-                     action=action, is_bot=self.is_bot, data=_clean(data or {}))
+                     action=action, is_bot=self.is_bot, data=_clean(data or {}), source=self.source)
 
 
-def _from_events_api(item: Mapping) -> Event | None:
+def _from_events_api(item: Mapping, source: str) -> Event | None:
     if not isinstance(item, Mapping):
         raise Unusable(f"Events API item is a {type(item).__name__}, not an object")
     type_name = _req_str(item, "type", "Events API item")
@@ -269,7 +272,7 @@ def _from_events_api(item: Mapping) -> Event | None:
     web_base = _web_base_from_api_url(repo_obj.get("url"))
     context = _Context(kind=kind, payload=payload, repo=repo, repo_url=f"{web_base}/{repo}",
                        web_base=web_base, author=login, is_bot=_is_bot(login, actor.get("type")),
-                       fallback_time=created_at, fixed_time=True)
+                       fallback_time=created_at, fixed_time=True, source=source)
     return _BUILDERS[kind](context)
 
 
@@ -709,7 +712,7 @@ def _http_url(value: object) -> str | None:
 def _web_base_from_api_url(value: object) -> str:
     """The web host that serves a REST API URL: api.github.com → github.com, GHES /api/v3 → its host."""
     url = _http_url(value)
-    if url is None:
+    if url is None or url.startswith("https://api.github.com/"):
         return "https://github.com"
     try:
         parts = urllib.parse.urlsplit(url)

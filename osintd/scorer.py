@@ -35,6 +35,7 @@ import bisect
 import collections
 import datetime as dt
 import heapq
+import itertools
 import math
 import re
 from typing import Callable, Iterable
@@ -146,6 +147,8 @@ class _Entry:
     weight: float
     title: str
     actor_key: tuple[str, str] | None
+    #: The summary topic of ``title`` ("" for none), worked out the first time a summary needs it.
+    topic: str | None = None
 
 
 def _entry_time(entry: _Entry) -> float:
@@ -174,7 +177,7 @@ class RepoWindow:
 
     __slots__ = ("name", "entries", "counted_actors", "trend", "mass", "anchor", "total_weight",
                  "recent_index", "recent_weight", "rank_key", "scheduled", "titles_version",
-                 "_focus", "_exact", "_churn")
+                 "_focus", "_exact", "_churn", "shown")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -190,11 +193,13 @@ class RepoWindow:
         self.rank_key: float | None = None
         #: The time of this repository's live entry in the scorer's wake-up heap.
         self.scheduled = math.inf
-        #: Bumped whenever a title is added: the cached summary focus is then stale.
+        #: Bumped whenever entries come or go: the cached summary focus is then stale.
         self.titles_version = 0
         self._focus: tuple[int, str] | None = None
         self._exact = True
         self._churn = 0
+        #: The last RepoScore made for a scoreboard's Top, reused while nothing in it changed.
+        self.shown: RepoScore | None = None
 
     def add(self, entry: _Entry, decay: float) -> None:
         if entry.actor_key is not None:
@@ -236,6 +241,7 @@ class RepoWindow:
                     if not self.counted_actors[entry.actor_key]:
                         del self.counted_actors[entry.actor_key]
             del entries[:drop]
+            self.titles_version += 1  # with few entries left, the newest titles are different ones
             self.recent_index = max(self.recent_index - drop, 0)  # recent_start > cutoff: never negative
             self._churn += drop
         if not self._exact or self._churn > len(entries) + 64:
@@ -264,11 +270,19 @@ class RepoWindow:
             return -math.inf
         return math.log(self.mass) + decay * (self.anchor - origin)
 
+    def summary_current(self) -> bool:
+        """True if no title came or went since the focus was last worked out."""
+        return self._focus is not None and self._focus[0] == self.titles_version
+
     def focus(self, model: "ScoringModel") -> str:
         """The summary's "Recent focus on …" part, recomputed only when titles change."""
         if self._focus is None or self._focus[0] != self.titles_version:
-            self._focus = (self.titles_version,
-                           focus_of(model, (e.title for e in reversed(self.entries))))
+            topics = []
+            for entry in self.entries[: -model.summary_titles - 1: -1]:  # the newest, newest first
+                if entry.topic is None:
+                    entry.topic = topic_of(entry.title)
+                topics.append(entry.topic)
+            self._focus = (self.titles_version, _focus_from(topics))
         return self._focus[1]
 
 
@@ -521,7 +535,12 @@ class Scorer:
         score = round(repo.score_at(now, self._decay), 2)
         velocity = round(self._velocity(repo, now), 2)
         count = len(repo.entries)
-        return RepoScore(
+        shown = repo.shown
+        if with_summary and shown is not None and shown.activity_score == score and shown.velocity == velocity \
+                and shown.trend_status is repo.trend and shown.events_in_window == count \
+                and repo.summary_current():
+            return shown  # most of the Top is unchanged from one scoreboard to the next
+        made = RepoScore(
             repo_full_name=repo.name,
             activity_score=score,
             velocity=velocity,
@@ -530,6 +549,9 @@ class Scorer:
             events_in_window=count,
             summary=summary_text(self.model, repo.trend, count, repo.focus(self.model)) if with_summary else "",
         )
+        if with_summary:
+            repo.shown = made
+        return made
 
 
 def _edges(model: "ScoringModel") -> tuple[list[float], list[float]]:
@@ -589,15 +611,20 @@ def summarize(model: ScoringModel, status: TrendStatus, count: int, titles_newes
 
 def focus_of(model: ScoringModel, titles_newest_first: Iterable[str]) -> str:
     """The two topics most of the newest ``summary_titles`` titles are about, or ""."""
-    topics: collections.Counter[str] = collections.Counter()
-    for index, title in enumerate(titles_newest_first):
-        if index >= model.summary_titles:
-            break
-        for topic, pattern in _TOPICS:
-            if pattern.search(title):
-                topics[topic] += 1
-                break
-    return " and ".join(topic for topic, _ in topics.most_common(2))
+    return _focus_from(topic_of(title) for title in itertools.islice(titles_newest_first, model.summary_titles))
+
+
+def topic_of(title: str) -> str:
+    """The first topic whose pattern matches ``title``, or ""."""
+    for topic, pattern in _TOPICS:
+        if pattern.search(title):
+            return topic
+    return ""
+
+
+def _focus_from(topics: Iterable[str]) -> str:
+    counts = collections.Counter(topic for topic in topics if topic)
+    return " and ".join(topic for topic, _ in counts.most_common(2))
 
 
 def summary_text(model: ScoringModel, status: TrendStatus, count: int, focus: str) -> str:

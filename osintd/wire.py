@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 import cattrs
+import orjson
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from osintd.clock import isoformat
@@ -60,7 +61,13 @@ def to_dict(message: Outgoing, seq: int | None = None) -> dict[str, Any]:
 
 def encode(message: Outgoing, seq: int | None = None) -> str:
     """The message as one compact JSON text (UTF-8 characters kept, not escaped)."""
-    return json.dumps(to_dict(message, seq), ensure_ascii=False, separators=(",", ":"))
+    payload = to_dict(message, seq)
+    try:
+        return orjson.dumps(payload).decode()
+    except orjson.JSONEncodeError:
+        # What orjson refuses (a lone surrogate in a title, an integer beyond 64 bits) the
+        # json module writes, escaped to ASCII so that the text is still valid UTF-8.
+        return json.dumps(payload, separators=(",", ":"))
 
 
 def dumps(value: Any) -> str:
