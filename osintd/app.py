@@ -70,7 +70,8 @@ class App:
                                                        repos=settings.repos, orgs=settings.orgs),
                                         lambda: clock.now().timestamp()))
         if settings.runs_demo:
-            sources.append(DemoSource(DemoSettings(rate=settings.demo_rate, seed=settings.demo_seed), clock.now))
+            sources.append(DemoSource(DemoSettings(rate=settings.demo_rate, seed=settings.demo_seed,
+                                                   ramp=settings.demo_ramp), clock.now))
         return sources
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -83,7 +84,8 @@ class App:
         self.scorer = scorer = Scorer(model, clock.now if live else None)
         self.store, saved = await self._open_store(model)
         self.hub = hub = Hub(clock.now, replay_capacity=settings.replay_capacity, store=self.store, saved=saved,
-                             epoch=saved.epoch if saved else None)
+                             epoch=saved.epoch if saved else None,
+                             max_delay=settings.max_delay if live else None)  # a replay may lag: it is not live
         if self.store is not None and (saved is None or saved.epoch is None):
             await self.store.set_epoch(hub.epoch)
         differ = Differ(DifferSettings(summary_interval=settings.summary_interval),

@@ -57,6 +57,17 @@ def _ranged(kind: Callable, low: float, high: float, what: str) -> Callable[[str
     return parse
 
 
+def _ramp(text: str) -> tuple[tuple[float, float], ...]:
+    rate, seconds = _ranged(float, 0.1, 100_000, "events per second"), _ranged(float, 0.1, 86_400, "seconds")
+    steps = []
+    for step in text.split(","):
+        parts = step.strip().split(":")
+        if len(parts) != 2:
+            raise argparse.ArgumentTypeError(f"{step!r} is not RATE:SECONDS (e.g. 200:10)")
+        steps.append((rate(parts[0]), seconds(parts[1])))
+    return tuple(steps)
+
+
 def _matching(pattern: re.Pattern, what: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if not pattern.match(text):
@@ -98,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "DEMO_MODE=true; the default while no GitHub source is configured)")
     p.add_argument("--demo-rate", type=_ranged(float, 0.1, 100_000, "events per second"),
                    help="demo events per second (0.1 to thousands; default 4)")
+    p.add_argument("--demo-ramp", type=_ramp, metavar="RATE:SECONDS,...",
+                   help="demo rate in steps, then --demo-rate (or the last step) holds: e.g. "
+                        "50:10,200:10,800:10 to watch the server shed under overload")
     p.add_argument("--demo-seed", type=_ranged(int, 0, 2**63 - 1, "a whole number"),
                    help="seed for reproducible demo data")
     p.add_argument("--repo", action="append", type=_matching(_REPO, "OWNER/NAME"), metavar="OWNER/NAME",
@@ -129,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minimum seconds between summaries of one repository (default 30; 10 in demo)")
     p.add_argument("--client-queue", type=_ranged(int, 4, 1_000_000, "a message count"),
                    help="messages queued per client before it is dropped as slow (default 1024)")
+    p.add_argument("--max-delay", type=_ranged(float, 0.1, 3600, "seconds"),
+                   help="a live new_event that waited longer than this for the fan-out (the server is "
+                        "CPU-bound) is shed, and clients are told (default 2)")
     p.add_argument("--replay-capacity", type=_ranged(int, 0, 10_000_000, "a message count"),
                    help="broadcasts kept for clients that resume (default 10000)")
     p.add_argument("--max-clients", type=_ranged(int, 1, 1_000_000, "a client count"),
@@ -159,6 +176,7 @@ def _file_argv(config: FileConfig) -> list[str]:
     s, g, d, r = config.server, config.github, config.demo, config.replay
     for flag, value in (("--log-level", config.log_level), ("--state-dir", config.state_dir), ("--host", s.host), ("--port", s.port),
                         ("--max-clients", s.max_clients), ("--client-queue", s.client_queue),
+                        ("--max-delay", s.max_delay),
                         ("--replay-capacity", s.replay_capacity), ("--allowed-origin", s.allowed_origins),
                         ("--heartbeat-interval", s.heartbeat_interval), ("--metrics-interval", s.metrics_interval),
                         ("--announce-interval", s.announce_interval), ("--summary-interval", s.summary_interval),
@@ -236,14 +254,16 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
     defaults = Settings()
     values = {
         "host": pick("host"), "port": pick("port"), "demo_rate": pick("demo_rate"),
-        "demo_seed": pick("demo_seed"), "github_api_url": pick("github_api_url"),
+        "demo_seed": pick("demo_seed"), "demo_ramp": pick("demo_ramp"), "github_api_url": pick("github_api_url"),
         "heartbeat_interval": pick("heartbeat_interval"), "metrics_interval": pick("metrics_interval"),
         "announce_interval": pick("announce_interval"), "client_queue": pick("client_queue"),
         "replay_capacity": pick("replay_capacity"), "max_clients": pick("max_clients"),
-        "log_level": pick("log_level"),
+        "log_level": pick("log_level"), "max_delay": pick("max_delay"),
     }
     summary_interval = pick("summary_interval")
     runs_demo = demo or not (repos or orgs or replay or secret)
+    if pick("demo_ramp") and not runs_demo:
+        raise UsageError("--demo-ramp only applies to the demo; add --demo (without --repo, --org or --replay)")
     state_dir = pick("state_dir", "STATE_DIRECTORY", lambda value: Path(value.split(":")[0]))
     return Settings(
         **{name: value for name, value in values.items() if value is not None},

@@ -19,6 +19,8 @@ class Settings:
     demo: bool = False
     demo_rate: float = 4.0
     demo_seed: int | None = None
+    #: (events per second, seconds) steps the demo runs through before ``demo_rate`` holds.
+    demo_ramp: tuple[tuple[float, float], ...] = ()
     # GitHub sources: polled repositories and organisations, webhooks, replay.
     repos: tuple[str, ...] = ()
     orgs: tuple[str, ...] = ()
@@ -33,6 +35,8 @@ class Settings:
     heartbeat_interval: float = 30.0
     metrics_interval: float = 5.0
     client_queue: int = 1024
+    #: A live new_event that waits longer than this for the fan-out is shed (the hub is CPU-bound).
+    max_delay: float = 2.0
     max_clients: int = 10_000
     allowed_origins: tuple[str, ...] = ()
     log_level: str = "info"
@@ -71,6 +75,7 @@ class ServerSection:
     port: int | None = None
     max_clients: int | None = None
     client_queue: int | None = None
+    max_delay: float | None = None
     replay_capacity: int | None = None
     allowed_origins: list[str] | None = None
     heartbeat_interval: float | None = None

@@ -86,6 +86,16 @@ class DemoSettings:
     first_incident_after: float = 8.0
     incident_every: tuple[float, float] = (90.0, 180.0)
     incident_duration: float = 6.0
+    #: (events per second, seconds) steps run through first; ``rate`` holds after them.
+    ramp: tuple[tuple[float, float], ...] = ()
+
+    def rate_at(self, elapsed: float) -> float:
+        """The rate ``elapsed`` seconds after the live events started."""
+        for rate, seconds in self.ramp:
+            if elapsed < seconds:
+                return rate
+            elapsed -= seconds
+        return self.rate
 
 
 @attrs.define
@@ -133,7 +143,7 @@ class DemoSource:
 
     async def _emit_live(self, events: trio.MemorySendChannel[Event]) -> None:
         started = trio.current_time()
-        due = started + self._gap()
+        due = started + self._gap(0.0)
         while True:
             await trio.sleep_until(due)
             # At high rates several events fall due per wake-up; emit them all.
@@ -141,10 +151,12 @@ class DemoSource:
                 if due > trio.current_time():
                     break
                 await events.send(self.make_event(self._now(), due - started))
-                due += self._gap()
+                due += self._gap(due - started)
 
-    def _gap(self) -> float:
-        return self._random.expovariate(self.settings.rate) if self.settings.rate > 0 else 3600.0
+    def _gap(self, elapsed: float | None = None) -> float:
+        """Seconds to the next event (Poisson at the rate of the moment; history: the base rate)."""
+        rate = self.settings.rate if elapsed is None else self.settings.rate_at(elapsed)
+        return self._random.expovariate(rate) if rate > 0 else 3600.0
 
     # ---------------------------------------------------------------- events
 

@@ -185,7 +185,7 @@ async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetim
             if isinstance(item, Event):
                 moment = now()
                 observe_lag(max((moment - item.created_at).total_seconds(), 0.0))
-                await inbox.send(EventRecord(item, differ.new_event(item, moment)))
+                await inbox.send(EventRecord(item, differ.new_event(item, moment), trio.current_time()))
             elif isinstance(item, CursorMark):
                 await inbox.send(item)
             else:

@@ -90,6 +90,8 @@ class WsStats:
     frames_delivered: int
     slow_consumers_dropped: int
     shed_by_type: dict[str, int]
+    #: new_event messages shed because they waited over --max-delay for the fan-out (in shed_by_type too).
+    shed_late: int
     overloaded: bool
     client_queue_capacity: int
     queue_depths: dict[str, int]
@@ -204,6 +206,7 @@ class HttpApi:
             frames_delivered=hub.stats.frames_delivered,
             slow_consumers_dropped=hub.stats.slow_consumers_dropped,
             shed_by_type=dict(hub.stats.shed_by_type),
+            shed_late=hub.stats.shed_late,
             overloaded=hub.overloaded,
             client_queue_capacity=self.client_queue,
             queue_depths=self.pipeline_depths(),

@@ -18,6 +18,13 @@ Invariants:
 * When most clients are behind at once, it is the server that is behind:
   low-value messages are shed before stamping (so nobody sees a gap) and one
   ``error`` with ``SERVER_OVERLOADED`` tells the clients so.
+* When the fan-out itself cannot keep up with a live pipeline (CPU-bound: the
+  clients keep up, the hub does not), events wait in the hub's inbox; a
+  ``new_event`` that waited more than ``max_delay`` is not broadcast (it is
+  still scored and stored), so the hub sheds exactly the surplus and stays
+  within ``max_delay`` of real time instead of falling further behind, and the
+  clients are told the same way.  Sources are held back by the bounded
+  channels as well, so nothing piles up in memory.
 * With a state store, nothing reaches a client before it is stored
   (write-ahead): frames wait in ``_pending`` until their batch is committed,
   and ``delivered`` (what heartbeats, ``connection`` and resumes speak of)
@@ -31,6 +38,7 @@ import collections
 import fnmatch
 import itertools
 import logging
+import math
 import re
 import secrets
 import statistics
@@ -158,6 +166,8 @@ class HubStats:
     slow_consumers_dropped: int = 0
     clients_connected_total: int = 0
     overload_episodes: int = 0
+    #: new_event messages shed because they waited more than max_delay (also in shed_by_type).
+    shed_late: int = 0
 
 
 class Hub:
@@ -170,7 +180,10 @@ class Hub:
         store: StateStore | None = None,
         saved: SavedState | None = None,
         batch_window: float = 0.02,
+        max_delay: float | None = None,
     ) -> None:
+        """``max_delay``: the longest a live ``new_event`` may wait for the fan-out
+        before it is shed (``None``: never; a replay is not live)."""
         self._now = now
         self.epoch = epoch or secrets.token_hex(8)
         self.seq = saved.seq if saved else 0
@@ -191,6 +204,9 @@ class Hub:
         self.metrics: MetricsUpdate | None = None
         self.system = SystemStatus(now(), "healthy", {"api": "operational", "pipeline": "starting"},
                                    "Starting up", "info")
+        self._queues_full = False  # most clients' queues are filling: shed every low-value message
+        self._behind_until = -math.inf  # shedding late new_events until then (see max_delay)
+        self._max_delay = max_delay
         self.overloaded = False
         self._overload_fill = overload_fill
         self._last_overload_check = -1e9
@@ -225,6 +241,9 @@ class Hub:
             return None
         if isinstance(item, EventRecord):
             self._durable(lambda batch: batch.events.append(item.event))
+            if self._max_delay is not None and trio.current_time() - item.queued_at > self._max_delay:
+                self._shed_late()
+                return None
             return self.publish(item.message)
         if isinstance(item, CursorMark):
             self._durable(lambda batch: batch.cursors.__setitem__(item.target, item.etag))
@@ -233,7 +252,7 @@ class Hub:
             frame = Frame.of(None, item.TYPE, None, wire.encode(item, seq=self.delivered))
             self._fan_out(frame)
             return frame
-        if self.overloaded and item.TYPE in LOW_VALUE:
+        if item.TYPE in LOW_VALUE and (self._queues_full or item.TYPE != NewEvent.TYPE and self.overloaded):
             self.stats.shed_by_type[item.TYPE] += 1
             return None
         if isinstance(item, MetricsUpdate):
@@ -335,26 +354,46 @@ class Hub:
     def _check_overload(self) -> None:
         # Sampled at most ten times a second: cheap at thousands of clients.
         now = trio.current_time()
-        if now - self._last_overload_check < 0.1 or len(self.clients) < 4:
-            if len(self.clients) < 4 and self.overloaded:
-                self._set_overloaded(False)
+        if now - self._last_overload_check < 0.1:
             return
         self._last_overload_check = now
-        fills = [c.queue_in.statistics() for c in self.clients.values()]
-        median = statistics.median(s.current_buffer_used / max(s.max_buffer_size, 1) for s in fills)
-        if not self.overloaded and median >= self._overload_fill:
-            self._set_overloaded(True)
-        elif self.overloaded and median < self._overload_fill / 2:
-            self._set_overloaded(False)
+        if len(self.clients) < 4:
+            self._queues_full = False
+        else:
+            fills = [c.queue_in.statistics() for c in self.clients.values()]
+            median = statistics.median(s.current_buffer_used / max(s.max_buffer_size, 1) for s in fills)
+            if not self._queues_full and median >= self._overload_fill:
+                self._queues_full = True
+            elif self._queues_full and median < self._overload_fill / 2:
+                self._queues_full = False
+        self._update_overloaded(now)
 
-    def _set_overloaded(self, overloaded: bool) -> None:
+    def _shed_late(self) -> None:
+        """A live new_event waited longer than ``max_delay``: shed it, and stay
+        "behind" for a second after the last one."""
+        now = trio.current_time()
+        self.stats.shed_by_type[NewEvent.TYPE] += 1
+        self.stats.shed_late += 1
+        self._behind_until = now + 1.0
+        self._update_overloaded(now)
+
+    def _update_overloaded(self, now: float) -> None:
+        overloaded = self._queues_full or now < self._behind_until
+        if overloaded == self.overloaded:
+            return
         self.overloaded = overloaded
         if overloaded:
             self.stats.overload_episodes += 1
-            log.warning("server behind its clients: shedding %s", ", ".join(sorted(LOW_VALUE)))
-            self.publish(Error(self._now(), "SERVER_OVERLOADED",
-                               "The server is behind; new_event and summary_update messages are being shed",
-                               "warning", {"shedding": sorted(LOW_VALUE)}))
+            if self._queues_full:
+                what = "new_event and summary_update messages are being shed"
+                shedding = sorted(LOW_VALUE)
+            else:
+                what = (f"new_event messages that waited more than {self._max_delay:g}s and "
+                        "summary_update messages are being shed")
+                shedding = sorted(LOW_VALUE)
+            log.warning("server behind its clients: %s", what)
+            self.publish(Error(self._now(), "SERVER_OVERLOADED", f"The server is behind; {what}",
+                               "warning", {"shedding": shedding}))
         else:
             log.info("server caught up: no longer shedding")
 

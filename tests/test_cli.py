@@ -33,6 +33,9 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 20) -> subproc
     (["--max-clients", "0"], "out of range"),
     (["--allowed-origin", "evil.example"], "is not an origin"),
     (["--log-level", "loud"], "invalid choice"),
+    (["--demo-ramp", "50:10,fast:5"], "is not events per second"),
+    (["--demo-ramp", "50"], "is not RATE:SECONDS"),
+    (["--max-delay", "0"], "out of range"),
     (["--no-such-flag"], "unrecognized arguments"),
 ])
 def test_bad_value_is_one_line_and_exit_2(args, complaint):
@@ -164,6 +167,7 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, text, complaint):
     (["--replay-speed", "fast"], {}, "speed-up factor"),
     (["--org=bad_org!"], {}, "organisation name"),
     (["--github-api-url", "ftp://x"], {}, "http(s) URL"),
+    (["--repo", "a/b", "--demo-ramp", "50:10"], {}, "--demo-ramp only applies to the demo"),
 ])
 def test_bad_source_settings(argv, environ, complaint):
     with pytest.raises(UsageError, match=re.escape(complaint)):

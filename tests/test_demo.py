@@ -72,3 +72,31 @@ async def test_high_demo_rate_keeps_up(autojump_clock):
         after = app.scorer.total_events
         nursery.cancel_scope.cancel()
     assert 5000 <= after - before <= 7000  # 3,000/s for two (virtual) seconds
+
+
+def test_a_demo_ramp_steps_through_its_rates_then_holds_the_base_rate():
+    settings = DemoSettings(rate=7.0, ramp=((50.0, 10.0), (200.0, 5.0)))
+    assert [settings.rate_at(t) for t in (0.0, 9.9, 10.0, 14.9, 15.0, 1e6)] == [50.0, 50.0, 200.0, 200.0, 7.0, 7.0]
+    assert DemoSettings(rate=3.0).rate_at(0.0) == 3.0
+
+
+async def test_the_demo_follows_its_ramp(autojump_clock):
+    now = lambda: dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)  # noqa: E731
+    source = DemoSource(DemoSettings(rate=1.0, seed=3, history=0.0, incidents=False,
+                                     ramp=((20.0, 10.0), (200.0, 10.0))), now)
+    send, receive = trio.open_memory_channel(0)
+    health_send, _ = trio.open_memory_channel(10)
+    per_step = collections.Counter()
+
+    async def count() -> None:
+        started = trio.current_time()
+        async for _ in receive:
+            per_step[int((trio.current_time() - started) // 10)] += 1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(count)
+        with trio.move_on_after(30.0):
+            await source.run(send, health_send)
+        nursery.cancel_scope.cancel()
+    # Poisson counts: 200, 2,000 and 10 expected; the bounds are many standard deviations wide.
+    assert 130 < per_step[0] < 270 and 1800 < per_step[1] < 2200 and per_step[2] < 30

@@ -1,4 +1,4 @@
-"""The hub on its own: overload shedding and slow-consumer drops, without sockets."""
+"""The hub on its own: overload shedding (full queues, a late fan-out) and slow-consumer drops, without sockets."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import trio
 
 from osintd.hub import Hub, Subscriber
-from osintd.messages import NewEvent, RankingChange
-from osintd.models import RankChange
+from osintd.messages import NewEvent, RankingChange, SummaryUpdate
+from osintd.models import Event, EventRecord, EventType, Momentum, RankChange, TrendStatus
 
 NOW = dt.datetime(2026, 1, 15, tzinfo=dt.timezone.utc)
 
@@ -62,3 +62,40 @@ async def test_one_client_behind_the_others_is_dropped(autojump_clock):
             _drain(client)
     assert slow.close_reason == (1013, "slow consumer") and hub.stats.slow_consumers_dropped == 1
     assert hub.connection_count == 4 and not hub.overloaded
+
+
+def _record(n: int, queued_at: float) -> EventRecord:
+    event = Event(f"commit_{n}", "org/repo", EventType.COMMIT, "Fix bug", "alice", "https://github.com/org/repo", NOW)
+    return EventRecord(event, _event(n), queued_at)
+
+
+async def test_a_cpu_bound_fan_out_sheds_only_what_waited_too_long(autojump_clock):
+    # The clients keep up (their queues are empty); the hub itself is late: events waited in its inbox.
+    hub = Hub(lambda: NOW, max_delay=2.0)
+    clients = [Subscriber(capacity=1000) for _ in range(10)]
+    for client in clients:
+        hub.attach(client, snapshot=False)
+    now = trio.current_time()
+    assert hub.publish(_record(1, now - 0.5)) is not None          # late, but within max_delay
+    assert hub.publish(_record(2, now - 2.5)) is None              # waited too long: shed
+    assert hub.publish(_record(3, now - 3.0)) is None
+    assert hub.overloaded and hub.stats.shed_late == 2 and hub.stats.shed_by_type["new_event"] == 2
+    assert hub.publish(_record(4, now)) is not None                # on time: still broadcast while behind
+    assert hub.publish(SummaryUpdate(NOW, "org/repo", "s", 1.0, TrendStatus.HOT, Momentum.STEADY, 3)) is None
+    assert hub.publish(RankingChange(NOW, "org/repo", 3, 1, 20.0, RankChange.UP)) is not None
+    await trio.sleep(1.5)                                          # a second with nothing late: caught up
+    assert hub.publish(_record(5, trio.current_time())) is not None and not hub.overloaded
+    for client in clients:
+        received = _drain(client)
+        assert [(m["type"], m.get("event_id")) for m in received] == [
+            ("new_event", "commit_1"), ("error", None), ("new_event", "commit_4"), ("ranking_change", None),
+            ("new_event", "commit_5")]
+        assert received[1]["error_code"] == "SERVER_OVERLOADED" and received[1]["severity"] == "warning"
+        assert [m["seq"] for m in received] == [1, 2, 3, 4, 5]      # shed before stamping: no gap
+    assert hub.connection_count == 10 and hub.stats.slow_consumers_dropped == 0
+
+
+async def test_a_replay_is_never_shed_for_lagging():
+    hub = Hub(lambda: NOW)  # max_delay None: not live
+    hub.attach(Subscriber(capacity=10), snapshot=False)
+    assert hub.publish(_record(1, -1e9)) is not None and not hub.overloaded

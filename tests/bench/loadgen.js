@@ -46,6 +46,7 @@ function runWorker() {
   let clients = [];
   let newEvents;        // Uint32Array: new_event messages per client in the window
   let heartbeats;       // Uint32Array: heartbeats per client in the window
+  let warned;           // Uint8Array: 1 if the client was told the server is overloaded (in the window)
   let win = null;       // the current window's counters
   let cpuAtStart = null;
   let tStart = 0;
@@ -55,9 +56,9 @@ function runWorker() {
   function resetWindow() {
     win = {
       frames: 0, newEvent: 0, newEventBytes: 0, heartbeats: 0, negative: 0,
-      maxLatencyUs: 0, hist: new Uint32Array(BUCKETS), closed: 0, closeCodes: {},
+      maxLatencyUs: 0, hist: new Uint32Array(BUCKETS), closed: 0, closeCodes: {}, warnings: 0,
     };
-    if (newEvents) { newEvents.fill(0); heartbeats.fill(0); }
+    if (newEvents) { newEvents.fill(0); heartbeats.fill(0); warned.fill(0); }
     cpuAtStart = process.cpuUsage();
     tStart = performance.now();
   }
@@ -98,13 +99,21 @@ function runWorker() {
     } else if (c0 === 0x68 /* h */ && data[10] === 0x65 && data[11] === 0x61) { // heartbeat
       win.heartbeats++;
       heartbeats[index]++;
+    } else if ((c0 === 0x65 /* error */ || c0 === 0x73 /* system_status */) &&
+               (data.includes(OVERLOADED) || data.includes(SHEDDING))) {
+      win.warnings++;
+      warned[index] = 1;
     }
   }
+  // osintd's error SERVER_OVERLOADED, or a system_status whose pipeline is "shedding".
+  const OVERLOADED = Buffer.from('"SERVER_OVERLOADED"');
+  const SHEDDING = Buffer.from('"pipeline":"shedding"');
 
   function connectAll(cfg) {
     const n = cfg.clients;
     newEvents = new Uint32Array(n);
     heartbeats = new Uint32Array(n);
+    warned = new Uint8Array(n);
     clients = new Array(n).fill(null);
     const open = new Uint8Array(n);
     let next = 0, done = 0, ok = 0, failed = 0, retries = 0;
@@ -166,7 +175,8 @@ function runWorker() {
   function stats() {
     const cpu = process.cpuUsage(cpuAtStart);
     const open = runWorker.open || new Uint8Array(0);
-    let openCount = 0, minNew = Infinity, maxNew = 0, minHb = Infinity, withTwoHb = 0;
+    let openCount = 0, minNew = Infinity, maxNew = 0, minHb = Infinity, withTwoHb = 0, warnedCount = 0;
+    for (let i = 0; warned && i < warned.length; i++) warnedCount += warned[i];
     for (let i = 0; i < open.length; i++) {
       if (!open[i]) continue;
       openCount++;
@@ -185,6 +195,7 @@ function runWorker() {
       closed_total: closedTotal, open: openCount,
       min_new_event_per_client: openCount ? minNew : 0, max_new_event_per_client: maxNew,
       min_heartbeats_per_client: openCount ? minHb : 0, clients_with_2_heartbeats: withTwoHb,
+      warnings: win.warnings, clients_warned: warnedCount,
       cpu_user_us: cpu.user, cpu_system_us: cpu.system,
     };
   }
@@ -316,6 +327,7 @@ function merge(parts) {
     max_new_event_per_client: Math.max(...parts.map((p) => p.max_new_event_per_client)),
     min_heartbeats_per_client: Math.min(...parts.filter((p) => p.open).map((p) => p.min_heartbeats_per_client), Infinity),
     clients_with_2_heartbeats: sum('clients_with_2_heartbeats'),
+    warnings: sum('warnings'), clients_warned: sum('clients_warned'),
     worker_cpu_seconds: (sum('cpu_user_us') + sum('cpu_system_us')) / 1e6,
     worker_cpu_user_seconds: sum('cpu_user_us') / 1e6, worker_cpu_system_seconds: sum('cpu_system_us') / 1e6,
     worker_cpu_percent_max: Math.max(...parts.map((p) => (p.cpu_user_us + p.cpu_system_us) / 1e4 / p.seconds)),

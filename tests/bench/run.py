@@ -58,6 +58,9 @@ FULL: dict[str, Any] = {
     "slow_warmup": 3.0, "slow_window": 30.0, "slow_rcvbuf": 4096, "slow_drain": 5.0,
     "ingest_events": 200_000, "ingest_span": 3600.0, "ingest_repos": 10_000, "ingest_max_seconds": 60.0,
     "hold_clients": 10_000, "hold_heartbeat": 2.0, "hold_seconds": 5.5,
+    # overload: a replay whose rate ramps past what osintd can deliver to ramp_clients clients
+    "ramp_clients": 1000, "ramp_lead": 12.0,
+    "ramp_steps": [[50, 5.0], [100, 5.0], [200, 5.0], [400, 5.0], [800, 5.0], [1600, 5.0]],
     "reference_high_water": 64 * 1024,
 }
 QUICK: dict[str, Any] = {
@@ -68,6 +71,7 @@ QUICK: dict[str, Any] = {
     "slow_rate": 50.0, "slow_queue": 64, "slow_warmup": 1.0, "slow_window": 6.0, "slow_drain": 2.0,
     "ingest_events": 20_000, "ingest_max_seconds": 8.0,
     "hold_clients": 2000, "hold_seconds": 4.2,
+    "ramp_clients": 500, "ramp_lead": 6.0, "ramp_steps": [[50, 3.0], [200, 3.0], [800, 3.0], [3200, 3.0]],
 }
 
 
@@ -605,6 +609,65 @@ class Bench:
 
     # -- many idle clients through heartbeats
 
+    # -- overload: the offered rate ramps past what the server can deliver
+
+    def ramp(self) -> dict:
+        """osintd's live demo with a rate that ramps up in steps (``--demo-ramp``), to
+        ``ramp_clients`` clients, past what the fan-out can deliver.  Each step is one window:
+        delivered new_event per client and second, clients closed (and how), clients told the
+        server is overloaded, and what the server says it shed.  The ramp starts with the
+        server; ``ramp_lead`` seconds at 5 events/s give the clients time to connect."""
+        cfg = self.cfg
+        steps = [(5.0, cfg["ramp_lead"])] + [tuple(step) for step in cfg["ramp_steps"]]
+        t_start = time.monotonic()
+        server = Server(self.procs, "osintd",
+                        osintd_args(steps[-1][0], cfg["client_queue"])
+                        + ["--demo-ramp", ",".join(f"{rate:g}:{seconds:g}" for rate, seconds in steps)],
+                        "osintd-ramp")
+        total = sum(seconds for _, seconds in steps)
+        result: dict[str, Any] = {"server": "osintd", "clients": cfg["ramp_clients"], "cmd": server.cmd,
+                                  "steps": []}
+        lg = None
+        try:
+            lg, info = self._connect(server, cfg["ramp_clients"], total)
+            result["connect"] = _connect_summary(info)
+            late = time.monotonic() - t_start - cfg["ramp_lead"]
+            if late > 0:
+                self.problems.append(f"ramp: clients connected {late:.1f} s after the lead-in ended")
+            offset = cfg["ramp_lead"]
+            for rate, seconds in steps[1:]:
+                time.sleep(max(0.0, t_start + offset - time.monotonic()))
+                cpu0 = server.cpu()
+                lg.start()
+                time.sleep(max(0.0, t_start + offset + seconds - time.monotonic()))
+                st = lg.stop()
+                cpu1 = server.cpu()
+                stats = server.stats()
+                step = {"offered_per_second": rate, "seconds": st["seconds"], "open": st["open"],
+                        "new_event_per_second": st["new_event_per_second"],
+                        "new_event_per_client_second": st["new_event_per_second"] / max(st["open"], 1),
+                        "closed_in_window": st["closed_in_window"], "close_codes": st["close_codes_in_window"],
+                        "warnings": st["warnings"], "clients_warned": st["clients_warned"],
+                        "server_cpu_percent": 100 * (cpu1 - cpu0) / max(st["seconds"], 1e-9),
+                        "shed_by_type": stats.get("shed_by_type"), "overloaded": stats.get("overloaded"),
+                        "shed_late": stats.get("shed_late"),
+                        "slow_consumers_dropped": stats.get("slow_consumers_dropped")}
+                result["steps"].append(step)
+                log(f"ramp {rate:>6g} events/s offered: {step['new_event_per_client_second']:7.1f} new_event/s per "
+                    f"client, {st['open']} open, {st['closed_in_window']} closed {st['close_codes_in_window']}, "
+                    f"{st['clients_warned']} warned, shed so far {stats.get('shed_by_type')}, "
+                    f"server CPU {step['server_cpu_percent']:.0f}%")
+                offset += seconds
+            last = result["steps"][-1] if result["steps"] else {}
+            result.update(clients_dropped=cfg["ramp_clients"] - last.get("open", 0),
+                          clients_warned=max((s["clients_warned"] for s in result["steps"]), default=0),
+                          shed_by_type=last.get("shed_by_type"), rss_kb=server.rss_kb())
+        finally:
+            if lg:
+                lg.close()
+            self._finish(server, result, "ramp")
+        return result
+
     def hold(self, kind: str) -> dict:
         cfg = self.cfg
         clients, hb = cfg["hold_clients"], cfg["hold_heartbeat"]
@@ -839,6 +902,16 @@ def build_table(results: dict, cfg: dict) -> tuple[str, list[dict]]:
                     f"{ing.get('seconds', 0):.0f} s)"
         row(f"ingest events/s ({ing.get('events_expected', 0):,} GH Archive events, --replay-speed max)",
             ing.get("events_per_second"), None, "—", text, "—")
+    ramp = results.get("ramp") or {}
+    if ramp.get("steps"):
+        n = ramp["clients"]
+        per_step = " → ".join(f"{s['new_event_per_client_second']:.0f}" for s in ramp["steps"])
+        offered = " → ".join(f"{s['offered_per_second']:g}" for s in ramp["steps"])
+        shed = sum((ramp.get("shed_by_type") or {}).values())
+        row(f"overload ramp, {n:,} clients, offered {offered} events/s: new_event/s per client", None, None, "—",
+            f"{per_step}; {ramp['clients_dropped']}/{n} dropped, {ramp['clients_warned']}/{n} warned, "
+            f"{shed:,} shed", "—")
+        rows[-1]["osintd"] = ramp["clients_dropped"]
     pair = by("hold")
     def hold_text(x: dict) -> str:
         if not x or "error" in x:
@@ -893,7 +966,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="reduced matrix, about two minutes")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: bench-results.json "
                         "in the temp directory)")
-    parser.add_argument("--only", default="saturation,latency,memory,slow,ingest,hold",
+    parser.add_argument("--only", default="saturation,latency,memory,slow,ingest,ramp,hold",
                         help="comma-separated scenarios to run (default: all)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="also record a py-spy flame graph of osintd in every measuring window into DIR "
@@ -944,7 +1017,7 @@ def main() -> int:
                 bench.problems.append(note)
                 log("PROBLEM: " + note)
                 result = {**ident, "error": str(exc)}
-            if name == "ingest":
+            if name in ("ingest", "ramp"):
                 results[name] = result
             else:
                 results.setdefault(name, []).append(result)
@@ -966,6 +1039,8 @@ def main() -> int:
                     measure("slow", {"server": k, "slow_clients": n_slow if with_slow else 0}, bench.slow, k, with_slow)
         if "ingest" in only:
             measure("ingest", {"server": "osintd"}, bench.ingest)
+        if "ramp" in only:
+            measure("ramp", {"server": "osintd"}, bench.ramp)
         if "hold" in only:
             for k in kinds:
                 measure("hold", {"server": k, "clients": cfg["hold_clients"]}, bench.hold, k)
