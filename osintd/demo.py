@@ -141,17 +141,25 @@ class DemoSource:
             await events.send(self.make_event(start + dt.timedelta(seconds=elapsed), elapsed - span))
             elapsed += self._gap()
 
-    async def _emit_live(self, events: trio.MemorySendChannel[Event]) -> None:
+    async def _emit_live(self, events: trio.MemorySendChannel[Event | list[Event]]) -> None:
         started = trio.current_time()
         due = started + self._gap(0.0)
         while True:
             await trio.sleep_until(due)
-            # At high rates several events fall due per wake-up; emit them all.
+            # At high rates several events fall due per wake-up: emit them all, in batches.
+            batch: list[Event] = []
             for _ in range(10_000):
                 if due > trio.current_time():
                     break
-                await events.send(self.make_event(self._now(), due - started))
+                batch.append(self.make_event(self._now(), due - started))
                 due += self._gap(due - started)
+                if len(batch) == 64:
+                    await events.send(batch)
+                    batch = []
+            if len(batch) == 1:
+                await events.send(batch[0])
+            elif batch:
+                await events.send(batch)
 
     def _gap(self, elapsed: float | None = None) -> float:
         """Seconds to the next event (Poisson at the rate of the moment; history: the base rate)."""

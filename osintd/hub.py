@@ -220,7 +220,11 @@ class Hub:
             if self._store is not None:
                 nursery.start_soon(self._commit_batches)
             async for item in inbox:
-                self.publish(item)
+                if isinstance(item, list):  # a batch of EventRecords from the differ
+                    for record in item:
+                        self.publish(record)
+                else:
+                    self.publish(item)
                 while len(self._pending) > 5000:  # the disk is behind: hold the pipeline back
                     await trio.sleep(self._batch_window)
             nursery.cancel_scope.cancel()

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: How much of the file one read off the event loop takes (about 2,000 GH Archive lines).
 READ_BYTES = 2 * 1024 * 1024
+#: Events per channel item at --replay-speed max (few enough to keep the pipeline's buffers small).
+SEND_BATCH = 64
 
 
 @attrs.define
@@ -47,7 +49,7 @@ class ReplaySource:
         self.stats = ReplayStats()
         self.finished = trio.Event()
 
-    async def run(self, events: trio.MemorySendChannel[Event],
+    async def run(self, events: trio.MemorySendChannel[Event | list[Event]],
                   health: trio.MemorySendChannel[SourceHealth]) -> None:
         handle = await trio.to_thread.run_sync(self._open)
         try:
@@ -57,15 +59,20 @@ class ReplaySource:
                 lines = await trio.to_thread.run_sync(handle.readlines, READ_BYTES)
                 if not lines:
                     break
+                if self.speed is None:  # as fast as the pipeline goes: in batches
+                    for start in range(0, len(lines), SEND_BATCH):
+                        batch = [e for e in map(self._parse, lines[start:start + SEND_BATCH]) if e is not None]
+                        if batch:
+                            await events.send(batch)
+                    continue
                 for line in lines:
                     event = self._parse(line)
                     if event is None:
                         continue
-                    if self.speed is not None:
-                        at = event.created_at.timestamp()
-                        if first_event_time is None:  # pacing starts with the first event
-                            first_event_time, started = at, trio.current_time()
-                        await trio.sleep_until(started + max(at - first_event_time, 0.0) / self.speed)
+                    at = event.created_at.timestamp()
+                    if first_event_time is None:  # pacing starts with the first event
+                        first_event_time, started = at, trio.current_time()
+                    await trio.sleep_until(started + max(at - first_event_time, 0.0) / self.speed)
                     await events.send(event)
         finally:
             await trio.to_thread.run_sync(handle.close)

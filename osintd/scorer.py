@@ -654,10 +654,16 @@ async def run_scorer(scorer: Scorer, events, out, interval: float,
 
 
 async def _pass_on(scorer: Scorer, item, out) -> None:
-    """Score an event and pass it on if new; anything else (a CursorMark) just passes."""
-    if not isinstance(item, Event):
-        await out.send(item)
-    elif scorer.accept(item):
+    """Score an event (or a list of them) and pass on what is new; anything else
+    (a CursorMark) just passes."""
+    if isinstance(item, Event):
+        if scorer.accept(item):
+            await out.send(item)
+    elif isinstance(item, list):
+        accepted = [event for event in item if scorer.accept(event)]
+        if accepted:
+            await out.send(accepted)
+    else:
         await out.send(item)
 
 
@@ -683,21 +689,28 @@ MAX_CATCH_UP_TICKS = 100
 
 async def _score_event_time(scorer: Scorer, events, out, interval: float, on_tick: Callable[[], None]) -> None:
     next_tick: float | None = None
-    async for event in events:
-        if not isinstance(event, Event):
-            await out.send(event)
+    async for item in events:
+        if not isinstance(item, (Event, list)):
+            await out.send(item)
             continue
-        at = event.created_at.timestamp()
-        if next_tick is None:
-            next_tick = at + interval
-        if at >= next_tick:
-            behind = int((at - next_tick) // interval) + 1
-            if behind > MAX_CATCH_UP_TICKS:
-                next_tick += (behind - 1) * interval
-                behind = 1
-            for _ in range(behind):
-                await out.send(scorer.scoreboard(at=next_tick))
-                next_tick += interval
+        accepted: list[Event] = []
+        for event in (item if isinstance(item, list) else (item,)):
+            at = event.created_at.timestamp()
+            if next_tick is None:
+                next_tick = at + interval
+            if at >= next_tick:
+                if accepted:  # the events before the tick go before its scoreboard
+                    await out.send(accepted)
+                    accepted = []
+                behind = int((at - next_tick) // interval) + 1
+                if behind > MAX_CATCH_UP_TICKS:
+                    next_tick += (behind - 1) * interval
+                    behind = 1
+                for _ in range(behind):
+                    await out.send(scorer.scoreboard(at=next_tick))
+                    next_tick += interval
+            if scorer.accept(event):
+                accepted.append(event)
         on_tick()
-        if scorer.accept(event):
-            await out.send(event)
+        if accepted:
+            await out.send(accepted)

@@ -4,7 +4,9 @@ Owns: the contract between sources and the pipeline.
 Must not: contain a source.
 
 A source runs as one task.  It sends :class:`~osintd.models.Event` objects on
-``events`` (awaiting when the pipeline is busy: sources never drop) and
+``events`` (awaiting when the pipeline is busy: sources never drop), or a
+list of them, in order, when it has several at once (one channel hop for
+the lot: a large part of the cost of an event at high rates), and
 :class:`~osintd.models.SourceHealth` on ``health`` whenever its upstream's
 state changes, under its ``component`` name.  ``live`` says whether event time follows the wall clock (demo,
 poller, webhooks) or only the events themselves (replay).
@@ -24,5 +26,5 @@ class Source(Protocol):
     component: str  # the system_status component its health reports name
     live: bool
 
-    async def run(self, events: trio.MemorySendChannel[Event],
+    async def run(self, events: trio.MemorySendChannel[Event | list[Event]],
                   health: trio.MemorySendChannel[SourceHealth]) -> None: ...

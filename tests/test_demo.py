@@ -90,8 +90,8 @@ async def test_the_demo_follows_its_ramp(autojump_clock):
 
     async def count() -> None:
         started = trio.current_time()
-        async for _ in receive:
-            per_step[int((trio.current_time() - started) // 10)] += 1
+        async for item in receive:
+            per_step[int((trio.current_time() - started) // 10)] += len(item) if isinstance(item, list) else 1
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(count)

@@ -14,9 +14,10 @@ import math
 import random
 
 import pytest
+import trio
 
 from osintd.models import Event, EventType, TrendStatus
-from osintd.scorer import SUMMARIZED, ONCE_PER_ACTOR, ScoringModel, Scorer, classify, momentum_of
+from osintd.scorer import ONCE_PER_ACTOR, SUMMARIZED, ScoringModel, Scorer, classify, momentum_of, run_scorer
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc).timestamp()
 KINDS = [(EventType.COMMIT, None), (EventType.PULL_REQUEST, "merged"), (EventType.ISSUE, "opened"),
@@ -149,3 +150,21 @@ def test_a_scoreboard_brings_up_to_date_only_what_changed():
     board = scorer.scoreboard(at=T0 + 2)
     assert refreshed == ["org/r7"]
     assert board.order[0] == "org/r7" and len(board.order) == 2000
+
+
+async def test_a_batch_of_events_passes_as_one_item_without_its_duplicates(autojump_clock):
+    def event(n: int) -> Event:
+        return Event(f"e{n}", "org/r", EventType.COMMIT, "t", "a", "u", dt.datetime.fromtimestamp(T0, dt.timezone.utc))
+
+    scorer = Scorer(ScoringModel())
+    events_in, events_out = trio.open_memory_channel(10)
+    scored_in, scored_out = trio.open_memory_channel(10)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_scorer, scorer, events_out, scored_in, 3600.0)
+        await events_in.send([event(1), event(2)])
+        await events_in.send([event(2), event(3)])  # e2 again: only e3 is new
+        await events_in.send([event(1)])            # nothing new: nothing passed on
+        await events_in.aclose()
+        items = [item async for item in scored_out]
+    assert [[e.event_id for e in item] for item in items[:2]] == [["e1", "e2"], ["e3"]]
+    assert len(items) == 3 and items[2].order == ("org/r",)  # then the last scoreboard
