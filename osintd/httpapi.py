@@ -92,6 +92,10 @@ class WsStats:
     shed_by_type: dict[str, int]
     #: new_event messages shed because they waited over --max-delay for the fan-out (in shed_by_type too).
     shed_late: int
+    #: new_event messages shed because the event loop ran late (CPU-bound), and the fraction shed now.
+    shed_cpu: int
+    shed_fraction: float
+    loop_late_ms: float
     overloaded: bool
     client_queue_capacity: int
     queue_depths: dict[str, int]
@@ -207,6 +211,9 @@ class HttpApi:
             slow_consumers_dropped=hub.stats.slow_consumers_dropped,
             shed_by_type=dict(hub.stats.shed_by_type),
             shed_late=hub.stats.shed_late,
+            shed_cpu=hub.stats.shed_cpu,
+            shed_fraction=round(hub.shed_fraction, 2),
+            loop_late_ms=round(hub.loop_late * 1000, 1),
             overloaded=hub.overloaded,
             client_queue_capacity=self.client_queue,
             queue_depths=self.pipeline_depths(),

@@ -25,6 +25,14 @@ Invariants:
   within ``max_delay`` of real time instead of falling further behind, and the
   clients are told the same way.  Sources are held back by the bounded
   channels as well, so nothing piles up in memory.
+* When the process is CPU-bound, nothing waits in a queue: every task just
+  gets its turn later (sources fall behind their own schedule, handshakes and
+  heartbeats wait).  The symptom is the event loop's own lateness: a task
+  that sleeps wakes up late.  While it stays late (``LOOP_LATE`` on average
+  over ``LOOP_LATE_FOR``), a growing fraction of live ``new_event`` messages is
+  shed (never stamped) and summary updates with them; as soon as the loop is
+  on time again, the fraction shrinks back to zero.  Clients are told once per
+  episode.
 * With a state store, nothing reaches a client before it is stored
   (write-ahead): frames wait in ``_pending`` until their batch is committed,
   and ``delivered`` (what heartbeats, ``connection`` and resumes speak of)
@@ -60,6 +68,15 @@ log = logging.getLogger(__name__)
 
 #: Broadcast types shed first when the server itself falls behind.
 LOW_VALUE = frozenset({NewEvent.TYPE, SummaryUpdate.TYPE})
+
+#: How late, on average over about LOOP_LATE_FOR seconds, the event loop may wake a
+#: sleeping task before the server counts as CPU-bound.
+LOOP_LATE = 0.1
+LOOP_LATE_FOR = 0.5
+#: How often the loop's lateness is measured; and how the shed fraction grows (while late)
+#: and shrinks (while on time) at each measurement.
+LOOP_PROBE_EVERY = 0.05
+SHED_STEP_UP, SHED_STEP_DOWN, SHED_MAX = 0.05, 0.02, 0.95
 
 SLOW_CONSUMER = (1013, "slow consumer")
 GOING_AWAY = (1001, "server shutting down")
@@ -168,6 +185,8 @@ class HubStats:
     overload_episodes: int = 0
     #: new_event messages shed because they waited more than max_delay (also in shed_by_type).
     shed_late: int = 0
+    #: new_event messages shed because the event loop was late (CPU-bound; also in shed_by_type).
+    shed_cpu: int = 0
 
 
 class Hub:
@@ -205,7 +224,10 @@ class Hub:
         self.system = SystemStatus(now(), "healthy", {"api": "operational", "pipeline": "starting"},
                                    "Starting up", "info")
         self._queues_full = False  # most clients' queues are filling: shed every low-value message
+        self.loop_late = 0.0  # seconds: how late the loop wakes a sleeping task (a moving average)
         self._behind_until = -math.inf  # shedding late new_events until then (see max_delay)
+        self.shed_fraction = 0.0  # of live new_events, while the loop is late (CPU-bound)
+        self._shed_credit = 0.0
         self._max_delay = max_delay
         self.overloaded = False
         self._overload_fill = overload_fill
@@ -219,6 +241,8 @@ class Hub:
         async with trio.open_nursery() as nursery:
             if self._store is not None:
                 nursery.start_soon(self._commit_batches)
+            if self._max_delay is not None:  # live: watch for a CPU-bound loop
+                nursery.start_soon(self._watch_loop)
             async for item in inbox:
                 if isinstance(item, list):  # a batch of EventRecords from the differ
                     for record in item:
@@ -248,6 +272,13 @@ class Hub:
             if self._max_delay is not None and trio.current_time() - item.queued_at > self._max_delay:
                 self._shed_late()
                 return None
+            if self.shed_fraction:
+                self._shed_credit += self.shed_fraction
+                if self._shed_credit >= 1.0:  # spread evenly: every 1/fraction-th event
+                    self._shed_credit -= 1.0
+                    self.stats.shed_by_type[NewEvent.TYPE] += 1
+                    self.stats.shed_cpu += 1
+                    return None
             return self.publish(item.message)
         if isinstance(item, CursorMark):
             self._durable(lambda batch: batch.cursors.__setitem__(item.target, item.etag))
@@ -381,8 +412,26 @@ class Hub:
         self._behind_until = now + 1.0
         self._update_overloaded(now)
 
+    async def _watch_loop(self) -> None:
+        """Measure how late the loop wakes a sleeping task; steer ``shed_fraction``.
+
+        The lateness is averaged over about ``LOOP_LATE_FOR`` (exponentially), so
+        one long step (a garbage collection, a big snapshot) does not count."""
+        while True:
+            asleep = trio.current_time()
+            await trio.sleep(LOOP_PROBE_EVERY)
+            now = trio.current_time()
+            late = max(now - asleep - LOOP_PROBE_EVERY, 0.0)
+            weight = 1.0 - math.exp(-(now - asleep) / LOOP_LATE_FOR)
+            self.loop_late += weight * (late - self.loop_late)
+            if self.loop_late > LOOP_LATE:
+                self.shed_fraction = min(SHED_MAX, self.shed_fraction + SHED_STEP_UP)
+            else:
+                self.shed_fraction = max(0.0, self.shed_fraction - SHED_STEP_DOWN)
+            self._update_overloaded(now)
+
     def _update_overloaded(self, now: float) -> None:
-        overloaded = self._queues_full or now < self._behind_until
+        overloaded = self._queues_full or now < self._behind_until or self.shed_fraction > 0
         if overloaded == self.overloaded:
             return
         self.overloaded = overloaded
@@ -390,11 +439,12 @@ class Hub:
             self.stats.overload_episodes += 1
             if self._queues_full:
                 what = "new_event and summary_update messages are being shed"
-                shedding = sorted(LOW_VALUE)
+            elif self.shed_fraction:
+                what = "it is CPU-bound; part of the new_event and all summary_update messages are being shed"
             else:
                 what = (f"new_event messages that waited more than {self._max_delay:g}s and "
                         "summary_update messages are being shed")
-                shedding = sorted(LOW_VALUE)
+            shedding = sorted(LOW_VALUE)
             log.warning("server behind its clients: %s", what)
             self.publish(Error(self._now(), "SERVER_OVERLOADED", f"The server is behind; {what}",
                                "warning", {"shedding": shedding}))

@@ -99,3 +99,42 @@ async def test_a_replay_is_never_shed_for_lagging():
     hub = Hub(lambda: NOW)  # max_delay None: not live
     hub.attach(Subscriber(capacity=10), snapshot=False)
     assert hub.publish(_record(1, -1e9)) is not None and not hub.overloaded
+
+
+async def test_a_late_event_loop_sheds_a_growing_share_of_new_events_then_recovers(autojump_clock):
+    # CPU-bound, nothing queues: every task just gets its turn late. A "hog" makes each
+    # scheduling round cost 0.2 s of (virtual) time; the hub must shed part of the stream.
+    hub = Hub(lambda: NOW, max_delay=2.0)
+    clients = [Subscriber(capacity=100_000) for _ in range(10)]
+    for client in clients:
+        hub.attach(client, snapshot=False)
+    inbox_in, inbox_out = trio.open_memory_channel(0)
+    hogging = True
+
+    async def hog() -> None:
+        while hogging:
+            autojump_clock.jump(0.2)
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hub.run, inbox_out)
+        nursery.start_soon(hog)
+        for n in range(200):
+            await inbox_in.send(_record(n, trio.current_time()))
+        assert hub.overloaded and 0 < hub.shed_fraction <= 0.95
+        hogging = False
+        await trio.sleep(10.0)  # on time again: the shed fraction decays to nothing
+        shed_while_hogging = hub.stats.shed_cpu
+        assert 0 < shed_while_hogging < 200
+        for n in range(200, 220):
+            await inbox_in.send(_record(n, trio.current_time()))
+        assert hub.shed_fraction == 0.0 and not hub.overloaded and hub.stats.shed_cpu == shed_while_hogging
+        nursery.cancel_scope.cancel()
+    received = _drain(clients[0])
+    events = [m["event_id"] for m in received if m["type"] == "new_event"]
+    assert len(events) == 220 - shed_while_hogging and events[-20:] == [f"commit_{n}" for n in range(200, 220)]
+    warnings = [m for m in received if m["type"] == "error"]
+    assert len(warnings) == 1 and warnings[0]["error_code"] == "SERVER_OVERLOADED"
+    assert "CPU-bound" in warnings[0]["message"]
+    assert [m["seq"] for m in received] == list(range(1, len(received) + 1))  # shed before stamping
+    assert hub.connection_count == 10 and hub.stats.slow_consumers_dropped == 0

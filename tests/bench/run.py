@@ -650,12 +650,14 @@ class Bench:
                         "warnings": st["warnings"], "clients_warned": st["clients_warned"],
                         "server_cpu_percent": 100 * (cpu1 - cpu0) / max(st["seconds"], 1e-9),
                         "shed_by_type": stats.get("shed_by_type"), "overloaded": stats.get("overloaded"),
-                        "shed_late": stats.get("shed_late"),
+                        "shed_late": stats.get("shed_late"), "shed_cpu": stats.get("shed_cpu"),
+                        "shed_fraction": stats.get("shed_fraction"), "loop_late_ms": stats.get("loop_late_ms"),
                         "slow_consumers_dropped": stats.get("slow_consumers_dropped")}
                 result["steps"].append(step)
                 log(f"ramp {rate:>6g} events/s offered: {step['new_event_per_client_second']:7.1f} new_event/s per "
                     f"client, {st['open']} open, {st['closed_in_window']} closed {st['close_codes_in_window']}, "
-                    f"{st['clients_warned']} warned, shed so far {stats.get('shed_by_type')}, "
+                    f"{st['clients_warned']} warned, shed so far {stats.get('shed_by_type')} (now "
+                    f"{stats.get('shed_fraction')} of new_event, loop {stats.get('loop_late_ms')} ms late), "
                     f"server CPU {step['server_cpu_percent']:.0f}%")
                 offset += seconds
             last = result["steps"][-1] if result["steps"] else {}
