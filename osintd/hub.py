@@ -247,6 +247,8 @@ class Hub:
                 if isinstance(item, list):  # a batch of EventRecords from the differ
                     for record in item:
                         self.publish(record)
+                        if self.clients:  # a fan-out per record: let handshakes, senders and timers in
+                            await trio.lowlevel.checkpoint()
                 else:
                     self.publish(item)
                 while len(self._pending) > 5000:  # the disk is behind: hold the pipeline back
