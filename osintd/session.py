@@ -137,6 +137,9 @@ class Session:
                 except ConnectionClosed:
                     return  # the peer closed or vanished; nothing more to send
                 self._writing = False
+            # Not kept while this loop waits: the first batch holds the connection
+            # message and the snapshot, ~3 KB per idle client otherwise.
+            data = frames = None
             if timer.cancelled_caught:
                 log.warning("client %s dropped: send timed out after %.0fs",
                             client.client_id, self.settings.send_timeout)
