@@ -46,7 +46,7 @@ from osintd.messages import (
 )
 from osintd.models import BoardState, CursorMark, EventRecord, Scoreboard
 from osintd.store import Announced, Batch, SavedState, StateStore, StoredFrame
-from osintd.wsio import SocketWriter, frame_text
+from osintd.wsio import ServerWebSocket, frame_text
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class Subscriber:
         self.backlog: collections.deque[Frame] = collections.deque()
         # Set by the session once its backlog is written: while the sender waits
         # on an empty queue (``idle``), the hub may write frames straight to the socket.
-        self.writer: SocketWriter | None = None
+        self.writer: ServerWebSocket | None = None
         self.idle = False
         self.connected_seq = 0
         self.last_data_seq: int | None = None  # last stamped frame handed to the socket
