@@ -263,37 +263,35 @@ class Server:
         return accepted
 
     async def _serve_upgrade(self, stream: trio.SocketStream, accepted: Accepted) -> None:
+        """Send the 101 and run the session (one coroutine, not two: each idle client keeps it)."""
         # Counted before the first await, so --max-clients holds however many upgrade at once.
         self.sessions += 1
         self._idle = trio.Event() if self.sessions == 1 else self._idle
         try:
-            await self._run_websocket(stream, accepted)
+            session_settings = self.settings.session
+            response, accepted.response = accepted.response, None  # sent once, not kept per client
+            with trio.move_on_after(self.settings.handshake_timeout) as timer:
+                try:
+                    await stream.send_all(response)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+            del response
+            if timer.cancelled_caught:
+                return
+            ws = wsio.ServerWebSocket(stream, accepted.connection, session_settings.max_message_bytes)
+            upgrade = accepted.upgrade
+            client = Subscriber(session_settings.client_queue, upgrade.filter)
+            self.hub.attach(client, snapshot=upgrade.snapshot, since=upgrade.since, epoch=upgrade.epoch)
+            log.info("client %s connected (%d connected)", client.client_id, self.hub.connection_count)
+            try:
+                await Session(ws, self.hub, session_settings, client, self._now).run()
+            finally:
+                log.info("client %s disconnected: %s", client.client_id,
+                         client.close_reason or ws.close_code or "gone")
         finally:
             self.sessions -= 1
             if self.sessions == 0:
                 self._idle.set()
-
-    async def _run_websocket(self, stream: trio.SocketStream, accepted: Accepted) -> None:
-        session_settings = self.settings.session
-        response, accepted.response = accepted.response, None  # sent once, not kept per client
-        with trio.move_on_after(self.settings.handshake_timeout) as timer:
-            try:
-                await stream.send_all(response)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-        del response
-        if timer.cancelled_caught:
-            return
-        ws = wsio.ServerWebSocket(stream, accepted.connection, session_settings.max_message_bytes)
-        upgrade = accepted.upgrade
-        client = Subscriber(session_settings.client_queue, upgrade.filter)
-        self.hub.attach(client, snapshot=upgrade.snapshot, since=upgrade.since, epoch=upgrade.epoch)
-        log.info("client %s connected (%d connected)", client.client_id, self.hub.connection_count)
-        try:
-            await Session(ws, self.hub, session_settings, client, self._now).run()
-        finally:
-            log.info("client %s disconnected: %s", client.client_id,
-                     client.close_reason or ws.close_code or "gone")
 
     # ----------------------------------------------------------------- checks
 

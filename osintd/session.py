@@ -142,10 +142,13 @@ class Session:
         """Backlog first, then whatever the queue holds right now (no waiting)."""
         client = self.client
         frames = []
-        while client.backlog and len(frames) < limit:
-            frames.append(client.backlog.popleft())
-        if client.backlog:
-            return frames
+        backlog = client.backlog
+        if backlog is not None:
+            while backlog and len(frames) < limit:
+                frames.append(backlog.popleft())
+            if backlog:
+                return frames
+            client.backlog = None  # written: an idle client keeps no empty deque
         while len(frames) < limit:
             try:
                 frames.append(client.queue_out.receive_nowait())
@@ -161,40 +164,39 @@ class Session:
     # ------------------------------------------------------------------ read
 
     async def _read_loop(self, scope: trio.CancelScope) -> None:
-        """Read the client's messages until it closes, breaks a rule, or vanishes; then end the session."""
+        """Read the client's messages until it closes, breaks a rule, or vanishes; then
+        end the session (``scope`` is its nursery's).  One function, not two: every
+        idle client keeps this task's coroutine frames."""
+        client = self.client
         try:
-            await self._read_messages()
+            while True:
+                try:
+                    message = await self.ws.get_message()
+                except ConnectionClosed:
+                    return
+                except MessageTooBig:
+                    log.info("client %s dropped: message over %d bytes", client.client_id,
+                             self.settings.max_message_bytes)
+                    client.end((1009, "messages here are limited to %d bytes" % self.settings.max_message_bytes))
+                    return
+                except ProtocolViolation as violation:
+                    log.info("client %s dropped: %s", client.client_id, violation.reason)
+                    client.end((violation.code, violation.reason[:100]))
+                    return
+                if isinstance(message, bytes):
+                    client.end((1003, "binary frames are not accepted; send JSON text"))
+                    return
+                now = trio.current_time()
+                if self._bucket is None:
+                    burst = self.settings.rate_burst
+                    self._bucket = TokenBucket(self.settings.rate_per_second, burst, burst, now)
+                if not self._bucket.take(now):
+                    log.warning("client %s dropped: message flood", client.client_id)
+                    client.end((1008, "too many messages; at most %g per second" % self.settings.rate_per_second))
+                    return
+                self._handle(message)
         finally:
             scope.cancel()
-
-    async def _read_messages(self) -> None:
-        client = self.client
-        while True:
-            try:
-                message = await self.ws.get_message()
-            except ConnectionClosed:
-                return
-            except MessageTooBig:
-                log.info("client %s dropped: message over %d bytes", client.client_id,
-                         self.settings.max_message_bytes)
-                client.end((1009, "messages here are limited to %d bytes" % self.settings.max_message_bytes))
-                return
-            except ProtocolViolation as violation:
-                log.info("client %s dropped: %s", client.client_id, violation.reason)
-                client.end((violation.code, violation.reason[:100]))
-                return
-            if isinstance(message, bytes):
-                client.end((1003, "binary frames are not accepted; send JSON text"))
-                return
-            now = trio.current_time()
-            if self._bucket is None:
-                burst = self.settings.rate_burst
-                self._bucket = TokenBucket(self.settings.rate_per_second, burst, burst, now)
-            if not self._bucket.take(now):
-                log.warning("client %s dropped: message flood", client.client_id)
-                client.end((1008, "too many messages; at most %g per second" % self.settings.rate_per_second))
-                return
-            self._handle(message)
 
     def _handle(self, text: str) -> None:
         try:
