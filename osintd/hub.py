@@ -62,7 +62,7 @@ from osintd.messages import (
 )
 from osintd.models import BoardState, CursorMark, EventRecord, Scoreboard
 from osintd.store import Batch, SavedState, StateStore, StoredFrame
-from osintd.wsio import SocketWriter, frame_text
+from osintd.wsio import ServerWebSocket, frame_text
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +147,12 @@ class Subscriber:
         self.client_id = f"client_{secrets.randbelow(10**9):09d}{next(_client_numbers)}"
         self.filter = filter
         self.queue_in, self.queue_out = trio.open_memory_channel[Frame](capacity)
-        self.backlog: collections.deque[Frame] = collections.deque()
+        # Made when something is put there, dropped by the sender once written:
+        # an empty deque costs 760 bytes, and most clients have none most of the time.
+        self.backlog: collections.deque[Frame] | None = None
         # Set by the session once its backlog is written: while the sender waits
         # on an empty queue (``idle``), the hub may write frames straight to the socket.
-        self.writer: SocketWriter | None = None
+        self.writer: ServerWebSocket | None = None
         self.idle = False
         self.connected_seq = 0
         self.last_data_seq: int | None = None  # last stamped frame handed to the socket
@@ -159,7 +161,16 @@ class Subscriber:
 
     @property
     def queued(self) -> int:
-        return self.queue_in.statistics().current_buffer_used + len(self.backlog)
+        return self.queue_in.statistics().current_buffer_used + (len(self.backlog) if self.backlog else 0)
+
+    def later(self, *frames: Frame) -> None:
+        """Put ``frames`` in the backlog: the sender writes them before its queue."""
+        self.later_all(frames)
+
+    def later_all(self, frames: Iterable[Frame]) -> None:
+        if self.backlog is None:
+            self.backlog = collections.deque()
+        self.backlog.extend(frames)
 
     def end(self, reason: tuple[int, str]) -> None:
         """Ask the session to close with ``reason`` (first reason wins)."""
@@ -460,11 +471,11 @@ class Hub:
         """Register ``client``: its first frames (connection, then a resume
         answer or a snapshot) go to its backlog, and live frames follow."""
         client.connected_seq = self.delivered
-        client.backlog.append(self._direct(Connection(self._now(), client.client_id, self.epoch, self.delivered)))
+        client.later(self._direct(Connection(self._now(), client.client_id, self.epoch, self.delivered)))
         if since is not None:
             self._replay_into(client, since, epoch)
         elif snapshot:
-            client.backlog.append(self._direct(self.snapshot()))
+            client.later(self._direct(self.snapshot()))
         self.clients[client.client_id] = client
         self.stats.clients_connected_total += 1
 
@@ -486,8 +497,8 @@ class Hub:
         order.  If this connection has already delivered data older than what
         the client is missing, order cannot be kept: ``recovered`` is false.
         """
-        pending = list(client.backlog)
-        client.backlog.clear()
+        pending = list(client.backlog or ())
+        client.backlog = None
         while True:
             try:
                 pending.append(client.queue_out.receive_nowait())
@@ -502,7 +513,7 @@ class Hub:
         else:
             self._replay_into(client, since if delivered is None else max(since, delivered), epoch,
                               reported_since=since)
-        client.backlog.extend(direct)
+        client.later_all(direct)
         client.nudge()
 
     def _replay_into(self, client: Subscriber, since: int, epoch: str | None,
@@ -519,13 +530,12 @@ class Hub:
                                 f"messages after {since} are no longer kept (oldest kept: {oldest})")
         missed = [frame for frame in self._ring_after(since)
                   if frame.seq <= self.delivered and client.filter.admits(frame)]
-        client.backlog.append(self._direct(Resumed(self._now(), True, reported, self.epoch, self.delivered,
-                                                   len(missed))))
-        client.backlog.extend(missed)
+        client.later(self._direct(Resumed(self._now(), True, reported, self.epoch, self.delivered, len(missed))))
+        client.later_all(missed)
 
     def _refuse(self, client: Subscriber, since: int, epoch: str | None, reason: str) -> None:
-        client.backlog.append(self._direct(Resumed(self._now(), False, since, self.epoch, self.delivered, 0, reason)))
-        client.backlog.append(self._direct(self.snapshot()))
+        client.later(self._direct(Resumed(self._now(), False, since, self.epoch, self.delivered, 0, reason)),
+                     self._direct(self.snapshot()))
 
     def _ring_after(self, since: int) -> Iterable[Frame]:
         if not self.ring:

@@ -1,15 +1,14 @@
 """The listening port: one port, HTTP and WebSocket.
 
 Owns: accepting connections, reading each request head with h11, the
-handshake checks (Host, Origin, client limit, query string), handing
-upgrades to trio-websocket with the bytes already read, and answering plain
-HTTP through ``httpapi``.
+handshake checks (Host, Origin, client limit, query string), answering
+accepted upgrades (through ``wsio``) and running their sessions, and
+answering plain HTTP through ``httpapi``.
 Must not: let one connection's failure reach another, or the nursery that
-runs them all.
+runs them all; parse WebSocket frames (``wsio`` does).
 
-trio-websocket answers any non-upgrade request with a bare 400, which is why
-osintd reads the head itself and only gives trio-websocket the upgrades it
-has already accepted.
+The request head is read here once, with h11, for HTTP and WebSocket alike;
+an accepted upgrade keeps nothing of it but the wsproto connection.
 """
 
 from __future__ import annotations
@@ -23,8 +22,8 @@ from typing import Callable
 import attrs
 import h11
 import trio
-from trio_websocket import wrap_server_stream
 
+from osintd import wsio
 from osintd.hub import Filter, Hub, Subscriber
 from osintd.httpapi import HttpApi, Request, Response, problem
 from osintd.messages import SUBSCRIBABLE_TYPES
@@ -85,34 +84,14 @@ def _csv(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-class PrefixedStream(trio.abc.Stream):
-    """A stream that first yields bytes already read from it (the request head)."""
+@attrs.define
+class Accepted:
+    """An upgrade that passed every check: its 101 answer, the wsproto
+    connection, and what its query string asks for."""
 
-    __slots__ = ("_stream", "_prefix")
-
-    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
-        self._stream = stream
-        self._prefix = prefix
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._prefix:
-            data, self._prefix = self._prefix, b""
-            await trio.lowlevel.checkpoint()
-            return data
-        return await self._stream.receive_some(max_bytes)
-
-    async def send_all(self, data) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    @property
-    def socket(self):
-        return self._stream.socket
+    response: bytes | None
+    connection: wsio.Connection
+    upgrade: Upgrade
 
 
 class Server:
@@ -155,10 +134,10 @@ class Server:
             if accepted is not None:
                 # Run the session outside _handle, so the request's parsing state
                 # (h11 connection, head bytes, headers) is freed, not kept per client.
-                await self._serve_upgrade(*accepted)
+                await self._serve_upgrade(stream, accepted)
         except* Exception as group:
-            # One connection's failure, including trio-websocket bug #184 (a ping
-            # answered after close raises in its reader), ends that connection only.
+            # One connection's failure, whatever raised it (a library bug such as
+            # trio-websocket's #184 used to be), ends that connection only.
             self.connections_failed += 1
             log.warning("connection failed: %s", _describe(group), exc_info=log.isEnabledFor(logging.DEBUG))
         finally:
@@ -169,9 +148,8 @@ class Server:
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         first = True
         while True:
-            raw = bytearray()
             with trio.move_on_after(self.settings.handshake_timeout) as timer:
-                request = await self._read_head(stream, connection, raw)
+                request = await self._read_head(stream, connection)
             if timer.cancelled_caught or request is None:
                 return
             if isinstance(request, Response):
@@ -187,7 +165,7 @@ class Server:
                 elif not first:
                     refusal = problem(400, "bad_request", "open a new connection for the WebSocket upgrade")
                 else:
-                    return await self._upgrade(stream, connection, bytes(raw), headers, query)
+                    return await self._upgrade(stream, connection, request, headers, query)
             if refusal is None and path == WS_PATH:
                 refusal = problem(426, "upgrade_required", f"{WS_PATH} speaks WebSocket; connect with a "
                                   "WebSocket client", ("Upgrade", "websocket"))
@@ -199,7 +177,7 @@ class Server:
             connection.start_next_cycle()
             first = False
 
-    async def _read_head(self, stream, connection: h11.Connection, raw: bytearray):
+    async def _read_head(self, stream, connection: h11.Connection):
         """The next request head, a Response for a malformed one, or None at EOF."""
         while True:
             try:
@@ -213,7 +191,6 @@ class Server:
                     data = await stream.receive_some(65536)
                 except trio.BrokenResourceError:
                     return None
-                raw += data
                 connection.receive_data(data)
                 if not data:
                     continue  # h11 turns EOF into ConnectionClosed or an error
@@ -262,53 +239,59 @@ class Server:
 
     # -------------------------------------------------------------- websocket
 
-    async def _upgrade(self, stream, connection: h11.Connection, raw: bytes,
-                       headers: dict[str, str], query: str):
+    async def _upgrade(self, stream, connection: h11.Connection, request: h11.Request,
+                       headers: dict[str, str], query: str) -> Accepted | None:
         refusal = self._check_origin(headers.get("origin"))
         if refusal is None and self.sessions >= self.settings.max_clients:
             refusal = problem(503, "too_many_clients",
                               f"this server takes at most {self.settings.max_clients} clients; retry later",
                               ("Retry-After", "5"))
-        upgrade = None
+        accepted = None
         if refusal is None:
             try:
                 upgrade = Upgrade.parse(query)
+                # Whatever the client sent after the head (h11 holds it) belongs to the WebSocket.
+                response, ws_connection = wsio.accept(request, connection.trailing_data[0])
+                accepted = Accepted(response, ws_connection, upgrade)
             except BadQuery as exc:
                 refusal = problem(400, "bad_request", str(exc))
+            except wsio.HandshakeRefused as exc:
+                refusal = problem(exc.status, "bad_request", f"not a valid WebSocket handshake: {exc}",
+                                  *exc.headers)
         if refusal is not None:
             await self._respond(stream, connection, refusal, close=True)
-            return None
-        return stream, raw, upgrade
+        return accepted
 
-    async def _serve_upgrade(self, stream, raw: bytes, upgrade: Upgrade) -> None:
+    async def _serve_upgrade(self, stream: trio.SocketStream, accepted: Accepted) -> None:
+        """Send the 101 and run the session (one coroutine, not two: each idle client keeps it)."""
+        # Counted before the first await, so --max-clients holds however many upgrade at once.
         self.sessions += 1
         self._idle = trio.Event() if self.sessions == 1 else self._idle
         try:
-            await self._run_websocket(PrefixedStream(stream, raw), upgrade)
-        finally:
-            self.sessions -= 1
-            if self.sessions == 0:
-                self._idle.set()
-
-    async def _run_websocket(self, stream: PrefixedStream, upgrade: Upgrade) -> None:
-        session_settings = self.settings.session
-        async with trio.open_nursery() as connection_tasks:
+            session_settings = self.settings.session
+            response, accepted.response = accepted.response, None  # sent once, not kept per client
             with trio.move_on_after(self.settings.handshake_timeout) as timer:
-                request = await wrap_server_stream(connection_tasks, stream,
-                                                   max_message_size=session_settings.max_message_bytes)
-                ws = await request.accept()
+                try:
+                    await stream.send_all(response)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+            del response
             if timer.cancelled_caught:
-                connection_tasks.cancel_scope.cancel()
                 return
+            ws = wsio.ServerWebSocket(stream, accepted.connection, session_settings.max_message_bytes)
+            upgrade = accepted.upgrade
             client = Subscriber(session_settings.client_queue, upgrade.filter)
             self.hub.attach(client, snapshot=upgrade.snapshot, since=upgrade.since, epoch=upgrade.epoch)
             log.info("client %s connected (%d connected)", client.client_id, self.hub.connection_count)
             try:
-                await Session(ws, stream, self.hub, session_settings, client, self._now).run()
+                await Session(ws, self.hub, session_settings, client, self._now).run()
             finally:
                 log.info("client %s disconnected: %s", client.client_id,
-                         client.close_reason or (ws.closed.code if ws.closed else "gone"))
-                connection_tasks.cancel_scope.cancel()
+                         client.close_reason or ws.close_code or "gone")
+        finally:
+            self.sessions -= 1
+            if self.sessions == 0:
+                self._idle.set()
 
     # ----------------------------------------------------------------- checks
 

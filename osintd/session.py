@@ -1,14 +1,16 @@
 """One WebSocket client from accept to close.
 
-Owns: the three tasks of a connection (sender, reader, keepalive), the
-client's inbound rate limit, and closing the socket with the right code.
-Must not: broadcast (the hub does), or let any failure of this connection
-escape: a peer that misbehaves, vanishes or trips a library bug ends its own
-session and nothing else.
+Owns: the two tasks of a connection (the sender, which also sends the
+keepalive pings, and the reader), the client's inbound rate limit, and
+closing the socket with the right code.
+Must not: broadcast (the hub does), parse frames (``wsio`` does), or let any
+failure of this connection escape: a peer that misbehaves, vanishes or trips
+a library bug ends its own session and nothing else.
 
 Close codes: 1001 shutdown, 1003 binary frame, 1008 message flood,
-1009 frame over the size limit (closed by trio-websocket itself),
-1011 keepalive ping unanswered, 1013 slow consumer.
+1009 message over the size limit, 1011 keepalive ping unanswered (no Close
+frame: the socket is just closed), 1013 slow consumer; 1002/1007 as wsproto
+decides for frames that break RFC 6455.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from typing import Callable
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from osintd import wire
 from osintd.hub import Filter, Hub, Subscriber
-from osintd.wsio import SocketWriter
+from osintd.wsio import ConnectionClosed, MessageTooBig, ProtocolViolation, ServerWebSocket
 from osintd.messages import Error, PingRequest, Pong, ResumeRequest, SubscribeRequest, Subscribed
 
 log = logging.getLogger(__name__)
@@ -60,30 +61,27 @@ class TokenBucket:
 class Session:
     """Runs one accepted WebSocket until it closes; see :meth:`run`."""
 
-    __slots__ = ("ws", "stream", "writer", "hub", "settings", "client", "_now", "_writing", "_bucket")
+    __slots__ = ("ws", "hub", "settings", "client", "_now", "_writing", "_bucket")
 
-    def __init__(self, ws: WebSocketConnection, stream: trio.abc.Stream, hub: Hub,
-                 settings: SessionSettings, client: Subscriber, now: Callable) -> None:
-        self.ws = ws
-        self.stream = stream  # ours, not trio-websocket's: closed here whatever happened
-        self.writer = SocketWriter(ws, stream)
+    def __init__(self, ws: ServerWebSocket, hub: Hub, settings: SessionSettings, client: Subscriber,
+                 now: Callable) -> None:
+        self.ws = ws  # its stream is closed here, whatever happened
         self.hub = hub
         self.settings = settings
         self.client = client
         self._now = now
-        self._writing = False  # a frame may be half written: no close handshake possible
-        self._bucket = TokenBucket(settings.rate_per_second, settings.rate_burst, settings.rate_burst,
-                                   trio.current_time())
+        self._writing = False  # no close handshake: a frame may be half written, or the peer is dead
+        self._bucket: TokenBucket | None = None  # made at the first message: most clients never send one
 
     async def run(self) -> None:
         """The sender runs in this task and the reader beside it; either ending ends both.
 
-        Two tasks per connection (three with trio-websocket's own reader) keep an
-        idle connection small; keepalive pings are the sender's job when it has
-        had nothing to send for ``ping_interval``."""
+        Two tasks per connection, and only the reader touches the socket's
+        incoming side, keep an idle connection small; keepalive pings are the
+        sender's job when it has had nothing to send for ``ping_interval``."""
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_loop_then_stop, nursery.cancel_scope)
+                nursery.start_soon(self._read_loop, nursery.cancel_scope, name="osintd.session.reader")
                 await self._send_loop()
                 nursery.cancel_scope.cancel()
         finally:
@@ -91,19 +89,13 @@ class Session:
             with trio.CancelScope(shield=True):
                 await self._close()
 
-    async def _read_loop_then_stop(self, scope: trio.CancelScope) -> None:
-        try:
-            await self._read_loop()
-        finally:
-            scope.cancel()
-
     # ------------------------------------------------------------------ send
 
     async def _send_loop(self) -> None:
         """Write everything queued for this client, in batches: one write for all
         the frames that are ready, then wait (``idle``) for more."""
         client = self.client
-        writer = self.writer
+        writer = self.ws
         while client.close_reason is None:
             frames = self._ready_frames()
             if not frames:
@@ -137,6 +129,9 @@ class Session:
                 except ConnectionClosed:
                     return  # the peer closed or vanished; nothing more to send
                 self._writing = False
+            # Not kept while this loop waits: the first batch holds the connection
+            # message and the snapshot, ~3 KB per idle client otherwise.
+            data = frames = None
             if timer.cancelled_caught:
                 log.warning("client %s dropped: send timed out after %.0fs",
                             client.client_id, self.settings.send_timeout)
@@ -147,10 +142,13 @@ class Session:
         """Backlog first, then whatever the queue holds right now (no waiting)."""
         client = self.client
         frames = []
-        while client.backlog and len(frames) < limit:
-            frames.append(client.backlog.popleft())
-        if client.backlog:
-            return frames
+        backlog = client.backlog
+        if backlog is not None:
+            while backlog and len(frames) < limit:
+                frames.append(backlog.popleft())
+            if backlog:
+                return frames
+            client.backlog = None  # written: an idle client keeps no empty deque
         while len(frames) < limit:
             try:
                 frames.append(client.queue_out.receive_nowait())
@@ -165,21 +163,40 @@ class Session:
 
     # ------------------------------------------------------------------ read
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, scope: trio.CancelScope) -> None:
+        """Read the client's messages until it closes, breaks a rule, or vanishes; then
+        end the session (``scope`` is its nursery's).  One function, not two: every
+        idle client keeps this task's coroutine frames."""
         client = self.client
-        while True:
-            try:
-                message = await self.ws.get_message()
-            except ConnectionClosed:
-                return
-            if isinstance(message, bytes):
-                client.end((1003, "binary frames are not accepted; send JSON text"))
-                return
-            if not self._bucket.take(trio.current_time()):
-                log.warning("client %s dropped: message flood", client.client_id)
-                client.end((1008, "too many messages; at most %g per second" % self.settings.rate_per_second))
-                return
-            self._handle(message)
+        try:
+            while True:
+                try:
+                    message = await self.ws.get_message()
+                except ConnectionClosed:
+                    return
+                except MessageTooBig:
+                    log.info("client %s dropped: message over %d bytes", client.client_id,
+                             self.settings.max_message_bytes)
+                    client.end((1009, "messages here are limited to %d bytes" % self.settings.max_message_bytes))
+                    return
+                except ProtocolViolation as violation:
+                    log.info("client %s dropped: %s", client.client_id, violation.reason)
+                    client.end((violation.code, violation.reason[:100]))
+                    return
+                if isinstance(message, bytes):
+                    client.end((1003, "binary frames are not accepted; send JSON text"))
+                    return
+                now = trio.current_time()
+                if self._bucket is None:
+                    burst = self.settings.rate_burst
+                    self._bucket = TokenBucket(self.settings.rate_per_second, burst, burst, now)
+                if not self._bucket.take(now):
+                    log.warning("client %s dropped: message flood", client.client_id)
+                    client.end((1008, "too many messages; at most %g per second" % self.settings.rate_per_second))
+                    return
+                self._handle(message)
+        finally:
+            scope.cancel()
 
     def _handle(self, text: str) -> None:
         try:
@@ -217,13 +234,13 @@ class Session:
 
     async def _close(self) -> None:
         code, reason = self.client.close_reason or (1000, "bye")
-        if not self._writing and self.ws.closed is None:
+        if not self._writing and self.ws.open:
             with trio.move_on_after(self.settings.close_timeout):
                 try:
                     await self.ws.aclose(code, reason)
-                except Exception:  # the peer vanished mid-close; the stream is closed below
+                except Exception:  # the peer vanished or misbehaved mid-close; the stream is closed below
                     log.debug("close handshake with %s failed", self.client.client_id, exc_info=True)
-        await trio.aclose_forcefully(self.stream)
+        await trio.aclose_forcefully(self.ws.stream)
 
 
 def filter_from(types: list[str] | None, repos: list[str] | None) -> Filter:

@@ -1,33 +1,61 @@
-"""Fast WebSocket output: frames made once for every client, written in batches
-or straight to the socket.
+"""Server-side WebSocket I/O: the handshake answer, frames made once for every
+client, and one accepted connection on top of wsproto.
 
-Owns: turning a message into its WebSocket frame bytes (once, with wsproto's
-framing), and the two ways osintd writes those bytes to a client: a batch
-under trio-websocket's write lock, or a direct non-blocking write when the
-client is idle.
-Must not: read, close, or decide who gets what.
+Owns: turning an upgrade request (already read and checked by ``server``)
+into the 101 answer; turning a message into its WebSocket frame bytes (once,
+with wsproto's framing); and :class:`ServerWebSocket`, which reads and parses
+a client's frames, answers pings, tracks our keepalive ping, runs the close
+handshake, and writes pre-framed bytes (a batch under the connection's write
+lock, or a direct non-blocking write when the client is idle).
+Must not: decide who gets what, what a client's message means, or which close
+code a session ends with (``session`` does); start tasks (the session's
+reader task is the only one reading).
 
-This is the one place that uses trio-websocket's private internals
-(``WebSocketConnection._stream_lock``, and the order in which it sets its
-close reason before writing a close frame), pinned to the
-versions in ``pyproject.toml`` and checked by ``tests/test_wsio.py``, which
-fails loudly if the library changes them.  Server frames are unmasked and
-permessage-deflate is never negotiated by trio-websocket, so one frame is
-valid for every client.
+Why not trio-websocket on this side: its connection carries a reader task of
+its own, a message channel, the handshake's h11 state for the connection's
+lifetime and a handful of Events and locks; on top of the session's own tasks
+that made an idle client cost ~32 KB.  Here one reader task of the session's
+drives wsproto directly.  (osintd's client side still uses trio-websocket.)
+
+wsproto use: the handshake goes through its documented ``H11Handshake``
+(``initiate_upgrade_connection`` with the request osintd parsed already); the
+connection it hands over (``H11Handshake.connection``, a
+``wsproto.connection.Connection``) and ``FrameProtocol`` for framing are not
+in wsproto's documented API.  They are used only here, pinned to the versions
+in ``pyproject.toml`` and checked by ``tests/test_wsio.py``, which fails
+loudly if they change.  Server frames are unmasked and no extension is ever
+negotiated, so one frame is valid for every client.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
+import h11
 import trio
-import trio_websocket
+import wsproto
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import (
+    AcceptConnection, BytesMessage, CloseConnection, Ping, Pong, RejectConnection, Request, TextMessage,
+)
 from wsproto.frame_protocol import FrameProtocol
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError
+
+log = logging.getLogger(__name__)
+
+#: The wsproto versions whose undocumented parts this module was written against.
+SUPPORTED_WSPROTO = ("1.3.",)
+
+#: Bytes asked of the socket per read: enough for any control frame and most
+#: client messages; a bigger message arrives in several reads.
+RECEIVE_BYTES = 4096
+
+#: Close code when the peer went away without a Close frame (RFC 6455 7.1.5).
+ABNORMAL_CLOSURE = 1006
 
 _framer = FrameProtocol(client=False, extensions=[])
-
-#: The trio-websocket versions whose internals this module was written against.
-SUPPORTED_TRIO_WEBSOCKET = ("0.12",)
 
 
 def frame_text(text: str) -> bytes:
@@ -35,38 +63,130 @@ def frame_text(text: str) -> bytes:
     return bytes(_framer.send_data(text, fin=True))
 
 
-class SocketWriter:
-    """Writes pre-framed bytes to one accepted connection.
+# ------------------------------------------------------------------ handshake
 
-    Invariant: every write, batched or direct, happens while no other writer
-    (trio-websocket's pong, ping or close) is in the middle of one, so frames
-    never interleave on the wire.
+
+class HandshakeRefused(Exception):
+    """The upgrade request is not a valid WebSocket handshake (missing key, wrong version …)."""
+
+    def __init__(self, message: str, status: int, headers: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers
+
+
+def accept(request: h11.Request, trailing: bytes) -> tuple[bytes, Connection]:
+    """The 101 answer to ``request`` (a head h11 has parsed) and the open connection.
+
+    ``trailing`` is whatever the client sent after the head (normally nothing:
+    clients wait for the 101); it is fed to the connection, not lost.  The
+    handshake's own h11 state is not kept: only the returned connection is.
+    """
+    handshake = H11Handshake(wsproto.ConnectionType.SERVER)
+    try:
+        handshake.initiate_upgrade_connection(request.headers, request.target)
+    except RemoteProtocolError as refused:
+        hint = refused.event_hint
+        status = hint.status_code if isinstance(hint, RejectConnection) else 400
+        headers = [(bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+                   for name, value in (hint.headers if isinstance(hint, RejectConnection) else [])]
+        raise HandshakeRefused(str(refused), status, headers) from None
+    events = list(handshake.events())
+    assert len(events) == 1 and isinstance(events[0], Request), events
+    # No extensions: permessage-deflate would make frames differ per client.
+    response = handshake.send(AcceptConnection(extensions=[]))
+    connection = handshake.connection
+    assert connection is not None and connection.state is ConnectionState.OPEN
+    if trailing:
+        connection.receive_data(trailing)
+    return response, connection
+
+
+# ----------------------------------------------------------------- connection
+
+
+class ConnectionClosed(Exception):
+    """The connection is closed or closing; ``code`` is the peer's close code, or
+    1006 when it vanished without one (None when we closed first)."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+class MessageTooBig(Exception):
+    """The peer's message grew past the limit; it was not read to its end."""
+
+
+class ProtocolViolation(Exception):
+    """The peer broke RFC 6455 (bad opcode, unmasked frame, invalid UTF-8 …);
+    ``code`` is the close code wsproto chose for it (1002, 1007 …)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+class ServerWebSocket:
+    """One accepted WebSocket connection, server side.
+
+    Reading (``get_message``) happens in one task at a time: the session's
+    reader, then, once that has ended, the close handshake in ``aclose``.
+    Writing happens under ``_lock`` (batches, pongs, pings, the Close frame),
+    or directly with ``try_write_now`` when nobody holds it.
+
+    Invariants: frames never interleave on the wire (every write holds the
+    lock, and a direct write is only tried while it is free); once a write was
+    cut off half way (cancelled, or the socket broke) nothing more is written,
+    not even a Close frame, because the peer could not parse it.
     """
 
-    __slots__ = ("_ws", "_stream", "_lock", "_fd")
+    # Thousands of these live at once: slots keep each one small.
+    __slots__ = ("stream", "_proto", "_lock", "_fd", "_max_message", "_parts", "_size",
+                 "_ping", "_cut", "_violated", "close_code")
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection, stream: trio.SocketStream) -> None:
-        self._ws = ws
-        self._stream = stream
-        self._lock: trio.StrictFIFOLock = ws._stream_lock  # private: see module docstring
+    def __init__(self, stream: trio.SocketStream, connection: Connection, max_message_bytes: int) -> None:
+        self.stream = stream
+        self._proto = connection
+        self._lock = trio.StrictFIFOLock()
         self._fd = stream.socket.fileno()
+        self._max_message = max_message_bytes
+        self._parts: list[str] | None = None  # a fragmented text message so far
+        self._size = 0  # its size in bytes so far
+        self._ping: tuple[bytes, trio.Event] | None = None  # our keepalive ping in flight
+        self._cut = False  # a write stopped half way: the byte stream is no longer frames
+        self._violated = False  # the peer broke the protocol: its bytes are no longer frames
+        self.close_code: int | None = None  # the peer's close code (1006: it just vanished)
 
     @property
     def open(self) -> bool:
-        # trio-websocket sets its close reason before it writes any close frame
-        # (ours, the answer to the peer's, or 1009) and when the stream breaks, so
-        # this one attribute read (cheap: it is on every direct write) suffices.
-        return self._ws.closed is None
+        """Frames may still be written (cheap: it is read on every direct write)."""
+        return self._proto.state is ConnectionState.OPEN and not self._cut
+
+    # ---------------------------------------------------------------- writing
 
     async def write(self, data: bytes) -> None:
-        """Write ``data`` completely; raises ``trio_websocket.ConnectionClosed`` once closing."""
+        """Write ``data`` (whole frames) completely; raises ``ConnectionClosed`` once closing."""
         async with self._lock:
             if not self.open:
-                raise trio_websocket.ConnectionClosed(self._ws.closed)
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                raise trio_websocket.ConnectionClosed(self._ws.closed) from None
+                raise ConnectionClosed(self.close_code)
+            await self._send_all(data)
+
+    async def _send_all(self, data: bytes) -> None:
+        """With the lock held: the bytes to the socket; a cut-off write marks the stream unusable."""
+        done = False
+        try:
+            await self.stream.send_all(data)
+            done = True
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if self.close_code is None:
+                self.close_code = ABNORMAL_CLOSURE
+            raise ConnectionClosed(self.close_code) from None
+        finally:
+            if not done:  # cancelled or broken part way: maybe half a frame is out
+                self._cut = True
 
     def try_write_now(self, data: bytes) -> int:
         """Write without waiting: the number of bytes the kernel took (maybe
@@ -78,4 +198,137 @@ class SocketWriter:
         except BlockingIOError:
             return 0
         except OSError:
-            return -1  # the connection is going away; the sender will find out
+            return -1  # the connection is going away; the reader or sender will find out
+
+    async def ping(self) -> None:
+        """Send a ping and wait for its pong (bound the wait: a dead peer never answers)."""
+        if not self.open:
+            raise ConnectionClosed(self.close_code)
+        payload = os.urandom(4)
+        answered = trio.Event()
+        self._ping = (payload, answered)
+        try:
+            await self.write(self._proto.send(Ping(payload=payload)))
+            await answered.wait()
+        finally:
+            self._ping = None
+
+    # ---------------------------------------------------------------- reading
+
+    async def get_message(self) -> str | bytes:
+        """The next complete text message, answering pings on the way.
+
+        A binary message is returned (as ``bytes``) at its first frame without
+        reading the rest: osintd refuses binary, its content does not matter.
+        Raises ``ConnectionClosed`` when the peer closed (the Close is answered)
+        or vanished, ``MessageTooBig`` when a message passes the size limit, and
+        ``ProtocolViolation`` for frames that break RFC 6455.
+        """
+        proto = self._proto
+        while True:
+            # Leaving this loop early (a message is ready) leaves the frames after
+            # it in wsproto's buffer for the next call.
+            for event in proto.events():
+                if isinstance(event, TextMessage):
+                    text = self._add_text(event)
+                    if text is not None:
+                        return text
+                elif isinstance(event, BytesMessage):
+                    return bytes(event.data)
+                elif isinstance(event, Ping):
+                    if self.open:
+                        await self._answer(proto.send(event.response()))
+                elif isinstance(event, Pong):
+                    if self._ping is not None and self._ping[0] == event.payload:
+                        self._ping[1].set()
+                elif isinstance(event, CloseConnection):
+                    await self._closed_by_peer(event)
+            # The trio socket itself, not SocketStream.receive_some: one coroutine
+            # frame and a context manager less for every idle client to keep.
+            try:
+                data = await self.stream.socket.recv(RECEIVE_BYTES)
+            except (OSError, trio.ClosedResourceError):
+                data = b""
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """Feed bytes from the socket to wsproto; EOF (or a broken socket: b"") ends the connection."""
+        if not data:
+            if self.close_code is None:
+                self.close_code = ABNORMAL_CLOSURE
+            raise ConnectionClosed(self.close_code)
+        self._proto.receive_data(data)
+
+    def _add_text(self, event: TextMessage) -> str | None:
+        data = event.data
+        # isascii() is O(1) on CPython: only non-ASCII text pays for encoding.
+        self._size += len(data) if data.isascii() else len(data.encode("utf-8"))
+        if self._size > self._max_message:
+            self._parts = None
+            raise MessageTooBig(f"message over {self._max_message} bytes")
+        if not event.message_finished:
+            if self._parts is None:
+                self._parts = []
+            self._parts.append(data)
+            return None
+        if self._parts is not None:
+            self._parts.append(data)
+            data = "".join(self._parts)
+            self._parts = None
+        self._size = 0
+        return data
+
+    async def _answer(self, data: bytes) -> None:
+        """Write a control frame from the reading side: a pong, or the answer to the
+        peer's Close (wsproto is no longer OPEN then, so ``write`` would refuse it)."""
+        async with self._lock:
+            if self._cut:
+                return
+            try:
+                await self._send_all(data)
+            except ConnectionClosed:
+                pass  # the reader will see the end of the stream next
+
+    async def _closed_by_peer(self, event: CloseConnection) -> None:
+        if self._proto.state is ConnectionState.OPEN:
+            # wsproto reports frames that break the protocol as a CloseConnection
+            # without any Close having arrived (the state is still OPEN).
+            self._violated = True
+            raise ProtocolViolation(event.code, event.reason or "protocol error")
+        self.close_code = event.code
+        if self._proto.state is ConnectionState.REMOTE_CLOSING and not self._cut:
+            await self._answer(self._proto.send(event.response()))
+        raise ConnectionClosed(event.code, event.reason or "")
+
+    # ---------------------------------------------------------------- closing
+
+    async def aclose(self, code: int, reason: str) -> None:
+        """The close handshake from our side: send Close with ``code``, then read
+        (discarding) until the peer's Close or EOF.  Unbounded: the caller puts a
+        timeout on it.  Does nothing when no Close frame can be written any more;
+        does not close the stream (the session does, whatever happened)."""
+        async with self._lock:
+            if not self.open:
+                return
+            try:
+                # wsproto is LOCAL_CLOSING from here on: no frame but this one goes out.
+                await self._send_all(self._proto.send(CloseConnection(code=code, reason=reason)))
+            except ConnectionClosed:
+                return
+        if self._violated:
+            return  # its bytes cannot be parsed: no Close will be recognised
+        while self._proto.state is not ConnectionState.CLOSED:
+            try:
+                for event in self._proto.events():
+                    if isinstance(event, CloseConnection):
+                        self.close_code = event.code
+                        if self._proto.state is not ConnectionState.CLOSED:  # a parse failure
+                            return
+                if self._proto.state is not ConnectionState.CLOSED:
+                    try:
+                        data = await self.stream.socket.recv(RECEIVE_BYTES)
+                    except (OSError, trio.ClosedResourceError):
+                        data = b""
+                    self._feed(data)
+            except ConnectionClosed:
+                return
