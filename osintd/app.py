@@ -85,7 +85,8 @@ class App:
         self.store, saved = await self._open_store(model)
         self.hub = hub = Hub(clock.now, replay_capacity=settings.replay_capacity, store=self.store, saved=saved,
                              epoch=saved.epoch if saved else None,
-                             max_delay=settings.max_delay if live else None)  # a replay may lag: it is not live
+                             # a replay may lag (it is not live): no overload to speak of
+                             live=live)
         if self.store is not None and (saved is None or saved.epoch is None):
             await self.store.set_epoch(hub.epoch)
         differ = Differ(DifferSettings(summary_interval=settings.summary_interval),

@@ -143,9 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minimum seconds between summaries of one repository (default 30; 10 in demo)")
     p.add_argument("--client-queue", type=_ranged(int, 4, 1_000_000, "a message count"),
                    help="messages queued per client before it is dropped as slow (default 1024)")
-    p.add_argument("--max-delay", type=_ranged(float, 0.1, 3600, "seconds"),
-                   help="a live new_event that waited longer than this for the fan-out (the server is "
-                        "CPU-bound) is shed, and clients are told (default 2)")
     p.add_argument("--replay-capacity", type=_ranged(int, 0, 10_000_000, "a message count"),
                    help="broadcasts kept for clients that resume (default 10000)")
     p.add_argument("--max-clients", type=_ranged(int, 1, 1_000_000, "a client count"),
@@ -176,7 +173,6 @@ def _file_argv(config: FileConfig) -> list[str]:
     s, g, d, r = config.server, config.github, config.demo, config.replay
     for flag, value in (("--log-level", config.log_level), ("--state-dir", config.state_dir), ("--host", s.host), ("--port", s.port),
                         ("--max-clients", s.max_clients), ("--client-queue", s.client_queue),
-                        ("--max-delay", s.max_delay),
                         ("--replay-capacity", s.replay_capacity), ("--allowed-origin", s.allowed_origins),
                         ("--heartbeat-interval", s.heartbeat_interval), ("--metrics-interval", s.metrics_interval),
                         ("--announce-interval", s.announce_interval), ("--summary-interval", s.summary_interval),
@@ -258,7 +254,7 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         "heartbeat_interval": pick("heartbeat_interval"), "metrics_interval": pick("metrics_interval"),
         "announce_interval": pick("announce_interval"), "client_queue": pick("client_queue"),
         "replay_capacity": pick("replay_capacity"), "max_clients": pick("max_clients"),
-        "log_level": pick("log_level"), "max_delay": pick("max_delay"),
+        "log_level": pick("log_level"),
     }
     summary_interval = pick("summary_interval")
     runs_demo = demo or not (repos or orgs or replay or secret)

@@ -35,8 +35,6 @@ class Settings:
     heartbeat_interval: float = 30.0
     metrics_interval: float = 5.0
     client_queue: int = 1024
-    #: A live new_event that waits longer than this for the fan-out is shed (the hub is CPU-bound).
-    max_delay: float = 2.0
     max_clients: int = 10_000
     allowed_origins: tuple[str, ...] = ()
     log_level: str = "info"
@@ -75,7 +73,6 @@ class ServerSection:
     port: int | None = None
     max_clients: int | None = None
     client_queue: int | None = None
-    max_delay: float | None = None
     replay_capacity: int | None = None
     allowed_origins: list[str] | None = None
     heartbeat_interval: float | None = None

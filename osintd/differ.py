@@ -186,12 +186,12 @@ async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetim
             if isinstance(item, Event):
                 moment = now()
                 observe_lag(max((moment - item.created_at).total_seconds(), 0.0))
-                await inbox.send(EventRecord(item, differ.new_event(item, moment), trio.current_time()))
+                await inbox.send(EventRecord(item, differ.new_event(item, moment)))
             elif isinstance(item, list):  # a batch stays one item: one hop for the lot
-                moment, queued_at = now(), trio.current_time()
+                moment = now()
                 for event in item:
                     observe_lag(max((moment - event.created_at).total_seconds(), 0.0))
-                await inbox.send([EventRecord(event, differ.new_event(event, moment), queued_at) for event in item])
+                await inbox.send([EventRecord(event, differ.new_event(event, moment)) for event in item])
             elif isinstance(item, CursorMark):
                 await inbox.send(item)
             else:

@@ -90,8 +90,8 @@ class WsStats:
     frames_delivered: int
     slow_consumers_dropped: int
     shed_by_type: dict[str, int]
-    #: new_event messages shed because they waited over --max-delay for the fan-out (in shed_by_type too).
-    shed_late: int
+    #: The hub has had work waiting for two seconds: it is the bottleneck, sources are held back.
+    at_capacity: bool
     #: new_event messages shed because the event loop ran late (CPU-bound), and the fraction shed now.
     shed_cpu: int
     shed_fraction: float
@@ -210,7 +210,7 @@ class HttpApi:
             frames_delivered=hub.stats.frames_delivered,
             slow_consumers_dropped=hub.stats.slow_consumers_dropped,
             shed_by_type=dict(hub.stats.shed_by_type),
-            shed_late=hub.stats.shed_late,
+            at_capacity=hub.backlogged,
             shed_cpu=hub.stats.shed_cpu,
             shed_fraction=round(hub.shed_fraction, 2),
             loop_late_ms=round(hub.loop_late * 1000, 1),

@@ -18,13 +18,15 @@ Invariants:
 * When most clients are behind at once, it is the server that is behind:
   low-value messages are shed before stamping (so nobody sees a gap) and one
   ``error`` with ``SERVER_OVERLOADED`` tells the clients so.
-* When the fan-out itself cannot keep up with a live pipeline (CPU-bound: the
-  clients keep up, the hub does not), events wait in the hub's inbox; a
-  ``new_event`` that waited more than ``max_delay`` is not broadcast (it is
-  still scored and stored), so the hub sheds exactly the surplus and stays
-  within ``max_delay`` of real time instead of falling further behind, and the
-  clients are told the same way.  Sources are held back by the bounded
-  channels as well, so nothing piles up in memory.
+* When the fan-out itself cannot keep up with a live pipeline (the clients
+  keep up, the hub does not), the bounded channels fill and hold the sources
+  back: nothing piles up and nothing is lost, events just arrive later.
+  Shedding new_events then would only make the sources produce more (wasted
+  work: at saturation it cost 80-90 % of the delivered rate).  So while the
+  hub's inbox has not been empty for ``BACKLOGGED_FOR`` (the hub is the
+  bottleneck), the server counts as overloaded: summary updates are shed,
+  new_events are delivered at the rate the fan-out can, and the clients are
+  told the same way.
 * When the process is CPU-bound, nothing waits in a queue: every task just
   gets its turn later (sources fall behind their own schedule, handshakes and
   heartbeats wait).  The symptom is the event loop's own lateness: a task
@@ -50,6 +52,7 @@ import math
 import re
 import secrets
 import statistics
+import time
 from typing import Callable, Iterable
 
 import attrs
@@ -77,6 +80,12 @@ LOOP_LATE_FOR = 0.5
 #: and shrinks (while on time) at each measurement.
 LOOP_PROBE_EVERY = 0.05
 SHED_STEP_UP, SHED_STEP_DOWN, SHED_MAX = 0.05, 0.02, 0.95
+#: How long the hub's inbox must have held work at every probe (the hub is the bottleneck)
+#: to count as at capacity; long enough that a busy but sufficient hub rarely qualifies.
+BACKLOGGED_FOR = 2.0
+#: The longest the hub works through a batch before it lets other tasks run (handshakes,
+#: senders, timers), and how cheap records (shed, or with no clients) do not cost a yield each.
+STEP_BUDGET = 0.005
 
 SLOW_CONSUMER = (1013, "slow consumer")
 GOING_AWAY = (1001, "server shutting down")
@@ -194,8 +203,6 @@ class HubStats:
     slow_consumers_dropped: int = 0
     clients_connected_total: int = 0
     overload_episodes: int = 0
-    #: new_event messages shed because they waited more than max_delay (also in shed_by_type).
-    shed_late: int = 0
     #: new_event messages shed because the event loop was late (CPU-bound; also in shed_by_type).
     shed_cpu: int = 0
 
@@ -210,10 +217,10 @@ class Hub:
         store: StateStore | None = None,
         saved: SavedState | None = None,
         batch_window: float = 0.02,
-        max_delay: float | None = None,
+        live: bool = False,
     ) -> None:
-        """``max_delay``: the longest a live ``new_event`` may wait for the fan-out
-        before it is shed (``None``: never; a replay is not live)."""
+        """``live``: the sources follow the wall clock, so falling behind is an
+        overload to speak of (a replay may lag: it is not live)."""
         self._now = now
         self.epoch = epoch or secrets.token_hex(8)
         self.seq = saved.seq if saved else 0
@@ -236,10 +243,12 @@ class Hub:
                                    "Starting up", "info")
         self._queues_full = False  # most clients' queues are filling: shed every low-value message
         self.loop_late = 0.0  # seconds: how late the loop wakes a sleeping task (a moving average)
-        self._behind_until = -math.inf  # shedding late new_events until then (see max_delay)
+        self._live = live
+        self._inbox: trio.MemoryReceiveChannel | None = None
+        self._backlogged_since: float | None = None
+        self._backlogged = False  # the inbox has not been empty for BACKLOGGED_FOR: at capacity
         self.shed_fraction = 0.0  # of live new_events, while the loop is late (CPU-bound)
         self._shed_credit = 0.0
-        self._max_delay = max_delay
         self.overloaded = False
         self._overload_fill = overload_fill
         self._last_overload_check = -1e9
@@ -252,14 +261,17 @@ class Hub:
         async with trio.open_nursery() as nursery:
             if self._store is not None:
                 nursery.start_soon(self._commit_batches)
-            if self._max_delay is not None:  # live: watch for a CPU-bound loop
+            self._inbox = inbox
+            if self._live:  # watch for a hub at capacity and a CPU-bound loop
                 nursery.start_soon(self._watch_loop)
             async for item in inbox:
                 if isinstance(item, list):  # a batch of EventRecords from the differ
+                    step_began = time.perf_counter()
                     for record in item:
                         self.publish(record)
-                        if self.clients:  # a fan-out per record: let handshakes, senders and timers in
+                        if time.perf_counter() - step_began > STEP_BUDGET:
                             await trio.lowlevel.checkpoint()
+                            step_began = time.perf_counter()
                 else:
                     self.publish(item)
                 while len(self._pending) > 5000:  # the disk is behind: hold the pipeline back
@@ -282,9 +294,6 @@ class Hub:
             return None
         if isinstance(item, EventRecord):
             self._durable(lambda batch: batch.events.append(item.event))
-            if self._max_delay is not None and trio.current_time() - item.queued_at > self._max_delay:
-                self._shed_late()
-                return None
             if self.shed_fraction:
                 self._shed_credit += self.shed_fraction
                 if self._shed_credit >= 1.0:  # spread evenly: every 1/fraction-th event
@@ -416,15 +425,6 @@ class Hub:
                 self._queues_full = False
         self._update_overloaded(now)
 
-    def _shed_late(self) -> None:
-        """A live new_event waited longer than ``max_delay``: shed it, and stay
-        "behind" for a second after the last one."""
-        now = trio.current_time()
-        self.stats.shed_by_type[NewEvent.TYPE] += 1
-        self.stats.shed_late += 1
-        self._behind_until = now + 1.0
-        self._update_overloaded(now)
-
     async def _watch_loop(self) -> None:
         """Measure how late the loop wakes a sleeping task; steer ``shed_fraction``.
 
@@ -441,10 +441,15 @@ class Hub:
                 self.shed_fraction = min(SHED_MAX, self.shed_fraction + SHED_STEP_UP)
             else:
                 self.shed_fraction = max(0.0, self.shed_fraction - SHED_STEP_DOWN)
+            if self._inbox is not None and self._inbox.statistics().current_buffer_used:
+                self._backlogged_since = now if self._backlogged_since is None else self._backlogged_since
+                self._backlogged = now - self._backlogged_since >= BACKLOGGED_FOR
+            else:
+                self._backlogged_since, self._backlogged = None, False
             self._update_overloaded(now)
 
     def _update_overloaded(self, now: float) -> None:
-        overloaded = self._queues_full or now < self._behind_until or self.shed_fraction > 0
+        overloaded = self._queues_full or self._backlogged or self.shed_fraction > 0
         if overloaded == self.overloaded:
             return
         self.overloaded = overloaded
@@ -455,9 +460,9 @@ class Hub:
             elif self.shed_fraction:
                 what = "it is CPU-bound; part of the new_event and all summary_update messages are being shed"
             else:
-                what = (f"new_event messages that waited more than {self._max_delay:g}s and "
-                        "summary_update messages are being shed")
-            shedding = sorted(LOW_VALUE)
+                what = ("it is at capacity: the sources are held back, so events arrive late, "
+                        "and summary_update messages are being shed")
+            shedding = sorted(LOW_VALUE) if self._queues_full or self.shed_fraction else [SummaryUpdate.TYPE]
             log.warning("server behind its clients: %s", what)
             self.publish(Error(self._now(), "SERVER_OVERLOADED", f"The server is behind; {what}",
                                "warning", {"shedding": shedding}))
@@ -556,6 +561,10 @@ class Hub:
                 top.append(RankedRepo(rank, score.repo_full_name, score.activity_score, score.trend_status,
                                       score.momentum, score.velocity, score.events_in_window, score.summary))
         return Snapshot(self._now(), self.epoch, self.delivered, top, self.metrics, self.system)
+
+    @property
+    def backlogged(self) -> bool:
+        return self._backlogged
 
     @property
     def connection_count(self) -> int:

@@ -159,8 +159,6 @@ class EventRecord:
 
     event: Event
     message: Any  # messages.NewEvent (models cannot import messages)
-    #: trio.current_time() when the differ made it: how long it then waits for the fan-out is the lag.
-    queued_at: float = 0.0
 
 
 @attrs.frozen

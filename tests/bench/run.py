@@ -650,7 +650,7 @@ class Bench:
                         "warnings": st["warnings"], "clients_warned": st["clients_warned"],
                         "server_cpu_percent": 100 * (cpu1 - cpu0) / max(st["seconds"], 1e-9),
                         "shed_by_type": stats.get("shed_by_type"), "overloaded": stats.get("overloaded"),
-                        "shed_late": stats.get("shed_late"), "shed_cpu": stats.get("shed_cpu"),
+                        "at_capacity": stats.get("at_capacity"), "shed_cpu": stats.get("shed_cpu"),
                         "shed_fraction": stats.get("shed_fraction"), "loop_late_ms": stats.get("loop_late_ms"),
                         "slow_consumers_dropped": stats.get("slow_consumers_dropped")}
                 result["steps"].append(step)
