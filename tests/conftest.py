@@ -189,3 +189,12 @@ async def collect_for(ws, seconds: float, kind: str | None = None) -> list[dict]
             if kind is None or message["type"] == kind:
                 found.append(message)
     return found
+
+
+@pytest.fixture
+async def app(nursery):
+    """A whole daemon in the test's nursery, fed by a ScriptedSource (``app._test_nursery`` for clients)."""
+    started = await start_app(nursery, make_settings(), source=ScriptedSource())
+    started._test_nursery = nursery
+    yield started
+    nursery.cancel_scope.cancel()

@@ -64,6 +64,14 @@ async def test_one_client_behind_the_others_is_dropped(autojump_clock):
     assert hub.connection_count == 4 and not hub.overloaded
 
 
+def _live_hub_with_clients(capacity: int) -> tuple[Hub, list[Subscriber]]:
+    hub = Hub(lambda: NOW, live=True)
+    clients = [Subscriber(capacity=capacity) for _ in range(10)]
+    for client in clients:
+        hub.attach(client, snapshot=False)
+    return hub, clients
+
+
 def _record(n: int) -> EventRecord:
     event = Event(f"commit_{n}", "org/repo", EventType.COMMIT, "Fix bug", "alice", "https://github.com/org/repo", NOW)
     return EventRecord(event, _event(n))
@@ -72,10 +80,7 @@ def _record(n: int) -> EventRecord:
 async def test_a_hub_at_capacity_tells_clients_but_every_new_event_flows(autojump_clock):
     # The hub is the bottleneck: its inbox never empties, the sources wait, nothing is lost.
     # After two seconds of that, clients are told and summary updates are shed; new_events flow.
-    hub = Hub(lambda: NOW, live=True)
-    clients = [Subscriber(capacity=1000) for _ in range(10)]
-    for client in clients:
-        hub.attach(client, snapshot=False)
+    hub, clients = _live_hub_with_clients(capacity=1000)
     inbox_in, inbox_out = trio.open_memory_channel(200)
     summary = SummaryUpdate(NOW, "org/repo", "s", 1.0, TrendStatus.HOT, Momentum.STEADY, 3)
     real_publish, busy = hub.publish, [True]
@@ -122,10 +127,7 @@ async def test_a_replay_is_never_overloaded():
 async def test_a_late_event_loop_sheds_a_growing_share_of_new_events_then_recovers(autojump_clock):
     # CPU-bound, nothing queues: every task just gets its turn late. A "hog" makes each
     # scheduling round cost 0.2 s of (virtual) time; the hub must shed part of the stream.
-    hub = Hub(lambda: NOW, live=True)
-    clients = [Subscriber(capacity=100_000) for _ in range(10)]
-    for client in clients:
-        hub.attach(client, snapshot=False)
+    hub, clients = _live_hub_with_clients(capacity=100_000)
     inbox_in, inbox_out = trio.open_memory_channel(0)
     hogging = True
 

@@ -24,12 +24,6 @@ async def _open(app, query: str = "snapshot=0"):
     return ws
 
 
-@pytest.fixture
-async def app(nursery):
-    started = await start_app(nursery, make_settings(), source=ScriptedSource())
-    started._test_nursery = nursery
-    yield started
-    nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("text, code", [

@@ -62,12 +62,6 @@ def test_frame_text_is_what_a_client_parses_back():
 # ------------------------------------------------------------------- helpers
 
 
-@pytest.fixture
-async def app(nursery):
-    started = await start_app(nursery, make_settings(), source=ScriptedSource())
-    started._test_nursery = nursery
-    yield started
-    nursery.cancel_scope.cancel()
 
 
 class Peer:
