@@ -35,7 +35,6 @@ import bisect
 import collections
 import datetime as dt
 import heapq
-import itertools
 import math
 import re
 from typing import Callable, Iterable
@@ -602,16 +601,6 @@ _LEVEL = {
     TrendStatus.COOLING: "Slowing",
     TrendStatus.QUIET: "Low",
 }
-
-
-def summarize(model: ScoringModel, status: TrendStatus, count: int, titles_newest_first: Iterable[str]) -> str:
-    """"High activity with 45 events in 24h. Recent focus on X and Y." from recent titles."""
-    return summary_text(model, status, count, focus_of(model, titles_newest_first))
-
-
-def focus_of(model: ScoringModel, titles_newest_first: Iterable[str]) -> str:
-    """The two topics most of the newest ``summary_titles`` titles are about, or ""."""
-    return _focus_from(topic_of(title) for title in itertools.islice(titles_newest_first, model.summary_titles))
 
 
 def topic_of(title: str) -> str:
