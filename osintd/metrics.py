@@ -51,7 +51,7 @@ def counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
 def labelled(kind, name: str, documentation: str, labels: list[str], values: dict) -> Metric:
     family = kind(name, documentation, labels=labels)
     for key, value in sorted(values.items()):
-        family.add_metric(list(key) if isinstance(key, tuple) else [str(key)], value)
+        family.add_metric([str(part) for part in key] if isinstance(key, tuple) else [str(key)], value)
     return family
 
 

@@ -36,6 +36,7 @@ import collections
 import datetime as dt
 import heapq
 import math
+import operator
 import re
 from typing import Callable, Iterable
 
@@ -276,12 +277,11 @@ class RepoWindow:
     def focus(self, model: "ScoringModel") -> str:
         """The summary's "Recent focus on …" part, recomputed only when titles change."""
         if self._focus is None or self._focus[0] != self.titles_version:
-            topics = []
-            for entry in self.entries[: -model.summary_titles - 1: -1]:  # the newest, newest first
+            newest_first = self.entries[: -model.summary_titles - 1: -1]
+            for entry in newest_first:
                 if entry.topic is None:
                     entry.topic = topic_of(entry.title)
-                topics.append(entry.topic)
-            self._focus = (self.titles_version, _focus_from(topics))
+            self._focus = (self.titles_version, _focus_from([entry.topic for entry in newest_first]))
         return self._focus[1]
 
 
@@ -314,6 +314,7 @@ class Scorer:
         self.model = model
         self._decay = math.log(2) / model.half_life
         self._score_edges, self._velocity_edges = _edges(model)
+        self._bounds = {status: _Bounds.of(model, status) for status in TrendStatus}
         self._wall_clock = wall_clock
         self._repos: dict[str, RepoWindow] = {}
         self._seen_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -333,18 +334,24 @@ class Scorer:
         self._board_time = -math.inf
         self.total_events = 0
         self.duplicates = 0
-        self.ingested: collections.Counter[tuple[str, str]] = collections.Counter()  # (source, type)
+        #: Events accepted by (source, type).
+        self.ingested: collections.Counter[tuple[str, EventType]] = collections.Counter()
+        self._weights: dict[tuple[EventType, str | None, bool], float] = {}
 
     # ------------------------------------------------------------------ input
 
     def accept(self, event: Event) -> bool:
         """Score ``event``; False if its id was already scored (a duplicate)."""
-        if event.event_id in self._seen_ids:
+        seen = self._seen_ids
+        if event.event_id in seen:
             self.duplicates += 1
             return False
-        self._remember(event.event_id)
+        seen[event.event_id] = None
+        if len(seen) > self._dedupe_capacity:
+            seen.popitem(last=False)
         self.total_events += 1
-        self.ingested[(event.source, event.event_type.value)] += 1
+        event_type = event.event_type
+        self.ingested[(event.source, event_type)] += 1
         at = event.created_at.timestamp()
         if self._watermark is None or at > self._watermark:
             self._watermark = at
@@ -356,15 +363,22 @@ class Scorer:
             self._origin = at
         if at < self._now() - self.model.window:
             return True  # too old to count, but still news to the clients
-        event_type = event.event_type
-        actor_key = (event_type.value, event.author) if event_type in ONCE_PER_ACTOR else None
+        actor_key = (event_type, event.author) if event_type in ONCE_PER_ACTOR else None
         name = event.repo_full_name
         repo = self._repos.get(name)
         if repo is None:
             repo = self._repos[name] = RepoWindow(name)
-        repo.add(_Entry(at, self.model.weight_of(event), event.title, actor_key), self._decay)
+        repo.add(_Entry(at, self._weight_of(event), event.title, actor_key), self._decay)
         self._dirty.add(name)
         return True
+
+    def _weight_of(self, event: Event) -> float:
+        """``model.weight_of``, remembered per (type, action, bot): the same few keys come again and again."""
+        key = (event.event_type, event.action, event.is_bot)
+        weight = self._weights.get(key)
+        if weight is None:
+            weight = self._weights[key] = self.model.weight_of(event)
+        return weight
 
     def restore(self, events: list[Event], seen: list[str], trends: dict[str, TrendStatus]) -> None:
         """Rebuild from the state store: stored events scored silently, older ids
@@ -431,9 +445,11 @@ class Scorer:
     # -------------------------------------------------------------- internals
 
     def _now(self) -> float:
-        live = self._wall_clock().timestamp() if self._wall_clock is not None else None
-        candidates = [t for t in (live, self._watermark) if t is not None]
-        return max(candidates) if candidates else 0.0
+        watermark = self._watermark
+        if self._wall_clock is None:
+            return 0.0 if watermark is None else watermark
+        live = self._wall_clock().timestamp()
+        return live if watermark is None else max(live, watermark)
 
     def _observed(self, now: float) -> float:
         model = self.model
@@ -458,7 +474,7 @@ class Scorer:
             self._place(repo, key)
         score = repo.score_at(now, self._decay)
         velocity = self._velocity(repo, now)
-        trend = classify(self.model, round(score, 2), round(velocity, 2), repo.trend)
+        trend = self._bounds[repo.trend].classify(round(score, 2), round(velocity, 2))
         if trend is not repo.trend:
             repo.trend = trend
             self._trend_moves[repo.name] = None
@@ -575,23 +591,51 @@ def momentum_of(model: ScoringModel, velocity: float) -> Momentum:
 
 def classify(model: ScoringModel, score: float, velocity: float, current: TrendStatus) -> TrendStatus:
     """The trend status, with the current status's own thresholds relaxed (hysteresis)."""
+    return _Bounds.of(model, current).classify(score, velocity)
 
-    def at_least(threshold: float, status: TrendStatus) -> float:
-        return threshold * (1 - model.hysteresis) if status is current else threshold
 
-    def below(threshold: float, status: TrendStatus) -> float:
-        return threshold * (1 + model.hysteresis) if status is current else threshold
+@attrs.frozen
+class _Bounds:
+    """The thresholds :func:`classify` applies to a repository whose status is
+    ``current``: the model's, with ``current``'s own relaxed by the hysteresis.
+    The scorer keeps one per status rather than working them out per call."""
 
-    S = TrendStatus
-    if score >= at_least(model.hot_score, S.HOT) and velocity >= at_least(model.hot_velocity, S.HOT):
-        return S.HOT
-    if score >= at_least(model.active_score, S.ACTIVE) and velocity >= at_least(model.active_velocity, S.ACTIVE):
-        return S.ACTIVE
-    if score >= at_least(model.quiet_score, S.COOLING) and velocity < below(model.cooling_velocity, S.COOLING):
-        return S.COOLING
-    if score >= at_least(model.quiet_score, S.STABLE):
-        return S.STABLE
-    return S.QUIET
+    hot_score: float
+    hot_velocity: float
+    active_score: float
+    active_velocity: float
+    cooling_score: float
+    cooling_velocity: float
+    stable_score: float
+
+    @classmethod
+    def of(cls, model: ScoringModel, current: TrendStatus) -> "_Bounds":
+        S = TrendStatus
+
+        def at_least(threshold: float, status: TrendStatus) -> float:
+            return threshold * (1 - model.hysteresis) if status is current else threshold
+
+        def below(threshold: float, status: TrendStatus) -> float:
+            return threshold * (1 + model.hysteresis) if status is current else threshold
+
+        return cls(hot_score=at_least(model.hot_score, S.HOT), hot_velocity=at_least(model.hot_velocity, S.HOT),
+                   active_score=at_least(model.active_score, S.ACTIVE),
+                   active_velocity=at_least(model.active_velocity, S.ACTIVE),
+                   cooling_score=at_least(model.quiet_score, S.COOLING),
+                   cooling_velocity=below(model.cooling_velocity, S.COOLING),
+                   stable_score=at_least(model.quiet_score, S.STABLE))
+
+    def classify(self, score: float, velocity: float) -> TrendStatus:
+        """First match wins: HOT, ACTIVE, COOLING, STABLE, else QUIET."""
+        if score >= self.hot_score and velocity >= self.hot_velocity:
+            return TrendStatus.HOT
+        if score >= self.active_score and velocity >= self.active_velocity:
+            return TrendStatus.ACTIVE
+        if score >= self.cooling_score and velocity < self.cooling_velocity:
+            return TrendStatus.COOLING
+        if score >= self.stable_score:
+            return TrendStatus.STABLE
+        return TrendStatus.QUIET
 
 
 _LEVEL = {
@@ -612,8 +656,13 @@ def topic_of(title: str) -> str:
 
 
 def _focus_from(topics: Iterable[str]) -> str:
-    counts = collections.Counter(topic for topic in topics if topic)
-    return " and ".join(topic for topic, _ in counts.most_common(2))
+    """The two most frequent topics, ties to the one seen first (``topics`` newest first)."""
+    counts = collections.Counter(filter(None, topics))
+    if len(counts) <= 1:
+        return next(iter(counts), "")
+    # sorted() is stable, so ties keep the Counter's first-seen order (what most_common(2) does).
+    ranked = sorted(counts.items(), key=operator.itemgetter(1), reverse=True)
+    return f"{ranked[0][0]} and {ranked[1][0]}"
 
 
 def summary_text(model: ScoringModel, status: TrendStatus, count: int, focus: str) -> str:
