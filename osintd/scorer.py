@@ -73,9 +73,10 @@ SUMMARIZED = 30
 #: Event types that count once per actor inside the window.
 ONCE_PER_ACTOR = frozenset({EventType.STAR, EventType.FORK})
 
-# Summary topics: the first topic whose pattern matches a title counts for it.
+# Summary topics: the first topic whose pattern matches a title counts for it.  The patterns are
+# written in lower case and searched in the lower-cased title.
 _TOPICS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (topic, re.compile(pattern, re.IGNORECASE))
+    (topic, re.compile(pattern))
     for topic, pattern in (
         ("bug fixes", r"\b(fix(e[sd])?|bug|crash|regression|hotfix|patch)\b"),
         ("security", r"\b(security|cve|vuln\w*|xss|csrf)\b"),
@@ -470,8 +471,7 @@ class Scorer:
             return
         key = repo.key(self._decay, self._origin or 0.0)
         if key != repo.rank_key:
-            self._unplace(repo)
-            self._place(repo, key)
+            self._move(repo, key)
         score = repo.score_at(now, self._decay)
         velocity = self._velocity(repo, now)
         trend = self._bounds[repo.trend].classify(round(score, 2), round(velocity, 2))
@@ -505,6 +505,28 @@ class Scorer:
                         wake = min(wake, (self._first_event_at or now) + max(needed, model.recent))
         return max(wake, now)
 
+    def _move(self, repo: RepoWindow, key: float) -> None:
+        """Give ``repo`` its new key.  Most moves keep the repository between the same
+        neighbours: then the key changes in place, without shifting the lists (near the
+        top, where the busiest repositories are, a shift moves nearly all of them)."""
+        if repo.rank_key is not None:
+            index = self._index_of(repo)
+            keys, names = self._keys, self._names
+            after_previous = index == 0 or (keys[index - 1], names[index - 1]) < (-key, repo.name)
+            before_next = index + 1 == len(keys) or (-key, repo.name) < (keys[index + 1], names[index + 1])
+            if after_previous and before_next:
+                keys[index] = -key
+                repo.rank_key = key
+                return
+        self._unplace(repo)
+        self._place(repo, key)
+
+    def _index_of(self, repo: RepoWindow) -> int:
+        index = bisect.bisect_left(self._keys, -repo.rank_key)
+        while self._names[index] != repo.name:
+            index += 1
+        return index
+
     def _place(self, repo: RepoWindow, key: float) -> None:
         index = bisect.bisect_left(self._keys, -key)
         keys, names = self._keys, self._names
@@ -517,9 +539,7 @@ class Scorer:
     def _unplace(self, repo: RepoWindow) -> None:
         if repo.rank_key is None:
             return
-        index = bisect.bisect_left(self._keys, -repo.rank_key)
-        while self._names[index] != repo.name:
-            index += 1
+        index = self._index_of(repo)
         del self._keys[index]
         del self._names[index]
         repo.rank_key = None
@@ -648,7 +668,9 @@ _LEVEL = {
 
 
 def topic_of(title: str) -> str:
-    """The first topic whose pattern matches ``title``, or ""."""
+    """The first topic whose pattern matches ``title``, or "" (case-insensitive)."""
+    # Lower-casing once is a third cheaper than ten case-insensitive searches.
+    title = title.lower()
     for topic, pattern in _TOPICS:
         if pattern.search(title):
             return topic
