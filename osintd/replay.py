@@ -1,40 +1,33 @@
 """The replay source: GH Archive files (one Events API event per line).
 
-Owns: reading ``.json``/``.json.gz`` files line by line off the event loop,
-pacing them by their own timestamps at ``--replay-speed`` (or as fast as the
-pipeline takes them), and counting lines it cannot use.
+Owns: running the reader process (:mod:`osintd.replay_reader`, which reads,
+parses and normalises the file), pacing its events by their own timestamps at
+``--replay-speed`` (or passing them on as fast as the pipeline takes them),
+and reporting what the reader counted and could not use.
 Must not: score; a replay is "not live": event time is the only clock the
 scorer uses, so rankings come out as the live run's did.
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
+import subprocess
+import sys
 from pathlib import Path
-from typing import IO
 
-import attrs
-import orjson
 import trio
 
 from osintd.models import Event, SourceHealth
-from osintd.normalize import from_events_api
+from osintd.replay_reader import LENGTH, Chunk, ReplayStats, decode_chunk, event_from_fields
 
 log = logging.getLogger(__name__)
 
-#: How much of the file one read off the event loop takes (about 2,000 GH Archive lines).
-READ_BYTES = 2 * 1024 * 1024
 #: Events per channel item at --replay-speed max (few enough to keep the pipeline's buffers small).
 SEND_BATCH = 64
+#: How long a reader that has been told to stop gets before it is killed.
+READER_GRACE = 2.0
 
-
-@attrs.define
-class ReplayStats:
-    lines: int = 0
-    events: int = 0
-    skipped_unknown: int = 0
-    unusable: int = 0
+__all__ = ["ReplaySource", "ReplayStats", "SEND_BATCH"]
 
 
 class ReplaySource:
@@ -48,60 +41,96 @@ class ReplaySource:
         self.speed = speed
         self.stats = ReplayStats()
         self.finished = trio.Event()
+        #: The reader process's pid while it runs (None before and after).
+        self.reader_pid: int | None = None
 
     async def run(self, events: trio.MemorySendChannel[Event | list[Event]],
                   health: trio.MemorySendChannel[SourceHealth]) -> None:
-        handle = await trio.to_thread.run_sync(self._open)
-        try:
-            first_event_time: float | None = None
-            started = 0.0
-            while True:
-                lines = await trio.to_thread.run_sync(handle.readlines, READ_BYTES)
-                if not lines:
-                    break
-                if self.speed is None:  # as fast as the pipeline goes: in batches
-                    for start in range(0, len(lines), SEND_BATCH):
-                        batch = [e for e in map(self._parse, lines[start:start + SEND_BATCH]) if e is not None]
-                        if batch:
-                            await events.send(batch)
-                    continue
-                for line in lines:
-                    event = self._parse(line)
-                    if event is None:
-                        continue
-                    at = event.created_at.timestamp()
-                    if first_event_time is None:  # pacing starts with the first event
-                        first_event_time, started = at, trio.current_time()
-                    await trio.sleep_until(started + max(at - first_event_time, 0.0) / self.speed)
+        error = None
+        pace = _Pacing(self.speed) if self.speed is not None else None
+        async for chunk in self._read():
+            self.stats = chunk.stats
+            for warning in chunk.warnings:
+                log.warning("%s", warning)
+            batch = [event_from_fields(fields) for fields in chunk.events]
+            if pace is None:  # as fast as the pipeline goes: in batches
+                for start in range(0, len(batch), SEND_BATCH):
+                    await events.send(batch[start:start + SEND_BATCH])
+            else:
+                for event in batch:
+                    await pace.wait_for(event)
                     await events.send(event)
-        finally:
-            await trio.to_thread.run_sync(handle.close)
-        log.info("replay of %s finished: %d events from %d lines (%d unknown types, %d unusable)",
-                 self.path, self.stats.events, self.stats.lines, self.stats.skipped_unknown, self.stats.unusable)
+            error = chunk.error
+        stats = self.stats
+        if error is not None:
+            log.error("replay stopped early, after %d events from %d lines: %s", stats.events, stats.lines, error)
+            await health.send(SourceHealth("replay", "down", f"Replay stopped early: {error}"))
+        else:
+            log.info("replay of %s finished: %d events from %d lines (%d unknown types, %d unusable)",
+                     self.path, stats.events, stats.lines, stats.skipped_unknown, stats.unusable)
+            await health.send(SourceHealth("replay", "ok", f"Replay of {self.path.name} finished"))
         self.finished.set()
-        await health.send(SourceHealth("replay", "ok", f"Replay of {self.path.name} finished"))
 
-    def _open(self) -> IO[bytes]:
-        # Bytes: orjson parses UTF-8 itself, and a line that is not UTF-8 is just one unusable line.
-        if self.path.suffix == ".gz":
-            return gzip.open(self.path, "rb")
-        return open(self.path, "rb")
-
-    def _parse(self, line: bytes) -> Event | None:
-        self.stats.lines += 1
-        line = line.strip()
-        if not line:
-            return None
+    async def _read(self):
+        """The reader's chunks, in order, until the one marked done."""
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "osintd.replay_reader", str(self.path)], stdout=subprocess.PIPE)
+        self.reader_pid = process.pid
+        log.info("replay of %s: reader process %d started", self.path, process.pid)
         try:
-            item = orjson.loads(line)
-            event = from_events_api(item, source="replay")
-        except ValueError as exc:  # bad JSON or UTF-8 (orjson.JSONDecodeError), or Unusable
-            self.stats.unusable += 1
-            if self.stats.unusable <= 5:
-                log.warning("%s line %d: skipped: %s", self.path.name, self.stats.lines, exc)
-            return None
-        if event is None:
-            self.stats.skipped_unknown += 1
-            return None
-        self.stats.events += 1
-        return event
+            buffer = bytearray()
+            while True:
+                data = await process.stdout.receive_some(1 << 20)
+                if not data:
+                    code = await process.wait()
+                    raise RuntimeError(f"the replay reader ended without finishing {self.path.name} "
+                                       f"(exit status {code}); its error, if any, is in the log above")
+                buffer += data
+                for chunk in _complete_chunks(buffer):
+                    yield chunk
+                    if chunk.done:
+                        return
+        finally:
+            with trio.CancelScope(shield=True):
+                await _stop(process)
+            self.reader_pid = None
+
+
+def _complete_chunks(buffer: bytearray) -> list[Chunk]:
+    """Take every whole chunk off the front of ``buffer``."""
+    chunks = []
+    offset = 0
+    while len(buffer) - offset >= LENGTH.size:
+        (size,) = LENGTH.unpack_from(buffer, offset)
+        end = offset + LENGTH.size + size
+        if end > len(buffer):
+            break
+        chunks.append(decode_chunk(bytes(buffer[offset + LENGTH.size:end])))
+        offset = end
+    del buffer[:offset]
+    return chunks
+
+
+async def _stop(process: trio.Process) -> None:
+    """End the reader: it has finished, or the daemon is stopping and it need not."""
+    await process.stdout.aclose()  # a reader still writing gets EPIPE and exits quietly
+    with trio.move_on_after(READER_GRACE):
+        await process.wait()
+        return
+    process.kill()
+    await process.wait()
+
+
+class _Pacing:
+    """Sleeps until each event is due: event time since the first event, divided by the speed."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._first: float | None = None
+        self._started = 0.0
+
+    async def wait_for(self, event: Event) -> None:
+        at = event.created_at.timestamp()
+        if self._first is None:  # pacing starts with the first event
+            self._first, self._started = at, trio.current_time()
+        await trio.sleep_until(self._started + max(at - self._first, 0.0) / self.speed)

@@ -6,13 +6,19 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import os
+import pickle
 
+import attrs
 import httpx
 import pytest
 import trio
 
 from conftest import make_settings, start_app
 from fakegithub import events_api_item
+from osintd.models import Event, EventType
+from osintd.replay_reader import (CHUNK_EVENTS, Reader, ReplayStats, decode_chunk, encode_chunk, event_fields,
+                                  event_from_fields)
 
 END = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 HOUR = 3600.0
@@ -102,3 +108,64 @@ async def test_replay_speed_paces_by_event_time(tmp_path, nursery, autojump_cloc
     assert app.scorer.total_events == 6
     await trio.sleep(5)
     assert app.scorer.total_events == 11
+
+
+# -- the reader process
+
+def test_event_fields_round_trip_every_field():
+    """The reader sends events as tuples; a field added to Event and not to the tuple fails here."""
+    event = Event("commit_a/b_1", "a/b", EventType.COMMIT, "Fix it", "octocat", "https://github.com/a/b",
+                  END, action="created", is_bot=True, data={"ref": "main", "n": [1, 2]}, source="replay")
+    assert len(event_fields(event)) == len(attrs.fields(Event))
+    assert {field.name for field in attrs.fields(Event)} == {
+        field.name for field in attrs.fields(Event) if getattr(event, field.name) != field.default}, \
+        "give every field a non-default value above, so that the round trip checks it"
+    assert event_from_fields(pickle.loads(pickle.dumps(event_fields(event)))) == event
+
+
+def test_reader_chunks_counts_and_warnings(tmp_path):
+    good = [json.dumps(events_api_item(n, "r/x", kind="PushEvent")) for n in range(CHUNK_EVENTS + 100)]
+    lines = good[:10] + ["{broken", "", json.dumps({"type": "SponsorshipEvent"}), "[1]"] + good[10:]
+    path = tmp_path / "events.json"
+    path.write_text("\n".join(lines) + "\n")
+    chunks = [decode_chunk(encode_chunk(chunk)[4:]) for chunk in Reader(path).chunks()]
+    assert [len(c.events) for c in chunks] == [CHUNK_EVENTS, 100]
+    assert [c.done for c in chunks] == [False, True] and chunks[-1].error is None
+    assert chunks[-1].stats == ReplayStats(lines=len(lines), events=len(good), skipped_unknown=1, unusable=2)
+    assert [w.split(": skipped")[0] for w in chunks[0].warnings] == ["events.json line 11", "events.json line 14"]
+    ids = [event_from_fields(f).event_id for c in chunks for f in c.events]
+    assert len(set(ids)) == len(good)
+
+
+async def test_a_truncated_gz_stops_the_replay_with_a_clear_error(tmp_path, nursery, autojump_clock, caplog):
+    lines = [json.dumps(events_api_item(n, "cut/x", kind="PushEvent")) for n in range(3000)]
+    whole = gzip.compress(("\n".join(lines) + "\n").encode())
+    path = tmp_path / "cut.json.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    app = await start_app(nursery, make_settings(replay=path))
+    await app.sources[0].finished.wait()
+    await trio.sleep(2)
+    async with httpx.AsyncClient() as http:
+        health = (await http.get(f"http://127.0.0.1:{app.port}/api/v1/health")).json()
+    assert 0 < app.sources[0].stats.events < 3000 and app.scorer.total_events == app.sources[0].stats.events
+    assert health["components"]["replay"] == "down", health
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "replay stopped early" in errors[0] and "cut.json.gz" in errors[0], errors
+
+
+async def test_the_reader_process_ends_with_the_daemon(tmp_path):
+    line = json.dumps(events_api_item(1, "big/x", kind="PushEvent"))
+    path = tmp_path / "big.json"
+    path.write_text((line + "\n") * 200_000)  # duplicates: cheap to score, slow enough to read
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            app = await start_app(nursery, make_settings(replay=path))
+            source = app.sources[0]
+            while source.stats.lines == 0:
+                await trio.sleep(0.01)
+            pid = source.reader_pid
+            assert pid is not None and source.stats.lines < 200_000  # stopped in the middle
+            nursery.cancel_scope.cancel()
+    assert source.reader_pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # ended and reaped, not left behind
