@@ -155,7 +155,9 @@ class App:
             nursery.start_soon(health.run, health_out)
             nursery.start_soon(heartbeat, inbox_in.clone(), settings.heartbeat_interval, clock.now)
             nursery.start_soon(metrics, inbox_in.clone(), settings.metrics_interval, clock.now, counts)
-            nursery.start_soon(run_differ, differ, scored_out, inbox_in, clock.now, metrics_registry.lag.observe)
+            # A replay's events are as old as its file: their "lag" says nothing about the pipeline.
+            observe_lag = metrics_registry.lag.observe if live else _ignore
+            nursery.start_soon(run_differ, differ, scored_out, inbox_in, clock.now, observe_lag)
             nursery.start_soon(run_scorer, scorer, events_out, scored_in, settings.announce_interval, tick, live)
             async with events_in:  # each source holds its own clone; the stream ends when all are done
                 for source in sources:
@@ -211,3 +213,7 @@ class App:
 
 def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _ignore(_value: float) -> None:
+    pass
