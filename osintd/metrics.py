@@ -80,6 +80,8 @@ def daemon_families(hub, scorer, server, sources, webhooks, depths: dict[str, in
                   hub.stats.overload_episodes)
     yield counter("osintd_state_commit_failures", "State store commits that failed and were retried",
                   hub.store_failures)
+    yield counter("osintd_connections_accepted", "TCP connections accepted (HTTP and WebSocket)",
+                  server.connections_accepted)
     yield counter("osintd_connections_failed", "Connections ended by an unexpected error (contained)",
                   server.connections_failed)
     for source in sources:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ import trio_websocket
 
 import wsraw
 from conftest import ScriptedSource, make_settings, receive_json, receive_until, start_app, ws_url
+from osintd.server import ACCEPT_BURST
 
 
 async def _health(app) -> int:
@@ -226,3 +228,31 @@ async def test_bad_query_is_400(app, autojump_clock):
     for query in ("since=abc&epoch=x", "since=3", "types=new_event,gossip", "snapshot=maybe"):
         assert await _refused_status(app, query) == 400, query
     assert await _refused_status(app, "types=new_event&repos=openai/*") == 101
+
+
+async def test_a_backlog_of_connections_is_taken_in_a_few_turns_of_the_loop(app):
+    """trio's serve_listeners accepts one connection per turn of the event loop; at
+    saturation a turn is long, and thousands of clients took minutes to connect."""
+    count = 300
+    before = app.server.connections_accepted
+    # Connected while the loop is held by this test: all of them wait in the listen backlog.
+    sockets = [socket.create_connection(("127.0.0.1", app.port)) for _ in range(count)]
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(count_turns)
+                while app.server.connections_accepted < before + count:
+                    await trio.lowlevel.checkpoint()
+                nursery.cancel_scope.cancel()
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert turns <= count // ACCEPT_BURST + 10, f"{turns} turns of the loop to accept {count} connections"
