@@ -169,6 +169,21 @@ def parse_time(value: object) -> dt.datetime | None:
     webhooks' ``repository.pushed_at``), and datetimes.  Naive values are taken
     as UTC.  ``None``, empty, unparseable or out-of-range values give ``None``.
     """
+    if type(value) is str:
+        # GitHub's own form (``2019-05-15T15:20:41Z``) comes out of fromisoformat already in
+        # UTC, and the general path below would return that very datetime: skip the rest.
+        # fromisoformat accepts no surrounding whitespace, so not stripping changes nothing.
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is UTC:
+                return parsed
+    return _parse_time_generally(value)
+
+
+def _parse_time_generally(value: object) -> dt.datetime | None:
     try:
         if value is None or isinstance(value, bool):
             return None

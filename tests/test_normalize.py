@@ -510,6 +510,37 @@ def test_parse_time(value, expected):
         assert parsed.tzinfo is UTC
 
 
+#: GitHub's usual forms take parse_time's fast path; the rest (whitespace, other offsets,
+#: unix seconds, nonsense) fall through to the general path.  Both must agree.
+_FAST = ["2019-05-15T15:20:41Z", "2019-05-15T15:20:41.123456Z", "2019-05-15T15:20:41+00:00",
+         "2019-05-15 15:20:41Z", "2020-02-29T23:59:59Z", "0001-01-01T00:00:00Z"]
+_GENERAL = [" 2019-05-15T15:20:41Z", "2019-05-15T15:20:41Z\n", "2019-05-15T15:20:41-05:00",
+            "2019-05-15T15:20:41", "1557933657"]
+_NEITHER = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2019-02-29T00:00:00Z",
+            "2019-05-15T15:20:41ZZ", "Z", "T"]
+
+
+@pytest.mark.parametrize("text", _FAST + _GENERAL + _NEITHER)
+def test_parse_time_fast_path_agrees_with_the_general_path(text):
+    from osintd.normalize import _parse_time_generally
+
+    parsed = parse_time(text)
+    assert parsed == _parse_time_generally(text)
+    assert (parsed is None) == (text in _NEITHER)
+    assert parsed is None or parsed.tzinfo is UTC
+
+
+@pytest.mark.parametrize("text", ["2019-05-15T15:20:41Z", " 2019-05-15T15:20:41Z ", "2019-05-15T10:20:41-05:00"])
+def test_events_api_created_at_in_any_form(text):
+    assert from_events_api(_api(created_at=text)).created_at == dt.datetime(2019, 5, 15, 15, 20, 41, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["2019-02-29T00:00:00Z", "2019-05-15T25:00:00Z", "0001-01-01T00:00:00+01:00"])
+def test_events_api_bad_created_at_is_unusable(text):
+    with pytest.raises(Unusable, match="created_at"):
+        from_events_api(_api(created_at=text))
+
+
 # -------------------------------------------------------------- bad input
 
 
