@@ -754,7 +754,16 @@ def _one_line(text: str) -> str:
     return line if len(line) <= _TITLE_MAX else line[: _TITLE_MAX - 1] + "…"
 
 
+#: What builders put in ``data`` almost always: kept on a cheap exact-type check.
+_PRIMITIVE_TYPES = frozenset({str, int, bool})
+
+
 def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
     """Keep JSON primitives only; unknown values (``None``) are left out."""
     return {key: value for key, value in data.items()
-            if isinstance(value, (str, int, float, bool)) and not (isinstance(value, float) and value != value)}
+            if type(value) in _PRIMITIVE_TYPES or (value is not None and _is_primitive(value))}
+
+
+def _is_primitive(value: object) -> bool:
+    """Subclasses of str/int/bool and floats (not NaN) are JSON primitives too."""
+    return isinstance(value, (str, int, float, bool)) and not (isinstance(value, float) and value != value)
