@@ -216,7 +216,12 @@ def from_events_api(item: Mapping, source: str = "unknown") -> Event | None:
     ``source`` names who fetched it (``poll``, ``replay``) for the metrics.
     Raises :class:`Unusable` (and nothing else) for a malformed item.
     """
-    return _guarded("Events API item", _from_events_api, item, source)
+    try:  # here rather than in a shared wrapper: the extra call cost ~150 ns an event
+        return _from_events_api(item, source)
+    except Unusable:
+        raise
+    except _SLIPS as exc:
+        raise _malformed("Events API item", exc) from exc
 
 
 def from_webhook(event_name: str, payload: Mapping, received_at: dt.datetime) -> Event | None:
@@ -226,17 +231,20 @@ def from_webhook(event_name: str, payload: Mapping, received_at: dt.datetime) ->
     fallback time for payloads that carry no time of their own.  Raises
     :class:`Unusable` (and nothing else) for a malformed body.
     """
-    return _guarded(f"{event_name!r} webhook", _from_webhook, event_name, payload, received_at)
-
-
-def _guarded(what: str, function: Callable[..., Event | None], *args: Any) -> Event | None:
     try:
-        return function(*args)
+        return _from_webhook(event_name, payload, received_at)
     except Unusable:
         raise
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError, OverflowError,
-            RecursionError) as exc:
-        raise Unusable(f"malformed {what}: {type(exc).__name__}: {exc}") from exc
+    except _SLIPS as exc:
+        raise _malformed(f"{event_name!r} webhook", exc) from exc
+
+
+#: What reading odd input can raise besides Unusable; the entry points turn it into Unusable.
+_SLIPS = (KeyError, TypeError, AttributeError, ValueError, IndexError, OverflowError, RecursionError)
+
+
+def _malformed(what: str, exc: BaseException) -> Unusable:
+    return Unusable(f"malformed {what}: {type(exc).__name__}: {exc}")
 
 
 # Not frozen: it lives for one call and nobody keeps it, and a frozen attrs class sets each
