@@ -274,9 +274,10 @@ class _Context:
     def event(self, event_id: str, event_type: EventType, title: str, url: str,
               created_at: dt.datetime, action: str | None = None,
               data: Mapping[str, Any] | None = None) -> Event:
-        return Event(event_id=event_id, repo_full_name=self.repo, event_type=event_type,
-                     title=_one_line(title), author=self.author, url=url, created_at=created_at,
-                     action=action, is_bot=self.is_bot, data=_clean(data or {}), source=self.source)
+        # Positional, in Event's field order (test_event_field_order pins it): keyword
+        # arguments cost ~270 ns more per event.
+        return Event(event_id, self.repo, event_type, _one_line(title), self.author, url,
+                     created_at, action, self.is_bot, _clean(data or {}), self.source)
 
 
 def _from_events_api(item: Mapping, source: str) -> Event | None:
@@ -295,9 +296,9 @@ def _from_events_api(item: Mapping, source: str) -> Event | None:
         raise Unusable(f"Events API item has no usable created_at: {item.get('created_at')!r}")
     payload = _req_obj(item, "payload", "Events API item")
     web_base = _web_base_from_api_url(repo_obj.get("url"))
-    context = _Context(kind=kind, payload=payload, repo=repo, repo_url=f"{web_base}/{repo}",
-                       web_base=web_base, author=login, is_bot=_is_bot(login, actor.get("type")),
-                       fallback_time=created_at, fixed_time=True, source=source)
+    # Positional, in _Context's field order: keyword arguments cost ~200 ns more per event.
+    context = _Context(kind, payload, repo, f"{web_base}/{repo}", web_base, login,
+                       _is_bot(login, actor.get("type")), created_at, True, source)
     return _BUILDERS[kind](context)
 
 

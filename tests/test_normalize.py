@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+import attrs
 import pytest
 
 from osintd.models import Event, EventType
@@ -465,6 +466,13 @@ def test_bots():
     item = json.loads((SAMPLES / "events-api" / "list-repo-events.json").read_text())[0]
     item["actor"]["login"] = "dependabot[bot]"  # Events API actors have no type
     assert from_events_api(item).is_bot is True
+
+
+def test_event_field_order():
+    """normalize builds Event positionally (it is faster): reordering its fields must fail here."""
+    assert [field.name for field in attrs.fields(Event)] == [
+        "event_id", "repo_full_name", "event_type", "title", "author", "url", "created_at",
+        "action", "is_bot", "data", "source"]
 
 
 def test_naive_received_at_is_taken_as_utc():
