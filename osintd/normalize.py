@@ -361,14 +361,15 @@ def _push(c: _Context) -> Event | None:
     commits = p.get("commits")
     if commits is not None and not isinstance(commits, list):
         raise Unusable("push.commits is not a list")
-    commits = [_as_obj(commit, "push.commits[]") for commit in commits or ()]
+    commits = commits or []
+    for commit in commits:
+        _as_obj(commit, "push.commits[]")
     count = _opt_int(p, "size")
     if count is None and "commits" in p:
         count = len(commits)
     message = _opt_str(head_commit, "message") if head_commit else None
     if message is None and commits:
-        matching = [m for m in commits if head in (m.get("id"), m.get("sha"))]
-        message = _opt_str((matching or commits)[-1], "message")
+        message = _opt_str(_head_of(commits, head), "message")
     first_line = message.strip().splitlines()[0].strip() if message and message.strip() else ""
     if first_line:
         title = first_line
@@ -377,17 +378,37 @@ def _push(c: _Context) -> Event | None:
     else:
         title = f"Pushed to {short}"
     url = _http_url(head_commit.get("url")) if head_commit else None
-    files = {name for commit in commits for key in ("added", "removed", "modified")
-             if isinstance(commit.get(key), list) for name in commit[key] if isinstance(name, str)}
     data = {
         "sha": head, "branch": short, "ref": ref, "before": before,
         "commits": count, "distinct_commits": _opt_int(p, "distinct_size"),
         "created": p.get("created") is True or before == ZERO_SHA,
         "forced": p.get("forced") if isinstance(p.get("forced"), bool) else None,
-        "files_changed": len(files) if files else None,
+        "files_changed": _files_changed(commits),
     }
     return c.event(f"commit_{c.repo}_{head}", EventType.COMMIT, title, url or f"{c.repo_url}/commit/{head}",
                    when, None, data)
+
+
+# Loops, not comprehensions, in these two: 3.11 calls a function for every comprehension.
+
+
+def _head_of(commits: list[Mapping[str, Any]], head: str) -> Mapping[str, Any]:
+    """The (last) commit whose ``id`` or ``sha`` is ``head``, else the last commit."""
+    found = commits[-1]
+    for commit in commits:
+        if head in (commit.get("id"), commit.get("sha")):
+            found = commit
+    return found
+
+
+def _files_changed(commits: list[Mapping[str, Any]]) -> int | None:
+    """How many paths the commits' ``added``/``removed``/``modified`` lists name (webhooks only)."""
+    files = set()
+    for commit in commits:
+        for key in ("added", "removed", "modified"):
+            if isinstance(commit.get(key), list):
+                files.update(name for name in commit[key] if isinstance(name, str))
+    return len(files) or None
 
 
 def _create(c: _Context) -> Event | None:
@@ -729,9 +750,10 @@ def _is_bot(login: str, account_type: object) -> bool:
 
 def _split_ref(ref: str) -> tuple[str | None, str]:
     """``refs/heads/x`` → (branch, x); ``refs/tags/x`` → (tag, x); else (None, ref)."""
-    for prefix, ref_type in (("refs/heads/", "branch"), ("refs/tags/", "tag")):
-        if ref.startswith(prefix):
-            return ref_type, ref[len(prefix):]
+    if ref.startswith("refs/heads/"):
+        return "branch", ref[11:]
+    if ref.startswith("refs/tags/"):
+        return "tag", ref[10:]
     return None, ref
 
 
@@ -769,8 +791,11 @@ _PRIMITIVE_TYPES = frozenset({str, int, bool})
 
 def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
     """Keep JSON primitives only; unknown values (``None``) are left out."""
-    return {key: value for key, value in data.items()
-            if type(value) in _PRIMITIVE_TYPES or (value is not None and _is_primitive(value))}
+    clean = {}
+    for key, value in data.items():  # a loop: in 3.11 a comprehension is one more call
+        if type(value) in _PRIMITIVE_TYPES or (value is not None and _is_primitive(value)):
+            clean[key] = value
+    return clean
 
 
 def _is_primitive(value: object) -> bool:
