@@ -283,10 +283,11 @@ class _Context:
 def _from_events_api(item: Mapping, source: str) -> Event | None:
     if type(item) is not dict and not isinstance(item, Mapping):
         raise Unusable(f"Events API item is a {type(item).__name__}, not an object")
-    type_name = _req_str(item, "type", "Events API item")
-    kind = EVENTS_API_TYPES.get(type_name)
+    type_name = item.get("type")
+    kind = EVENTS_API_TYPES.get(type_name) if isinstance(type_name, str) else None
     if kind is None:
-        return None
+        _req_str(item, "type", "Events API item")  # raises for a missing or mistyped type
+        return None  # a type osintd does not use
     repo_obj = _req_obj(item, "repo", "Events API item")
     repo = _repo_name(repo_obj.get("name"), "repo.name")
     actor = _req_obj(item, "actor", "Events API item")
@@ -738,14 +739,15 @@ def _opt_int(m: Mapping, key: str) -> int | None:
 def _repo_name(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise Unusable(f"{where} is {value!r}, not an owner/name string")
-    owner, slash, name = value.partition("/")
-    if not slash or not owner or not name or "/" in name or value != value.strip():
+    # Exactly one slash, neither first nor last; count() makes no substrings, partition() did.
+    if value.count("/") != 1 or value[0] == "/" or value[-1] == "/" or value != value.strip():
         raise Unusable(f"{where} is {value!r}, not owner/name")
     return value
 
 
 def _is_bot(login: str, account_type: object) -> bool:
-    return account_type == "Bot" or login.lower().endswith("[bot]")
+    # Only "]" lower-cases to a trailing "]", so most logins are decided without lower().
+    return account_type == "Bot" or (login.endswith("]") and login.lower().endswith("[bot]"))
 
 
 def _split_ref(ref: str) -> tuple[str | None, str]:
@@ -765,8 +767,10 @@ def _http_url(value: object) -> str | None:
 
 def _web_base_from_api_url(value: object) -> str:
     """The web host that serves a REST API URL: api.github.com → github.com, GHES /api/v3 → its host."""
+    if not isinstance(value, str) or value.startswith("https://api.github.com/"):  # nearly always
+        return "https://github.com"
     url = _http_url(value)
-    if url is None or url.startswith("https://api.github.com/"):
+    if url is None:
         return "https://github.com"
     try:
         parts = urllib.parse.urlsplit(url)
