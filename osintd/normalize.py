@@ -406,6 +406,8 @@ def _files_changed(commits: list[Mapping[str, Any]]) -> int | None:
     """How many paths the commits' ``added``/``removed``/``modified`` lists name (webhooks only)."""
     files = set()
     for commit in commits:
+        if "added" not in commit and "removed" not in commit and "modified" not in commit:
+            continue  # Events API commits carry no file lists: skip the three lookups
         for key in ("added", "removed", "modified"):
             if isinstance(commit.get(key), list):
                 files.update(name for name in commit[key] if isinstance(name, str))
@@ -726,13 +728,15 @@ def _opt_str(m: Mapping, key: str) -> str | None:
 
 def _req_int(m: Mapping, key: str, where: str) -> int:
     value = m.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
+    if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
         raise Unusable(f"{where}.{key} is {value!r}, not an integer")
     return value
 
 
 def _opt_int(m: Mapping, key: str) -> int | None:
     value = m.get(key)
+    if type(value) is int:  # bool is an int subclass: only this exact test spares the second check
+        return value
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
