@@ -538,6 +538,18 @@ def test_parse_time_fast_path_agrees_with_the_general_path(text):
     assert parsed is None or parsed.tzinfo is UTC
 
 
+def test_parse_time_remembers_a_bounded_number_of_timestamps():
+    from osintd import normalize
+
+    start = dt.datetime(2026, 3, 1, tzinfo=UTC)
+    for _ in range(2):  # the second round is answered from memory, where memory holds it
+        for second in range(normalize._RECENT_TIMES_MAX + 100):
+            expected = start + dt.timedelta(seconds=second)
+            assert parse_time(expected.strftime("%Y-%m-%dT%H:%M:%SZ")) == expected
+            assert len(normalize._RECENT_TIMES) <= normalize._RECENT_TIMES_MAX
+    assert parse_time("2026-03-01T00:00:00Z") is parse_time("2026-03-01T00:00:00Z")
+
+
 @pytest.mark.parametrize("text", ["2019-05-15T15:20:41Z", " 2019-05-15T15:20:41Z ", "2019-05-15T10:20:41-05:00"])
 def test_events_api_created_at_in_any_form(text):
     assert from_events_api(_api(created_at=text)).created_at == dt.datetime(2019, 5, 15, 15, 20, 41, tzinfo=UTC)
