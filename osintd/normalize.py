@@ -447,7 +447,7 @@ def _create(c: _Context) -> Event | None:
 def _ref_event(c: _Context, event_type: EventType, ref_type: str, ref: str, when: dt.datetime,
                via: str, sha: str | None = None) -> Event:
     verb = "created" if event_type is EventType.CREATE else "deleted"
-    url = (f"{c.repo_url}/tree/{urllib.parse.quote(ref, safe='/')}"
+    url = (f"{c.repo_url}/tree/{_quote(ref, safe='/')}"
            if event_type is EventType.CREATE else c.repo_url)
     data = {"ref": ref, "ref_type": ref_type, "sha": sha, "via": via}
     return c.event(f"{event_type}_{c.repo}_{ref_type}_{ref}", event_type,
@@ -595,7 +595,7 @@ def _release(c: _Context) -> Event | None:
     return c.event(f"release_{release_id}", EventType.RELEASE,
                    f"Release {name.strip() if name and name.strip() else tag}",
                    _http_url(release.get("html_url"))
-                   or f"{c.repo_url}/releases/tag/{urllib.parse.quote(tag, safe='')}",
+                   or f"{c.repo_url}/releases/tag/{_quote(tag, safe='')}",
                    c.time(release.get("published_at"), release.get("created_at")), "published", data)
 
 
@@ -799,6 +799,18 @@ def _web_base_from_api_url(value: object) -> str:
     if parts.path.startswith("/api/v3/") and host:
         return f"{parts.scheme}://{host}"
     return "https://github.com"
+
+
+#: Text that urllib.parse.quote leaves as it is: its always-safe characters (and "/" if safe).
+_UNQUOTED = {"": re.compile(r"[A-Za-z0-9_.~-]*"), "/": re.compile(r"[A-Za-z0-9_.~/-]*")}
+
+
+def _quote(text: str, safe: str) -> str:
+    """``urllib.parse.quote(text, safe=safe)``; most refs and tags need no escaping, and a
+    regular expression tells so at a quarter of quote's cost."""
+    if type(text) is str and _UNQUOTED[safe].fullmatch(text):
+        return text
+    return urllib.parse.quote(text, safe=safe)
 
 
 def _one_line(text: str) -> str:

@@ -701,3 +701,13 @@ def test_mutated_events_api_items_give_an_event_none_or_unusable(name: str, inde
             continue
         if event is not None:
             assert_well_formed(event)
+
+
+@pytest.mark.parametrize("text", ["main", "feature/x-y_z.1~", "v1.0+build", "a b", "ü", "%41", "", "a/b#c"])
+@pytest.mark.parametrize("safe", ["", "/"])
+def test_quote_fast_path_is_urllib_quote(text, safe):
+    import urllib.parse
+
+    from osintd.normalize import _quote
+
+    assert _quote(text, safe) == urllib.parse.quote(text, safe=safe)
