@@ -301,14 +301,21 @@ def _from_events_api(item: Mapping, source: str) -> Event | None:
     if kind is None:
         _req_str(item, "type", "Events API item")  # raises for a missing or mistyped type
         return None  # a type osintd does not use
-    repo_obj = _req_obj(item, "repo", "Events API item")
+    # The three objects are dicts nearly always; _req_obj (one call each) checks the rest.
+    repo_obj = item.get("repo")
+    if type(repo_obj) is not dict:
+        repo_obj = _req_obj(item, "repo", "Events API item")
     repo = _repo_name(repo_obj.get("name"), "repo.name")
-    actor = _req_obj(item, "actor", "Events API item")
+    actor = item.get("actor")
+    if type(actor) is not dict:
+        actor = _req_obj(item, "actor", "Events API item")
     login = _req_str(actor, "login", "actor")
     created_at = parse_time(item.get("created_at"))
     if created_at is None:
         raise Unusable(f"Events API item has no usable created_at: {item.get('created_at')!r}")
-    payload = _req_obj(item, "payload", "Events API item")
+    payload = item.get("payload")
+    if type(payload) is not dict:
+        payload = _req_obj(item, "payload", "Events API item")
     web_base = _web_base_from_api_url(repo_obj.get("url"))
     # Positional, in _Context's field order: keyword arguments cost ~200 ns more per event.
     context = _Context(kind, payload, repo, f"{web_base}/{repo}", web_base, login,
@@ -377,7 +384,8 @@ def _push(c: _Context) -> Event | None:
         raise Unusable("push.commits is not a list")
     commits = commits or []
     for commit in commits:
-        _as_obj(commit, "push.commits[]")
+        if type(commit) is not dict:
+            _as_obj(commit, "push.commits[]")
     count = _opt_int(p, "size")
     if count is None and "commits" in p:
         count = len(commits)
