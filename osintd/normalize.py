@@ -839,7 +839,13 @@ def _quote(text: str, safe: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    line = " ".join(text.split())
+    # Most titles are one line already; every whitespace character but " " is unprintable,
+    # so these tests pick out exactly the titles split/join would return unchanged.
+    if (type(text) is str and text.isprintable() and "  " not in text
+            and not text.startswith(" ") and not text.endswith(" ")):
+        line = text
+    else:
+        line = " ".join(text.split())
     return line if len(line) <= _TITLE_MAX else line[: _TITLE_MAX - 1] + "…"
 
 

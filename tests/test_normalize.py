@@ -711,3 +711,14 @@ def test_quote_fast_path_is_urllib_quote(text, safe):
     from osintd.normalize import _quote
 
     assert _quote(text, safe) == urllib.parse.quote(text, safe=safe)
+
+
+_WHITESPACE = [chr(i) for i in range(0x3001) if chr(i).isspace()]
+
+
+@pytest.mark.parametrize("text", ["Fix it", "", " ", "a  b", " a", "a ", "naïve café", "x\u200by", "tab\there",
+                                  *(f"a{ws}b" for ws in _WHITESPACE), *(f"{ws}a" for ws in _WHITESPACE)])
+def test_one_line_fast_path_is_split_and_join(text):
+    from osintd.normalize import _one_line
+
+    assert _one_line(text) == " ".join(text.split())
