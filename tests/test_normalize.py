@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+import attrs
 import pytest
 
 from osintd.models import Event, EventType
@@ -467,6 +468,13 @@ def test_bots():
     assert from_events_api(item).is_bot is True
 
 
+def test_event_field_order():
+    """normalize builds Event positionally (it is faster): reordering its fields must fail here."""
+    assert [field.name for field in attrs.fields(Event)] == [
+        "event_id", "repo_full_name", "event_type", "title", "author", "url", "created_at",
+        "action", "is_bot", "data", "source"]
+
+
 def test_naive_received_at_is_taken_as_utc():
     event = hook("watch.started.json", received_at=dt.datetime(2026, 1, 15, 10, 30))
     assert event.created_at == dt.datetime(2026, 1, 15, 10, 30, tzinfo=UTC)
@@ -508,6 +516,49 @@ def test_parse_time(value, expected):
     assert parsed == expected
     if parsed is not None:
         assert parsed.tzinfo is UTC
+
+
+#: GitHub's usual forms take parse_time's fast path; the rest (whitespace, other offsets,
+#: unix seconds, nonsense) fall through to the general path.  Both must agree.
+_FAST = ["2019-05-15T15:20:41Z", "2019-05-15T15:20:41.123456Z", "2019-05-15T15:20:41+00:00",
+         "2019-05-15 15:20:41Z", "2020-02-29T23:59:59Z", "0001-01-01T00:00:00Z"]
+_GENERAL = [" 2019-05-15T15:20:41Z", "2019-05-15T15:20:41Z\n", "2019-05-15T15:20:41-05:00",
+            "2019-05-15T15:20:41", "1557933657"]
+_NEITHER = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2019-02-29T00:00:00Z",
+            "2019-05-15T15:20:41ZZ", "Z", "T"]
+
+
+@pytest.mark.parametrize("text", _FAST + _GENERAL + _NEITHER)
+def test_parse_time_fast_path_agrees_with_the_general_path(text):
+    from osintd.normalize import _parse_time_generally
+
+    parsed = parse_time(text)
+    assert parsed == _parse_time_generally(text)
+    assert (parsed is None) == (text in _NEITHER)
+    assert parsed is None or parsed.tzinfo is UTC
+
+
+def test_parse_time_remembers_a_bounded_number_of_timestamps():
+    from osintd import normalize
+
+    start = dt.datetime(2026, 3, 1, tzinfo=UTC)
+    for _ in range(2):  # the second round is answered from memory, where memory holds it
+        for second in range(normalize._RECENT_TIMES_MAX + 100):
+            expected = start + dt.timedelta(seconds=second)
+            assert parse_time(expected.strftime("%Y-%m-%dT%H:%M:%SZ")) == expected
+            assert len(normalize._RECENT_TIMES) <= normalize._RECENT_TIMES_MAX
+    assert parse_time("2026-03-01T00:00:00Z") is parse_time("2026-03-01T00:00:00Z")
+
+
+@pytest.mark.parametrize("text", ["2019-05-15T15:20:41Z", " 2019-05-15T15:20:41Z ", "2019-05-15T10:20:41-05:00"])
+def test_events_api_created_at_in_any_form(text):
+    assert from_events_api(_api(created_at=text)).created_at == dt.datetime(2019, 5, 15, 15, 20, 41, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["2019-02-29T00:00:00Z", "2019-05-15T25:00:00Z", "0001-01-01T00:00:00+01:00"])
+def test_events_api_bad_created_at_is_unusable(text):
+    with pytest.raises(Unusable, match="created_at"):
+        from_events_api(_api(created_at=text))
 
 
 # -------------------------------------------------------------- bad input
@@ -650,3 +701,24 @@ def test_mutated_events_api_items_give_an_event_none_or_unusable(name: str, inde
             continue
         if event is not None:
             assert_well_formed(event)
+
+
+@pytest.mark.parametrize("text", ["main", "feature/x-y_z.1~", "v1.0+build", "a b", "ü", "%41", "", "a/b#c"])
+@pytest.mark.parametrize("safe", ["", "/"])
+def test_quote_fast_path_is_urllib_quote(text, safe):
+    import urllib.parse
+
+    from osintd.normalize import _quote
+
+    assert _quote(text, safe) == urllib.parse.quote(text, safe=safe)
+
+
+_WHITESPACE = [chr(i) for i in range(0x3001) if chr(i).isspace()]
+
+
+@pytest.mark.parametrize("text", ["Fix it", "", " ", "a  b", " a", "a ", "naïve café", "x\u200by", "tab\there",
+                                  *(f"a{ws}b" for ws in _WHITESPACE), *(f"{ws}a" for ws in _WHITESPACE)])
+def test_one_line_fast_path_is_split_and_join(text):
+    from osintd.normalize import _one_line
+
+    assert _one_line(text) == " ".join(text.split())
