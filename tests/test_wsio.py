@@ -59,6 +59,19 @@ def test_frame_text_is_what_a_client_parses_back():
     assert frame[0] == 0x81 and not frame[1] & 0x80  # FIN + text, unmasked
 
 
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_frame_text_is_byte_for_byte_wsprotos_framing(length):
+    """Every length class of RFC 6455 5.2 (7-bit, 16-bit, 64-bit) on both sides of each boundary."""
+    text = "x" * length
+    assert wsio.frame_text(text) == bytes(FrameProtocol(client=False, extensions=[]).send_data(text, fin=True))
+
+
+@pytest.mark.parametrize("text", ["ünïcode ✓", "🔥 HOT " * 20, "日本語" * 30000])
+def test_frame_text_of_non_ascii_is_byte_for_byte_wsprotos_framing(text):
+    """The length in the header is the UTF-8 length, not the number of characters."""
+    assert wsio.frame_text(text) == bytes(FrameProtocol(client=False, extensions=[]).send_data(text, fin=True))
+
+
 # ------------------------------------------------------------------- helpers
 
 
