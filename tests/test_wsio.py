@@ -31,8 +31,8 @@ CLOSE_TIMEOUT = SessionSettings().close_timeout
 
 def test_pinned_wsproto_version_is_the_one_installed():
     assert wsproto.__version__.startswith(wsio.SUPPORTED_WSPROTO), (
-        f"wsproto {wsproto.__version__}: re-check osintd/wsio.py against H11Handshake.connection, "
-        "wsproto.connection.Connection and FrameProtocol")
+        f"wsproto {wsproto.__version__}: re-check osintd/wsio.py against H11Handshake.connection "
+        "and wsproto.connection.Connection")
 
 
 def test_the_undocumented_wsproto_parts_wsio_uses_still_behave():
