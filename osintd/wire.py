@@ -1,6 +1,6 @@
 """The JSON wire format, made in one place by one cattrs converter.
 
-Owns: turning message objects into JSON text and client JSON into request
+Owns: turning message objects into JSON (UTF-8 bytes) and client JSON into request
 objects, with the error codes of a malformed request.
 Must not: decide who receives what, or hold any state.
 
@@ -109,18 +109,19 @@ _payload_functions: dict[type, Callable[[Outgoing], dict[str, Any]]] = {
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
 
 
-def encode(message: Outgoing, seq: int | None = None) -> str:
-    """The message as one compact JSON text (UTF-8 characters kept, not escaped)."""
+def encode(message: Outgoing, seq: int | None = None) -> bytes:
+    """The message as one compact JSON text in UTF-8 (non-ASCII characters kept, not
+    escaped): bytes, as orjson makes them and as the WebSocket frame carries them."""
     payload = _payload_functions[type(message)](message)
     if seq is not None:
         payload["seq"] = seq
     try:
-        return orjson.dumps(payload, default=converter.unstructure, option=_ORJSON_OPTIONS).decode()
+        return orjson.dumps(payload, default=converter.unstructure, option=_ORJSON_OPTIONS)
     except orjson.JSONEncodeError:
         # What orjson refuses (a lone surrogate in a title, an integer beyond 64 bits) the
         # json module writes, escaped to ASCII so that the text is still valid UTF-8; the
         # values handed over as they are are unstructured now.
-        return json.dumps(converter.unstructure(payload), separators=(",", ":"))
+        return json.dumps(converter.unstructure(payload), separators=(",", ":")).encode()
 
 
 def dumps(value: Any) -> str:

@@ -65,16 +65,15 @@ _HEADER_16 = struct.Struct("!BBH").pack
 _HEADER_64 = struct.Struct("!BBQ").pack
 
 
-def frame_text(text: str) -> bytes:
-    """A complete, unmasked WebSocket text frame carrying ``text``.
+def frame_text(payload: bytes) -> bytes:
+    """A complete, unmasked WebSocket text frame carrying ``payload`` (UTF-8 text).
 
     A server's frame is the simplest kind (RFC 6455 5.2): never masked, no
     extension, never fragmented here, so it is a header of 2, 4 or 10 bytes and
-    the UTF-8 payload.  wsproto's FrameProtocol handles every kind of frame and
-    took longer than encoding the message itself (1.9 us of a 490-byte
-    new_event, against 0.1 us here), once for every broadcast.
+    the payload.  wsproto's FrameProtocol handles every kind of frame and took
+    longer than encoding the message itself (1.9 us for a 490-byte new_event,
+    against 0.15 us here), once for every broadcast.
     """
-    payload = text.encode()
     length = len(payload)
     if length < 126:
         header = _SHORT_HEADERS[length]
@@ -83,6 +82,13 @@ def frame_text(text: str) -> bytes:
     else:
         header = _HEADER_64(_FIN_TEXT, 127, length)
     return header + payload
+
+
+def frame_payload(frame: bytes) -> bytes:
+    """The payload of a frame made by :func:`frame_text`: what follows its header,
+    whose length the second byte tells (unmasked: that byte is the length code)."""
+    code = frame[1]
+    return frame[2 if code < 126 else 4 if code == 126 else 10:]
 
 
 # ------------------------------------------------------------------ handshake

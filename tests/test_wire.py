@@ -25,8 +25,7 @@ def _json(expected: dict) -> bytes:
 
 
 def _encoded(message, seq=None) -> bytes:
-    encoded = wire.encode(message, seq=seq)
-    return encoded if isinstance(encoded, bytes) else encoded.encode()
+    return wire.encode(message, seq=seq)
 
 
 def _new_event(**changes) -> NewEvent:

@@ -51,7 +51,7 @@ def test_the_undocumented_wsproto_parts_wsio_uses_still_behave():
 
 def test_frame_text_is_what_a_client_parses_back():
     text = json.dumps({"type": "new_event", "title": "ünïcode ✓" * 50})
-    frame = wsio.frame_text(text)
+    frame = wsio.frame_text(text.encode())
     reader = FrameProtocol(client=True, extensions=[])
     reader.receive_bytes(frame)
     parsed = list(reader.received_frames())
@@ -63,13 +63,17 @@ def test_frame_text_is_what_a_client_parses_back():
 def test_frame_text_is_byte_for_byte_wsprotos_framing(length):
     """Every length class of RFC 6455 5.2 (7-bit, 16-bit, 64-bit) on both sides of each boundary."""
     text = "x" * length
-    assert wsio.frame_text(text) == bytes(FrameProtocol(client=False, extensions=[]).send_data(text, fin=True))
+    frame = wsio.frame_text(text.encode())
+    assert frame == bytes(FrameProtocol(client=False, extensions=[]).send_data(text, fin=True))
+    assert wsio.frame_payload(frame) == text.encode()
 
 
 @pytest.mark.parametrize("text", ["ünïcode ✓", "🔥 HOT " * 20, "日本語" * 30000])
 def test_frame_text_of_non_ascii_is_byte_for_byte_wsprotos_framing(text):
     """The length in the header is the UTF-8 length, not the number of characters."""
-    assert wsio.frame_text(text) == bytes(FrameProtocol(client=False, extensions=[]).send_data(text, fin=True))
+    frame = wsio.frame_text(text.encode())
+    assert frame == bytes(FrameProtocol(client=False, extensions=[]).send_data(text, fin=True))
+    assert wsio.frame_payload(frame) == text.encode()
 
 
 # ------------------------------------------------------------------- helpers
