@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tracemalloc
 
 from osintd import wire
 from osintd.messages import (
@@ -126,3 +127,16 @@ def test_what_orjson_refuses_is_written_by_json_escaped_to_ascii():
     }, separators=(",", ":")).encode()
     huge = _new_event(title="t", data={"n": 2**70, "at": MOMENT})
     assert json.loads(_encoded(huge))["data"] == {"n": 2**70, "at": MOMENT_TEXT}
+
+
+def test_encoded_bytes_are_a_buffer_of_their_own_size():
+    """orjson (3.12 on) hands back a buffer it does not shrink (4 KB behind a 500-byte
+    message); whoever keeps encoded messages would pin the rest, so ``encode`` copies."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [wire.encode(_new_event(), seq=n) for n in range(200)]
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert used < 2 * sum(len(encoded) for encoded in kept)
