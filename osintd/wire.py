@@ -25,7 +25,7 @@ import cattrs
 import orjson
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 from cattrs.fns import identity
-from cattrs.gen import make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_unstructure_fn_from_attrs, override
 
 from osintd.clock import isoformat
 from osintd.messages import INCOMING_TYPES, SUBSCRIBABLE_TYPES, Incoming, Outgoing, SubscribeRequest
@@ -80,6 +80,18 @@ def _string_list(value: Any, _type: type) -> list[str]:
 _strict_converter.register_structure_hook_func(lambda cls: cls == list[str], _string_list)
 
 
+@attrs.frozen
+class _Typed:
+    """The ``TYPE`` class variable of every outgoing class, as an attribute cattrs can
+    generate code for: listed before the message's own fields (and renamed ``type``),
+    it makes the generated function write ``type`` first, in the one dict it builds."""
+
+    TYPE: str
+
+
+attrs.resolve_types(_Typed)
+
+
 def _payload_function(cls: type) -> Callable[[Outgoing], dict[str, Any]]:
     """The function that turns a ``cls`` message into its JSON object, less ``seq``."""
     attrs.resolve_types(cls)
@@ -90,13 +102,13 @@ def _payload_function(cls: type) -> Callable[[Outgoing], dict[str, Any]]:
     # but always.  Whatever orjson does not write itself it hands to the converter
     # (``default=`` in ``encode``), datetimes included, so the output is the same.
     as_is = {field.name: override(unstruct_hook=identity) for field in fields if field.type == dict[str, Any]}
-    unstructure_fields = make_dict_unstructure_fn(cls, converter, **as_is)
-    kind = cls.TYPE
+    payload = make_dict_unstructure_fn_from_attrs([attrs.fields(_Typed).TYPE, *fields], cls, converter,
+                                                  TYPE=override(rename="type"), **as_is)
     if not any(type(None) in typing.get_args(field.type) for field in fields):
-        return lambda message: {"type": kind, **unstructure_fields(message)}
+        return payload
 
     def leaving_out_none(message: Outgoing) -> dict[str, Any]:
-        return {"type": kind, **{k: v for k, v in unstructure_fields(message).items() if v is not None}}
+        return {k: v for k, v in payload(message).items() if v is not None}
     return leaving_out_none
 
 
