@@ -63,19 +63,14 @@ class Differ:
 
     @staticmethod
     def new_event(event: Event, now: dt.datetime) -> NewEvent:
-        data = dict(event.data)
-        if event.action is not None:
-            data.setdefault("action", event.action)
-        return NewEvent(
-            timestamp=now,
-            event_id=event.event_id,
-            repo_full_name=event.repo_full_name,
-            event_type=event.event_type.value,
-            title=event.title,
-            author=event.author,
-            url=event.url,
-            data=data,
-        )
+        """The ``new_event`` of ``event``: its data, with its ``action`` added (last) when
+        the data does not say one.  The data is shared, not copied, when nothing is added:
+        neither the event nor the message ever changes it."""
+        data = event.data
+        if event.action is not None and "action" not in data:
+            data = {**data, "action": event.action}
+        return NewEvent(now, event.event_id, event.repo_full_name, event.event_type.value,
+                        event.title, event.author, event.url, data)
 
     def changes(self, board: Scoreboard, now: dt.datetime, monotonic: float) -> list:
         """All announcements ``board`` justifies, rankings first; updates what was announced."""

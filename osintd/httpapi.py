@@ -242,5 +242,5 @@ class HttpApi:
         return Response(200, {"rank": rank, **wire.converter.unstructure(score)})
 
     def _events(self) -> Response:
-        newest_first = (json.loads(f.text) for f in reversed(self.hub.ring) if f.type == NewEvent.TYPE)
+        newest_first = (json.loads(f.payload) for f in reversed(self.hub.ring) if f.type == NewEvent.TYPE)
         return Response(200, {"events": list(itertools.islice(newest_first, 100))})

@@ -60,7 +60,8 @@ class StoredFrame:
     seq: int
     type: str
     repo: str | None
-    text: str
+    #: The message's JSON as the hub's frame holds it (UTF-8); the ring table keeps it as TEXT.
+    payload: bytes
 
 
 @attrs.frozen
@@ -127,7 +128,8 @@ class StateStore:
     def _load(self) -> SavedState:
         db = self._db
         meta = dict(db.execute("SELECT key, value FROM meta"))
-        ring = [StoredFrame(*row) for row in db.execute("SELECT seq, type, repo, text FROM ring ORDER BY seq")]
+        ring = [StoredFrame(seq, kind, repo, text.encode())
+                for seq, kind, repo, text in db.execute("SELECT seq, type, repo, text FROM ring ORDER BY seq")]
         events = []
         for (body,) in db.execute("SELECT body FROM events ORDER BY created_at"):
             try:
@@ -167,8 +169,10 @@ class StateStore:
             if epoch is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (epoch,))
             if batch.frames:
+                # Decoded here, in the store's thread, not on the hub's path; TEXT, not a BLOB,
+                # so that files written before (and sqlite3's shell) read the same.
                 db.executemany("INSERT OR REPLACE INTO ring VALUES (?, ?, ?, ?)",
-                               [(f.seq, f.type, f.repo, f.text) for f in batch.frames])
+                               [(f.seq, f.type, f.repo, f.payload.decode()) for f in batch.frames])
                 newest = batch.frames[-1].seq
                 db.execute("DELETE FROM ring WHERE seq <= ?", (newest - self._ring_capacity,))
             if batch.events:

@@ -31,8 +31,8 @@ CLOSE_TIMEOUT = SessionSettings().close_timeout
 
 def test_pinned_wsproto_version_is_the_one_installed():
     assert wsproto.__version__.startswith(wsio.SUPPORTED_WSPROTO), (
-        f"wsproto {wsproto.__version__}: re-check osintd/wsio.py against H11Handshake.connection, "
-        "wsproto.connection.Connection and FrameProtocol")
+        f"wsproto {wsproto.__version__}: re-check osintd/wsio.py against H11Handshake.connection "
+        "and wsproto.connection.Connection")
 
 
 def test_the_undocumented_wsproto_parts_wsio_uses_still_behave():
@@ -51,12 +51,29 @@ def test_the_undocumented_wsproto_parts_wsio_uses_still_behave():
 
 def test_frame_text_is_what_a_client_parses_back():
     text = json.dumps({"type": "new_event", "title": "ünïcode ✓" * 50})
-    frame = wsio.frame_text(text)
+    frame = wsio.frame_text(text.encode())
     reader = FrameProtocol(client=True, extensions=[])
     reader.receive_bytes(frame)
     parsed = list(reader.received_frames())
     assert len(parsed) == 1 and parsed[0].payload == text and parsed[0].message_finished
     assert frame[0] == 0x81 and not frame[1] & 0x80  # FIN + text, unmasked
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_frame_text_is_byte_for_byte_wsprotos_framing(length):
+    """Every length class of RFC 6455 5.2 (7-bit, 16-bit, 64-bit) on both sides of each boundary."""
+    text = "x" * length
+    frame = wsio.frame_text(text.encode())
+    assert frame == bytes(FrameProtocol(client=False, extensions=[]).send_data(text, fin=True))
+    assert wsio.frame_payload(frame) == text.encode()
+
+
+@pytest.mark.parametrize("text", ["ünïcode ✓", "🔥 HOT " * 20, "日本語" * 30000])
+def test_frame_text_of_non_ascii_is_byte_for_byte_wsprotos_framing(text):
+    """The length in the header is the UTF-8 length, not the number of characters."""
+    frame = wsio.frame_text(text.encode())
+    assert frame == bytes(FrameProtocol(client=False, extensions=[]).send_data(text, fin=True))
+    assert wsio.frame_payload(frame) == text.encode()
 
 
 # ------------------------------------------------------------------- helpers
