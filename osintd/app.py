@@ -156,7 +156,7 @@ class App:
             nursery.start_soon(heartbeat, inbox_in.clone(), settings.heartbeat_interval, clock.now)
             nursery.start_soon(metrics, inbox_in.clone(), settings.metrics_interval, clock.now, counts)
             # A replay's events are as old as its file: their "lag" says nothing about the pipeline.
-            observe_lag = metrics_registry.lag.observe if live else _ignore
+            observe_lag = metrics_registry.lag.observe if live else None
             nursery.start_soon(run_differ, differ, scored_out, inbox_in, clock.now, observe_lag)
             nursery.start_soon(run_scorer, scorer, events_out, scored_in, settings.announce_interval, tick, live)
             async with events_in:  # each source holds its own clone; the stream ends when all are done
@@ -213,7 +213,3 @@ class App:
 
 def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _ignore(_value: float) -> None:
-    pass

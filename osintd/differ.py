@@ -172,7 +172,7 @@ def _rank_change(old: int, new: int) -> RankChange | None:
 
 
 async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetime],
-                     observe_lag: Callable[[float], None] = lambda seconds: None) -> None:
+                     observe_lag: Callable[[float], None] | None = None) -> None:
     """The differ task: each event becomes a ``new_event`` (a list of events, a list
     of them); each scoreboard its announcements, followed by the scoreboard
     itself for the hub's snapshots."""
@@ -180,12 +180,14 @@ async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetim
         async for item in scored:
             if isinstance(item, Event):
                 moment = now()
-                observe_lag(max((moment - item.created_at).total_seconds(), 0.0))
+                if observe_lag is not None:
+                    observe_lag(max((moment - item.created_at).total_seconds(), 0.0))
                 await inbox.send(EventRecord(item, differ.new_event(item, moment)))
             elif isinstance(item, list):  # a batch stays one item: one hop for the lot
                 moment = now()
-                for event in item:
-                    observe_lag(max((moment - event.created_at).total_seconds(), 0.0))
+                if observe_lag is not None:
+                    for event in item:
+                        observe_lag(max((moment - event.created_at).total_seconds(), 0.0))
                 await inbox.send([EventRecord(event, differ.new_event(event, moment)) for event in item])
             elif isinstance(item, CursorMark):
                 await inbox.send(item)

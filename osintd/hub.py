@@ -287,7 +287,8 @@ class Hub:
                     step_began = time.perf_counter()
                     for record in item:
                         self.publish(record)
-                        await self._let_senders_catch_up()
+                        if self._queued_at_last_fan_out > BUSY_SHARE * len(self.clients):  # not awaited for nothing
+                            await self._let_senders_catch_up()
                         if time.perf_counter() - step_began > STEP_BUDGET:
                             await trio.lowlevel.checkpoint()
                             step_began = time.perf_counter()
@@ -313,7 +314,8 @@ class Hub:
                 self._durable(lambda batch: batch.announced.update(item.announced))
             return None
         if isinstance(item, EventRecord):
-            self._durable(lambda batch: batch.events.append(item.event))
+            if self._store is not None:
+                self._durable(lambda batch: batch.events.append(item.event))
             if self.shed_fraction:
                 self._shed_credit += self.shed_fraction
                 if self._shed_credit >= 1.0:  # spread evenly: every 1/fraction-th event
@@ -321,7 +323,7 @@ class Hub:
                     self.stats.shed_by_type[NewEvent.TYPE] += 1
                     self.stats.shed_cpu += 1
                     return None
-            return self.publish(item.message)
+            return self._stamp(item.message)
         if isinstance(item, CursorMark):
             self._durable(lambda batch: batch.cursors.__setitem__(item.target, item.etag))
             return None
@@ -329,6 +331,10 @@ class Hub:
             frame = Frame.of(None, item.TYPE, None, wire.encode(item, seq=self.delivered))
             self._fan_out(frame)
             return frame
+        return self._stamp(item)
+
+    def _stamp(self, item: Outgoing) -> Frame | None:
+        """Shed ``item`` if it is low-value and the server is behind; else stamp, encode, keep, offer."""
         if item.TYPE in LOW_VALUE and (self._queues_full or item.TYPE != NewEvent.TYPE and self.overloaded):
             self.stats.shed_by_type[item.TYPE] += 1
             return None
