@@ -287,7 +287,7 @@ class Hub:
                     step_began = time.perf_counter()
                     for record in item:
                         self.publish(record)
-                        if self._queued_at_last_fan_out > BUSY_SHARE * len(self.clients):  # not awaited for nothing
+                        if self._senders_busy():  # checked first: most records need no await
                             await self._let_senders_catch_up()
                         if time.perf_counter() - step_began > STEP_BUDGET:
                             await trio.lowlevel.checkpoint()
@@ -411,10 +411,14 @@ class Hub:
         direct write, and the delivered rate fell by a third (connecting took 5x
         longer).  This is the hub's counterpart of pausing at a high-water mark."""
         for _ in range(CATCH_UP_ROUNDS):
-            if self._queued_at_last_fan_out <= BUSY_SHARE * len(self.clients):
+            if not self._senders_busy():
                 return
             await trio.lowlevel.checkpoint()
             self._queued_at_last_fan_out = sum(not client.idle for client in self.clients.values())
+
+    def _senders_busy(self) -> bool:
+        """More than ``BUSY_SHARE`` of the clients had to queue at the last fan-out (or count)."""
+        return self._queued_at_last_fan_out > BUSY_SHARE * len(self.clients)
 
     def _offer(self, client: Subscriber, frame: Frame) -> bool:
         """Write ``frame`` to the socket at once if the client is idle, else queue it;

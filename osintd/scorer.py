@@ -343,13 +343,10 @@ class Scorer:
 
     def accept(self, event: Event) -> bool:
         """Score ``event``; False if its id was already scored (a duplicate)."""
-        seen = self._seen_ids
-        if event.event_id in seen:
+        if event.event_id in self._seen_ids:
             self.duplicates += 1
             return False
-        seen[event.event_id] = None
-        if len(seen) > self._dedupe_capacity:
-            seen.popitem(last=False)
+        self._remember(event.event_id)
         self.total_events += 1
         event_type = event.event_type
         self.ingested[(event.source, event_type)] += 1
