@@ -10,6 +10,7 @@ scorer uses, so rankings come out as the live run's did.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import sys
@@ -48,19 +49,23 @@ class ReplaySource:
                   health: trio.MemorySendChannel[SourceHealth]) -> None:
         error = None
         pace = _Pacing(self.speed) if self.speed is not None else None
-        async for chunk in self._read():
-            self.stats = chunk.stats
-            for warning in chunk.warnings:
-                log.warning("%s", warning)
-            batch = [event_from_fields(fields) for fields in chunk.events]
-            if pace is None:  # as fast as the pipeline goes: in batches
-                for start in range(0, len(batch), SEND_BATCH):
-                    await events.send(batch[start:start + SEND_BATCH])
-            else:
-                for event in batch:
-                    await pace.wait_for(event)
-                    await events.send(event)
-            error = chunk.error
+        # aclosing: cancelled while it waits on ``events``, the generator is not inside its
+        # own ``try``; only closing it runs the ``finally`` that stops the reader now rather
+        # than whenever the generator is collected.
+        async with contextlib.aclosing(self._read()) as chunks:
+            async for chunk in chunks:
+                self.stats = chunk.stats
+                for warning in chunk.warnings:
+                    log.warning("%s", warning)
+                batch = [event_from_fields(fields) for fields in chunk.events]
+                if pace is None:  # as fast as the pipeline goes: in batches
+                    for start in range(0, len(batch), SEND_BATCH):
+                        await events.send(batch[start:start + SEND_BATCH])
+                else:
+                    for event in batch:
+                        await pace.wait_for(event)
+                        await events.send(event)
+                error = chunk.error
         stats = self.stats
         if error is not None:
             log.error("replay stopped early, after %d events from %d lines: %s", stats.events, stats.lines, error)
