@@ -146,10 +146,11 @@ class Differ:
             yield summary_update(score, now)
 
     def _summary_due(self, score: RepoScore, monotonic: float) -> bool:
-        if not score.summary or self.summaries.get(score.repo_full_name) == score.summary:
-            return False
+        # The rate limit first: it is the cheap test, and the summary is written only when read.
         last = self._summary_at.get(score.repo_full_name)
-        return last is None or monotonic - last >= self.settings.summary_interval
+        if last is not None and monotonic - last < self.settings.summary_interval:
+            return False
+        return bool(score.summary) and self.summaries.get(score.repo_full_name) != score.summary
 
 
 def summary_update(score: RepoScore, now: dt.datetime) -> SummaryUpdate:

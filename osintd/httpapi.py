@@ -17,7 +17,7 @@ import attrs
 
 from osintd import __version__, wire
 from osintd.hub import Hub
-from osintd.messages import NewEvent
+from osintd.messages import NewEvent, RankedRepo
 from osintd.models import RepoScore
 
 JSON = "application/json"
@@ -239,7 +239,8 @@ class HttpApi:
             score = self.repo_score(name)  # outside the Top 30 the board has ranks only
         if rank is None or score is None:
             return problem(404, "not_found", f"{name} is not tracked (no events inside the window)")
-        return Response(200, {"rank": rank, **wire.converter.unstructure(score)})
+        return Response(200, RankedRepo(rank, score.repo_full_name, score.activity_score, score.trend_status,
+                                        score.momentum, score.velocity, score.events_in_window, score.summary))
 
     def _events(self) -> Response:
         newest_first = (json.loads(f.payload) for f in reversed(self.hub.ring) if f.type == NewEvent.TYPE)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any, Mapping
+import functools
+from typing import Any, Callable, Mapping
 
 import attrs
 
@@ -85,9 +86,21 @@ class Event:
         return f"{self.event_type}.{self.action}" if self.action else str(self.event_type)
 
 
+def no_summary() -> str:
+    return ""
+
+
 @attrs.frozen
 class RepoScore:
-    """A repository's standing at one moment, as the scorer computed it."""
+    """A repository's standing at one moment, as the scorer computed it.
+
+    The one-line ``summary`` is written the first time someone reads it, by
+    ``summarize`` (which the scorer makes from what the repository held at
+    that moment): a scoreboard's Top 30 each carry one, but the differ reads
+    one only when the repository's rate limit allows an update, so most are
+    never read.  Equality leaves the summary out; it follows from the rest
+    and the titles, which a RepoScore does not show.
+    """
 
     repo_full_name: str
     activity_score: float
@@ -95,7 +108,11 @@ class RepoScore:
     momentum: Momentum
     trend_status: TrendStatus
     events_in_window: int
-    summary: str
+    summarize: Callable[[], str] = attrs.field(default=no_summary, eq=False, repr=False)
+
+    @functools.cached_property
+    def summary(self) -> str:
+        return self.summarize()
 
 
 @attrs.frozen

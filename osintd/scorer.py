@@ -43,7 +43,7 @@ from typing import Callable, Iterable
 import attrs
 import trio
 
-from osintd.models import Event, EventType, Momentum, RepoScore, Scoreboard, TrendStatus
+from osintd.models import Event, EventType, Momentum, RepoScore, Scoreboard, TrendStatus, no_summary
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "release": 8.0,
@@ -178,7 +178,7 @@ class RepoWindow:
 
     __slots__ = ("name", "entries", "counted_actors", "trend", "mass", "anchor", "total_weight",
                  "recent_index", "recent_weight", "rank_key", "scheduled", "titles_version",
-                 "_focus", "_exact", "_churn", "shown")
+                 "_focus", "_exact", "_churn", "shown", "shown_version")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -199,8 +199,10 @@ class RepoWindow:
         self._focus: tuple[int, str] | None = None
         self._exact = True
         self._churn = 0
-        #: The last RepoScore made for a scoreboard's Top, reused while nothing in it changed.
+        #: The last RepoScore made for a scoreboard's Top, reused while nothing in it changed,
+        #: and the ``titles_version`` its summary is of.
         self.shown: RepoScore | None = None
+        self.shown_version = -1
 
     def add(self, entry: _Entry, decay: float) -> None:
         if entry.actor_key is not None:
@@ -271,19 +273,27 @@ class RepoWindow:
             return -math.inf
         return math.log(self.mass) + decay * (self.anchor - origin)
 
-    def summary_current(self) -> bool:
-        """True if no title came or went since the focus was last worked out."""
-        return self._focus is not None and self._focus[0] == self.titles_version
+    def focus_later(self, model: "ScoringModel") -> Callable[[], str]:
+        """The summary's "Recent focus on …" part as of now, worked out when first asked.
 
-    def focus(self, model: "ScoringModel") -> str:
-        """The summary's "Recent focus on …" part, recomputed only when titles change."""
-        if self._focus is None or self._focus[0] != self.titles_version:
-            newest_first = self.entries[: -model.summary_titles - 1: -1]
-            for entry in newest_first:
-                if entry.topic is None:
-                    entry.topic = topic_of(entry.title)
-            self._focus = (self.titles_version, _focus_from([entry.topic for entry in newest_first]))
-        return self._focus[1]
+        Topics are found once per entry and the focus once per change of titles
+        (``titles_version``): many summaries are never read, and most that are
+        find it already known.  Asked later, it still gives the focus of the
+        titles there were now: it keeps its own slice of the newest entries.
+        """
+        known = self._focus
+        version = self.titles_version
+        if known is not None and known[0] == version:
+            focus = known[1]
+            return lambda: focus
+        newest = self.entries[-model.summary_titles:]
+
+        def work_out() -> str:
+            focus = _focus_of(newest)
+            if self.titles_version == version:
+                self._focus = (version, focus)
+            return focus
+        return work_out
 
 
 class Scorer:
@@ -567,23 +577,23 @@ class Scorer:
         score = round(repo.score_at(now, self._decay), 2)
         velocity = round(self._velocity(repo, now), 2)
         count = len(repo.entries)
+        trend = repo.trend
         shown = repo.shown
         if with_summary and shown is not None and shown.activity_score == score and shown.velocity == velocity \
-                and shown.trend_status is repo.trend and shown.events_in_window == count \
-                and repo.summary_current():
-            return shown  # most of the Top is unchanged from one scoreboard to the next
-        made = RepoScore(
-            repo_full_name=repo.name,
-            activity_score=score,
-            velocity=velocity,
-            momentum=momentum_of(self.model, velocity),
-            trend_status=repo.trend,
-            events_in_window=count,
-            summary=summary_text(self.model, repo.trend, count, repo.focus(self.model)) if with_summary else "",
-        )
+                and shown.trend_status is trend and shown.events_in_window == count \
+                and repo.shown_version == repo.titles_version:
+            return shown  # its summary too is still the one to show
+        made = RepoScore(repo.name, score, velocity, momentum_of(self.model, velocity), trend, count,
+                         self._summary_later(repo, trend, count) if with_summary else no_summary)
         if with_summary:
             repo.shown = made
+            repo.shown_version = repo.titles_version
         return made
+
+    def _summary_later(self, repo: RepoWindow, trend: TrendStatus, count: int) -> Callable[[], str]:
+        model = self.model
+        focus = repo.focus_later(model)
+        return lambda: summary_text(model, trend, count, focus())
 
 
 def _edges(model: "ScoringModel") -> tuple[list[float], list[float]]:
@@ -672,6 +682,16 @@ def topic_of(title: str) -> str:
         if pattern.search(title):
             return topic
     return ""
+
+
+def _focus_of(newest: list[_Entry]) -> str:
+    """The focus of ``newest`` (oldest first); each entry's topic is found once."""
+    topics = []
+    for entry in reversed(newest):
+        if entry.topic is None:
+            entry.topic = topic_of(entry.title)
+        topics.append(entry.topic)
+    return _focus_from(topics)
 
 
 def _focus_from(topics: Iterable[str]) -> str:

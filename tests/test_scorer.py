@@ -9,6 +9,7 @@ both must agree at every tick on the order, the Top 30 and every trend.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import math
 import random
@@ -17,7 +18,8 @@ import pytest
 import trio
 
 from osintd.models import Event, EventType, TrendStatus
-from osintd.scorer import ONCE_PER_ACTOR, SUMMARIZED, ScoringModel, Scorer, classify, momentum_of, run_scorer
+from osintd.scorer import (ONCE_PER_ACTOR, SUMMARIZED, ScoringModel, Scorer, classify, momentum_of, run_scorer,
+                           summary_text, topic_of)
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc).timestamp()
 KINDS = [(EventType.COMMIT, None), (EventType.PULL_REQUEST, "merged"), (EventType.ISSUE, "opened"),
@@ -29,19 +31,19 @@ class ReferenceModel:
 
     def __init__(self, model: ScoringModel) -> None:
         self.model = model
-        self.events: dict[str, list[tuple[float, float, tuple | None]]] = {}
+        self.events: dict[str, list[tuple[float, float, tuple | None, str]]] = {}
         self.trends: dict[str, TrendStatus] = {}
         self.first: float | None = None
 
-    def add(self, repo: str, at: float, weight: float, actor_key, now: float) -> None:
+    def add(self, repo: str, at: float, weight: float, actor_key, now: float, title: str = "") -> None:
         self.first = at if self.first is None else min(self.first, at)
         if at < now - self.model.window:
             return
         events = self.events.setdefault(repo, [])
         # Once per actor: an actor with an event still in the window (as of the last board) adds nothing.
-        if actor_key is not None and any(actor == actor_key for _, _, actor in events):
+        if actor_key is not None and any(actor == actor_key for _, _, actor, _ in events):
             weight = 0.0
-        events.append((at, weight, actor_key))
+        events.append((at, weight, actor_key, title))
 
     def board(self, now: float) -> list[tuple[str, float, float, TrendStatus, int]]:
         m = self.model
@@ -55,7 +57,7 @@ class ReferenceModel:
                 self.trends.pop(repo, None)
                 continue
             score = window_weight = recent_weight = 0.0
-            for at, weight, actor in inside:
+            for at, weight, actor, _ in inside:
                 score += weight * math.exp(-decay * max(now - at, 0.0))
                 window_weight += weight
                 if at >= now - m.recent:
@@ -68,6 +70,15 @@ class ReferenceModel:
             rows.append((repo, score, velocity, trend, len(inside)))
         rows.sort(key=lambda r: (-r[1], r[0]))
         return rows
+
+    def summary(self, repo: str, trend: TrendStatus) -> str:
+        """The summary of ``repo`` as of the last :meth:`board`: level, count, and the two
+        most frequent topics of the newest titles (ties to the one seen first, newest first)."""
+        inside = self.events[repo]
+        newest_first = [title for *_, title in inside[::-1][:self.model.summary_titles]]
+        topics = collections.Counter(topic for topic in map(topic_of, newest_first) if topic)
+        focus = " and ".join(topic for topic, _ in topics.most_common(2))
+        return summary_text(self.model, trend, len(inside), focus)
 
 
 def _stream(seed: int, ticks: int):
@@ -104,6 +115,7 @@ def test_incremental_scoreboards_match_the_model_at_every_tick(seed):
     reference = ReferenceModel(model)
     announced: dict[str, TrendStatus] = {}
     trend_changes = 0
+    previous_top, previous_summaries = (), []
     for tick, batch in _stream(seed, 2400):
         now = T0 + tick
         for event in batch:
@@ -111,9 +123,15 @@ def test_incremental_scoreboards_match_the_model_at_every_tick(seed):
             assert scorer.accept(event)
             actor = (event.event_type.value, event.author) if event.event_type in ONCE_PER_ACTOR else None
             reference.add(event.repo_full_name, event.created_at.timestamp(), model.weight_of(event), actor,
-                          max(before, event.created_at.timestamp()))
+                          max(before, event.created_at.timestamp()), event.title)
+        # Summaries are written when read: read one tick late, after more events came,
+        # they must still be the ones of their own scoreboard.
+        if tick % 3 == 0:
+            assert [s.summary for s in previous_top] == previous_summaries, f"summaries at tick {tick - 1}"
         board = scorer.scoreboard(at=now + 1)
         expected = reference.board(now + 1)
+        previous_top = board.top
+        previous_summaries = [reference.summary(s.repo_full_name, s.trend_status) for s in board.top]
         # Beyond the Top 30, equal rounded scores may come in any order (the exact one).
         assert sorted(board.order) == sorted(r[0] for r in expected), f"tracked at tick {tick}"
         score_of = {r[0]: r[1] for r in expected}
