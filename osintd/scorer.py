@@ -35,6 +35,7 @@ import bisect
 import collections
 import datetime as dt
 import heapq
+import itertools
 import math
 import operator
 import re
@@ -431,12 +432,14 @@ class Scorer:
             if repo is not None and repo.scheduled == when:
                 repo.scheduled = math.inf
                 due.add(name)
+        observed = self._observed(now)  # the same for every repository: worked out once
         for name in due:
             repo = self._repos.get(name)
             if repo is not None:
-                self._refresh(repo, now)
-        top, order = self._top(now)
-        moves = tuple(self._score(self._repos[name], now) for name in self._trend_moves if name in self._repos)
+                self._refresh(repo, now, observed)
+        top, order = self._top(now, observed)
+        moves = tuple(self._score(self._repos[name], now, observed)
+                      for name in self._trend_moves if name in self._repos)
         board = Scoreboard(at=dt.datetime.fromtimestamp(now, dt.timezone.utc), top=top, order=order,
                            trend_moves=moves, untracked=tuple(self._untracked))
         self._trend_moves = {}
@@ -448,7 +451,8 @@ class Scorer:
         repo = self._repos.get(name)
         if repo is None:
             return None
-        return self._score(repo, max(self._now(), self._board_time))
+        now = max(self._now(), self._board_time)
+        return self._score(repo, now, self._observed(now))
 
     # -------------------------------------------------------------- internals
 
@@ -463,11 +467,11 @@ class Scorer:
         model = self.model
         return min(model.window, max(now - (self._first_event_at or now), model.recent))
 
-    def _velocity(self, repo: RepoWindow, now: float) -> float:
-        expected_recent = repo.total_weight * self.model.recent / self._observed(now)
+    def _velocity(self, repo: RepoWindow, observed: float) -> float:
+        expected_recent = repo.total_weight * self.model.recent / observed
         return (repo.recent_weight + 1.0) / (expected_recent + 1.0)
 
-    def _refresh(self, repo: RepoWindow, now: float) -> None:
+    def _refresh(self, repo: RepoWindow, now: float, observed: float) -> None:
         """Bring one repository to ``now``: sums, place in the order, trend, next wake-up."""
         repo.advance(now, self.model, self._decay)
         if not repo.entries:
@@ -480,17 +484,17 @@ class Scorer:
         if key != repo.rank_key:
             self._move(repo, key)
         score = repo.score_at(now, self._decay)
-        velocity = self._velocity(repo, now)
+        velocity = self._velocity(repo, observed)
         trend = self._bounds[repo.trend].classify(round(score, 2), round(velocity, 2))
         if trend is not repo.trend:
             repo.trend = trend
             self._trend_moves[repo.name] = None
-        wake = self._next_wakeup(repo, now, score, velocity)
+        wake = self._next_wakeup(repo, now, score, velocity, observed)
         if wake < repo.scheduled:
             repo.scheduled = wake
             heapq.heappush(self._wakeups, (wake, repo.name))
 
-    def _next_wakeup(self, repo: RepoWindow, now: float, score: float, velocity: float) -> float:
+    def _next_wakeup(self, repo: RepoWindow, now: float, score: float, velocity: float, observed: float) -> float:
         model = self.model
         entries = repo.entries
         wake = entries[0].at + model.window
@@ -501,7 +505,6 @@ class Scorer:
         if below >= 0:
             wake = min(wake, now + math.log(score / self._score_edges[below]) / self._decay)
         # While the observed span grows, expected_recent shrinks and velocity rises: the next edge above.
-        observed = self._observed(now)
         if repo.total_weight > 0 and observed < model.window:
             above = bisect.bisect_right(self._velocity_edges, velocity)
             if above < len(self._velocity_edges):
@@ -551,7 +554,7 @@ class Scorer:
         del self._names[index]
         repo.rank_key = None
 
-    def _top(self, now: float) -> tuple[tuple[RepoScore, ...], tuple[str, ...]]:
+    def _top(self, now: float, observed: float) -> tuple[tuple[RepoScore, ...], tuple[str, ...]]:
         """The best ``SUMMARIZED`` with summaries, and the whole order.
 
         The order is by exact score; the ranking by the rounded score the
@@ -570,12 +573,15 @@ class Scorer:
             head.append((score, name))
         head.sort(key=lambda pair: (-pair[0], pair[1]))
         head_names = [name for _, name in head]
-        top = tuple(self._score(self._repos[name], now, with_summary=True) for name in head_names[:SUMMARIZED])
-        return top, (*head_names, *names[len(head):])
+        top = tuple(self._score(self._repos[name], now, observed, with_summary=True)
+                    for name in head_names[:SUMMARIZED])
+        if head_names == names[:len(head)]:  # as a rule: one copy of the whole order, not two
+            return top, tuple(names)
+        return top, (*head_names, *itertools.islice(names, len(head), None))
 
-    def _score(self, repo: RepoWindow, now: float, with_summary: bool = False) -> RepoScore:
+    def _score(self, repo: RepoWindow, now: float, observed: float, with_summary: bool = False) -> RepoScore:
         score = round(repo.score_at(now, self._decay), 2)
-        velocity = round(self._velocity(repo, now), 2)
+        velocity = round(self._velocity(repo, observed), 2)
         count = len(repo.entries)
         trend = repo.trend
         shown = repo.shown

@@ -162,7 +162,7 @@ def test_a_scoreboard_brings_up_to_date_only_what_changed():
     scorer.scoreboard(at=T0 + 1)
     refreshed = []
     original = scorer._refresh
-    scorer._refresh = lambda repo, now: (refreshed.append(repo.name), original(repo, now))
+    scorer._refresh = lambda repo, now, observed: (refreshed.append(repo.name), original(repo, now, observed))
     scorer.accept(Event("one-more", "org/r7", EventType.COMMIT, "t", "a", "u",
                         dt.datetime.fromtimestamp(T0 + 1.5, dt.timezone.utc)))
     board = scorer.scoreboard(at=T0 + 2)
