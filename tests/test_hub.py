@@ -158,3 +158,27 @@ async def test_a_late_event_loop_sheds_a_growing_share_of_new_events_then_recove
     assert "CPU-bound" in warnings[0]["message"]
     assert [m["seq"] for m in received] == list(range(1, len(received) + 1))  # shed before stamping
     assert hub.connection_count == 10 and hub.stats.slow_consumers_dropped == 0
+
+
+async def test_with_nobody_connected_nothing_is_encoded_until_a_client_resumes(monkeypatch):
+    """Frames are made when first read: a replay with no client costs no encoding, and
+    a client resuming later still gets every message, byte for byte as encoded at once."""
+    import osintd.hub
+    from osintd import wire
+    from osintd.wsio import frame_text
+
+    encoded: list[int | None] = []
+    real_encode = osintd.hub.encode
+    monkeypatch.setattr(osintd.hub, "encode", lambda message, seq=None: (encoded.append(seq),
+                                                                        real_encode(message, seq=seq))[1])
+    hub = Hub(lambda: NOW)
+    messages = [_event(n) for n in range(50)]
+    for message in messages:
+        hub.publish(message)
+    assert encoded == [] and hub.seq == 50
+    client = Subscriber(capacity=100)
+    hub.attach(client, snapshot=False, since=20, epoch=hub.epoch)
+    frames = [f for f in client.backlog if f.seq is not None]
+    assert [f.wire for f in frames] == [frame_text(wire.encode(m, seq=n)) for n, m in enumerate(messages[20:], 21)]
+    assert encoded == list(range(21, 51))  # each once, and only those read
+    assert all(f._message is None for f in frames)  # the message is let go once encoded
