@@ -315,20 +315,29 @@ class Hub:
                 nursery.start_soon(self._watch_loop)
             async for item in inbox:
                 if isinstance(item, list):  # a batch of EventRecords from the differ
-                    step_began = time.perf_counter()
-                    for record in item:
-                        self.publish(record)
-                        if self._senders_busy():  # checked first: most records need no await
-                            await self._let_senders_catch_up()
-                        if time.perf_counter() - step_began > STEP_BUDGET:
-                            await trio.lowlevel.checkpoint()
-                            step_began = time.perf_counter()
+                    await self._publish_events(item)
                 else:
                     self.publish(item)
                     await self._let_senders_catch_up()
                 while len(self._pending) > 5000:  # the disk is behind: hold the pipeline back
                     await trio.sleep(self._batch_window)
             nursery.cancel_scope.cancel()
+
+    async def _publish_events(self, records: list[EventRecord]) -> None:
+        """Publish a batch as :meth:`publish` would each record, letting the senders and
+        the rest of the loop have their turns; the overload check (sampled at 10 Hz
+        anyway) runs once per step of the loop, not once per record."""
+        self._check_overload()
+        step_began = time.perf_counter()
+        for record in records:
+            self._publish_event(record)
+            if self._senders_busy():  # checked first: most records need no await
+                await self._let_senders_catch_up()
+                self._check_overload()
+            if time.perf_counter() - step_began > STEP_BUDGET:
+                await trio.lowlevel.checkpoint()
+                self._check_overload()
+                step_began = time.perf_counter()
 
     def publish(self, item) -> Frame | None:
         """Stamp, encode, remember and offer one message to every client."""
@@ -345,16 +354,7 @@ class Hub:
                 self._durable(lambda batch: batch.announced.update(item.announced))
             return None
         if isinstance(item, EventRecord):
-            if self._store is not None:
-                self._durable(lambda batch: batch.events.append(item.event))
-            if self.shed_fraction:
-                self._shed_credit += self.shed_fraction
-                if self._shed_credit >= 1.0:  # spread evenly: every 1/fraction-th event
-                    self._shed_credit -= 1.0
-                    self.stats.shed_by_type[NewEvent.TYPE] += 1
-                    self.stats.shed_cpu += 1
-                    return None
-            return self._stamp(item.message)
+            return self._publish_event(item)
         if isinstance(item, CursorMark):
             self._durable(lambda batch: batch.cursors.__setitem__(item.target, item.etag))
             return None
@@ -363,6 +363,28 @@ class Hub:
             self._fan_out(frame)
             return frame
         return self._stamp(item)
+
+    def _publish_event(self, record: EventRecord) -> Frame | None:
+        """One scored event: stored (with a store), then its new_event shed or stamped.
+
+        The path of every event, so :meth:`_stamp`'s tests are written out for
+        a new_event: it is shed while most queues are full (not for a late
+        loop's ``overloaded``, which ``shed_fraction`` handles)."""
+        if self._store is not None:
+            self._durable(lambda batch: batch.events.append(record.event))
+        if self.shed_fraction:
+            self._shed_credit += self.shed_fraction
+            if self._shed_credit >= 1.0:  # spread evenly: every 1/fraction-th event
+                self._shed_credit -= 1.0
+                self.stats.shed_by_type[NewEvent.TYPE] += 1
+                self.stats.shed_cpu += 1
+                return None
+        message = record.message
+        if self._queues_full:
+            self.stats.shed_by_type[NewEvent.TYPE] += 1
+            return None
+        self.seq += 1
+        return self._keep(Frame(self.seq, NewEvent.TYPE, message.repo_full_name, message))
 
     def _stamp(self, item: Outgoing) -> Frame | None:
         """Shed ``item`` if it is low-value and the server is behind; else stamp, encode, keep, offer."""
@@ -374,9 +396,12 @@ class Hub:
         elif isinstance(item, SystemStatus):
             self.system = item
         self.seq += 1
-        frame = Frame.stamped(self.seq, item)
+        return self._keep(Frame.stamped(self.seq, item))
+
+    def _keep(self, frame: Frame) -> Frame:
+        """A stamped frame: into the ring, counted, and offered (after its batch is stored, with a store)."""
         self.ring.append(frame)
-        self.stats.broadcasts_by_type[item.TYPE] += 1
+        self.stats.broadcasts_by_type[frame.type] += 1
         if self._store is None:
             self._deliver(frame)
         else:
@@ -427,6 +452,9 @@ class Hub:
             self.board = board
 
     def _fan_out(self, frame: Frame) -> None:
+        if not self.clients:
+            self._queued_at_last_fan_out = 0
+            return
         queued = 0
         for client in list(self.clients.values()):
             if client.filter.admits(frame):

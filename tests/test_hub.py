@@ -83,14 +83,14 @@ async def test_a_hub_at_capacity_tells_clients_but_every_new_event_flows(autojum
     hub, clients = _live_hub_with_clients(capacity=1000)
     inbox_in, inbox_out = trio.open_memory_channel(200)
     summary = SummaryUpdate(NOW, "org/repo", "s", 1.0, TrendStatus.HOT, Momentum.STEADY, 3)
-    real_publish, busy = hub.publish, [True]
+    real_publish, busy = hub._publish_event, [True]
 
-    def slow_publish(item):  # each message costs 40 ms of (virtual) CPU while "busy": a late loop, not a stuck one
-        if busy[0] and isinstance(item, EventRecord):
+    def slow_publish(record):  # each event costs 40 ms of (virtual) CPU while "busy": a late loop, not a stuck one
+        if busy[0]:
             trio.lowlevel.current_clock().jump(0.04)
-        return real_publish(item)
+        return real_publish(record)
 
-    hub.publish = slow_publish
+    hub._publish_event = slow_publish
     async with trio.open_nursery() as nursery:
         nursery.start_soon(hub.run, inbox_out)
         for n in range(100):  # four seconds of work arrives at once
