@@ -44,7 +44,7 @@ from typing import Callable, Iterable
 import attrs
 import trio
 
-from osintd.models import Event, EventType, Momentum, RepoScore, Scoreboard, TrendStatus, no_summary
+from osintd.models import Event, EventType, Momentum, RepoScore, Scoreboard, TrendStatus
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "release": 8.0,
@@ -329,7 +329,10 @@ class Scorer:
         self._bounds = {status: _Bounds.of(model, status) for status in TrendStatus}
         self._wall_clock = wall_clock
         self._repos: dict[str, RepoWindow] = {}
-        self._seen_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        #: The remembered ids, as a set to look up and a queue to forget the oldest from
+        #: (half the cost of an OrderedDict doing both).
+        self._seen_ids: set[str] = set()
+        self._seen_order: collections.deque[str] = collections.deque()
         self._dedupe_capacity = dedupe_capacity
         self._watermark: float | None = None
         self._first_event_at: float | None = None
@@ -392,10 +395,11 @@ class Scorer:
     def restore(self, events: list[Event], seen: list[str], trends: dict[str, TrendStatus]) -> None:
         """Rebuild from the state store: stored events scored silently, older ids
         remembered for dedupe, and each repository's last announced trend (hysteresis)."""
+        rescored = {event.event_id for event in events}
         for event_id in seen:
-            self._remember(event_id)
+            if event_id not in rescored:  # remembered once, in its turn as an event: never queued twice
+                self._remember(event_id)
         for event in events:
-            self._seen_ids.pop(event.event_id, None)
             self.accept(event)
         for name, trend in trends.items():
             if name in self._repos:
@@ -403,9 +407,10 @@ class Scorer:
         self._everything_dirty = True
 
     def _remember(self, event_id: str) -> None:
-        self._seen_ids[event_id] = None
-        if len(self._seen_ids) > self._dedupe_capacity:
-            self._seen_ids.popitem(last=False)
+        self._seen_ids.add(event_id)
+        self._seen_order.append(event_id)
+        if len(self._seen_order) > self._dedupe_capacity:
+            self._seen_ids.discard(self._seen_order.popleft())
 
     # ----------------------------------------------------------------- output
 
@@ -573,28 +578,37 @@ class Scorer:
             head.append((score, name))
         head.sort(key=lambda pair: (-pair[0], pair[1]))
         head_names = [name for _, name in head]
-        top = tuple(self._score(self._repos[name], now, observed, with_summary=True)
-                    for name in head_names[:SUMMARIZED])
+        top = tuple(self._shown(self._repos[name], score, observed) for score, name in head[:SUMMARIZED])
         if head_names == names[:len(head)]:  # as a rule: one copy of the whole order, not two
             return top, tuple(names)
         return top, (*head_names, *itertools.islice(names, len(head), None))
 
-    def _score(self, repo: RepoWindow, now: float, observed: float, with_summary: bool = False) -> RepoScore:
-        score = round(repo.score_at(now, self._decay), 2)
+    def _score(self, repo: RepoWindow, now: float, observed: float) -> RepoScore:
+        """A repository's standing, without a summary (trend moves, the HTTP API)."""
+        velocity = round(self._velocity(repo, observed), 2)
+        return RepoScore(repo.name, round(repo.score_at(now, self._decay), 2), velocity,
+                         momentum_of(self.model, velocity), repo.trend, len(repo.entries))
+
+    def _shown(self, repo: RepoWindow, score: float, observed: float) -> RepoScore:
+        """A Top entry, with its summary (``score`` is the rounded score).
+
+        Most of the Top is as it was one scoreboard ago: the last entry made
+        is reused whole while nothing in it changed, and its summary while
+        the summary's own inputs (trend, count and titles) did not."""
         velocity = round(self._velocity(repo, observed), 2)
         count = len(repo.entries)
         trend = repo.trend
         shown = repo.shown
-        if with_summary and shown is not None and shown.activity_score == score and shown.velocity == velocity \
-                and shown.trend_status is trend and shown.events_in_window == count \
-                and repo.shown_version == repo.titles_version:
-            return shown  # its summary too is still the one to show
-        made = RepoScore(repo.name, score, velocity, momentum_of(self.model, velocity), trend, count,
-                         self._summary_later(repo, trend, count) if with_summary else no_summary)
-        if with_summary:
-            repo.shown = made
-            repo.shown_version = repo.titles_version
-        return made
+        if shown is not None and repo.shown_version == repo.titles_version \
+                and shown.trend_status is trend and shown.events_in_window == count:
+            if shown.activity_score == score and shown.velocity == velocity:
+                return shown
+            summarize = shown.summarize
+        else:
+            summarize = self._summary_later(repo, trend, count)
+        repo.shown = RepoScore(repo.name, score, velocity, momentum_of(self.model, velocity), trend, count, summarize)
+        repo.shown_version = repo.titles_version
+        return repo.shown
 
     def _summary_later(self, repo: RepoWindow, trend: TrendStatus, count: int) -> Callable[[], str]:
         model = self.model

@@ -186,3 +186,25 @@ async def test_a_batch_of_events_passes_as_one_item_without_its_duplicates(autoj
         items = [item async for item in scored_out]
     assert [[e.event_id for e in item] for item in items[:2]] == [["e1", "e2"], ["e3"]]
     assert len(items) == 3 and items[2].order == ("org/r",)  # then the last scoreboard
+
+
+def _commit(event_id: str, at: float = T0) -> Event:
+    return Event(event_id, "org/r", EventType.COMMIT, "t", "a", "u", dt.datetime.fromtimestamp(at, dt.timezone.utc))
+
+
+def test_an_id_is_a_duplicate_while_it_is_among_the_most_recent_ones_remembered():
+    scorer = Scorer(ScoringModel.for_demo(3.0), dedupe_capacity=3)
+    assert [scorer.accept(_commit(i)) for i in ("a", "b", "a", "c", "d")] == [True, True, False, True, True]
+    # "a" is now the fourth most recent id: forgotten, so it counts again (and "b" goes).
+    assert [scorer.accept(_commit(i)) for i in ("c", "a", "b")] == [False, True, True]
+    assert scorer.duplicates == 2 and scorer.total_events == 6
+
+
+def test_a_restore_remembers_ids_stored_both_as_seen_and_as_events_once_in_their_place():
+    scorer = Scorer(ScoringModel.for_demo(3.0), dedupe_capacity=3)
+    # "x" was seen long ago and is also a stored event: it is remembered in the events' turn,
+    # so the two ids remembered after it are not enough to forget it.
+    scorer.restore([_commit("x"), _commit("y")], seen=["old", "x"], trends={})
+    assert not scorer.accept(_commit("x"))
+    assert scorer.accept(_commit("z")) and not scorer.accept(_commit("x"))
+    assert scorer.accept(_commit("old"))  # the oldest went first
