@@ -43,7 +43,8 @@ class Settings:
     #: Minimum seconds between two summary_update messages of one repository.
     summary_interval: float = 30.0
     replay_capacity: int = 10_000
-    event_queue: int = 4096
+    #: Items the sources may queue ahead of the scorer; an item is one event or a batch of up to 64.
+    event_queue: int = 64
     ping_interval: float = 20.0
     ping_timeout: float = 10.0
     send_timeout: float = 10.0
