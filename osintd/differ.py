@@ -2,7 +2,9 @@
 
 Owns: the last announced ranks, trends and summaries, and the rules that turn
 a new scoreboard into ``ranking_change``, ``trend_change`` and
-``summary_update`` messages; it also turns each scored event into ``new_event``.
+``summary_update`` messages; and the moment each scored event is announced at
+(its ``new_event``'s timestamp: the message itself, ``NewEvent.of``, is made when the
+hub first needs its frame).
 Must not: score (``scorer``), stamp or send (``hub``).
 
 Rules:
@@ -30,8 +32,8 @@ from typing import Callable, Iterator
 import attrs
 import trio
 
-from osintd.messages import NewEvent, RankingChange, SummaryUpdate, TrendChange
-from osintd.models import (AnnouncedRepo, BoardState, CursorMark, Event, EventRecord, RankChange, RepoScore, Scoreboard,
+from osintd.messages import RankingChange, SummaryUpdate, TrendChange
+from osintd.models import (AnnouncedRepo, BoardState, CursorMark, Event, EventBatch, RankChange, RepoScore, Scoreboard,
                            TrendStatus)
 
 TOP = 10
@@ -60,17 +62,6 @@ class Differ:
         self._summary_at: dict[str, float] = {}
         self._previous: Scoreboard | None = None
         self._changed: set[str] = set()
-
-    @staticmethod
-    def new_event(event: Event, now: dt.datetime) -> NewEvent:
-        """The ``new_event`` of ``event``: its data, with its ``action`` added (last) when
-        the data does not say one.  The data is shared, not copied, when nothing is added:
-        neither the event nor the message ever changes it."""
-        data = event.data
-        if event.action is not None and "action" not in data:
-            data = {**data, "action": event.action}
-        return NewEvent(now, event.event_id, event.repo_full_name, event.event_type.value,
-                        event.title, event.author, event.url, data)
 
     def changes(self, board: Scoreboard, now: dt.datetime, monotonic: float) -> list:
         """All announcements ``board`` justifies, rankings first; updates what was announced."""
@@ -174,22 +165,18 @@ def _rank_change(old: int, new: int) -> RankChange | None:
 
 async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetime],
                      observe_lag: Callable[[float], None] | None = None) -> None:
-    """The differ task: each event becomes a ``new_event`` (a list of events, a list
-    of them); each scoreboard its announcements, followed by the scoreboard
-    itself for the hub's snapshots."""
+    """The differ task: events (one, or a list of them) go on as one :class:`EventBatch`
+    stamped with the moment of their ``new_event``; each scoreboard becomes its
+    announcements, followed by the scoreboard itself for the hub's snapshots."""
     async with inbox:
         async for item in scored:
-            if isinstance(item, Event):
+            if isinstance(item, (Event, list)):  # a batch stays one item: one hop for the lot
+                events = [item] if isinstance(item, Event) else item
                 moment = now()
                 if observe_lag is not None:
-                    observe_lag(max((moment - item.created_at).total_seconds(), 0.0))
-                await inbox.send(EventRecord(item, differ.new_event(item, moment)))
-            elif isinstance(item, list):  # a batch stays one item: one hop for the lot
-                moment = now()
-                if observe_lag is not None:
-                    for event in item:
+                    for event in events:
                         observe_lag(max((moment - event.created_at).total_seconds(), 0.0))
-                await inbox.send([EventRecord(event, differ.new_event(event, moment)) for event in item])
+                await inbox.send(EventBatch(events, moment))
             elif isinstance(item, CursorMark):
                 await inbox.send(item)
             else:

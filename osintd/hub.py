@@ -45,6 +45,7 @@ Invariants:
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import fnmatch
 import functools
 import itertools
@@ -66,7 +67,7 @@ from osintd.messages import (
     Connection, Error, Heartbeat, MetricsUpdate, NewEvent, Outgoing, RankedRepo, Resumed,
     Snapshot, SummaryUpdate, SystemStatus,
 )
-from osintd.models import BoardState, CursorMark, EventRecord, Scoreboard
+from osintd.models import BoardState, CursorMark, Event, EventBatch, Scoreboard
 from osintd.store import Batch, SavedState, StateStore, StoredFrame
 from osintd.wsio import ServerWebSocket, frame_payload, frame_text
 
@@ -106,23 +107,27 @@ class Frame:
     complete WebSocket frame, the same bytes for every client.
 
     A broadcast's frame is made the first time anyone reads ``wire`` (a
-    client's fan-out, a resume, the store, ``/api/v1/events``), and the
-    message is let go then.  With nobody connected, nothing is encoded: that
-    was 1.8 us of the 21 us a replayed event cost the daemon.
+    client's fan-out, a resume, the store, ``/api/v1/events``), and what it
+    was made from is let go then.  With nobody connected, nothing is encoded
+    and an event's new_event is never even made: that was 1.8 + 1.4 us of the
+    21 us a replayed event cost the daemon.
 
     Only the frame is kept, not the JSON apart as well: the ring holds
     thousands, and a second copy of each message beside its frame cost 0.25 us
     per event (measured with a ring of 10,000).  The few who need the JSON (the
     store, ``/api/v1/events``) take it back out of the frame (``payload``).
 
-    Not frozen, for the one change it goes through (message → ``wire``);
-    ``seq``, ``type`` and ``repo`` never change once made.
+    Not frozen, for the one change it goes through (message or event →
+    ``wire``); ``seq``, ``type`` and ``repo`` never change once made.
     """
 
     seq: int | None
     type: str
     repo: str | None
     _message: Outgoing | None = attrs.field(default=None, repr=False)
+    #: An event and its announcement moment, for a new_event not made yet.
+    _event: Event | None = attrs.field(default=None, repr=False)
+    _at: dt.datetime | None = attrs.field(default=None, repr=False)
 
     @classmethod
     def of(cls, seq: int | None, type: str, repo: str | None, payload: bytes) -> "Frame":
@@ -141,9 +146,17 @@ class Frame:
         """The frame of broadcast number ``seq``, to be encoded when first read."""
         return cls(seq, message.TYPE, getattr(message, "repo_full_name", None), message)
 
+    @classmethod
+    def of_event(cls, seq: int, event: Event, at: dt.datetime) -> "Frame":
+        """The frame of broadcast number ``seq``, the new_event of ``event`` announced at ``at``."""
+        return cls(seq, NewEvent.TYPE, event.repo_full_name, None, event, at)
+
     @functools.cached_property
     def wire(self) -> bytes:
-        message, self._message = self._message, None
+        message = self._message
+        if message is None and self._event is not None:
+            message = NewEvent.of(self._event, self._at)
+        self._message = self._event = self._at = None
         if message is None:
             raise RuntimeError(f"frame {self.seq} of type {self.type} has neither bytes nor a message")
         return frame_text(encode(message, seq=self.seq))
@@ -314,7 +327,7 @@ class Hub:
             if self._live:  # watch for a hub at capacity and a CPU-bound loop
                 nursery.start_soon(self._watch_loop)
             async for item in inbox:
-                if isinstance(item, list):  # a batch of EventRecords from the differ
+                if isinstance(item, EventBatch):
                     await self._publish_events(item)
                 else:
                     self.publish(item)
@@ -323,15 +336,16 @@ class Hub:
                     await trio.sleep(self._batch_window)
             nursery.cancel_scope.cancel()
 
-    async def _publish_events(self, records: list[EventRecord]) -> None:
-        """Publish a batch as :meth:`publish` would each record, letting the senders and
-        the rest of the loop have their turns; the overload check (sampled at 10 Hz
-        anyway) runs once per step of the loop, not once per record."""
+    async def _publish_events(self, batch: EventBatch) -> None:
+        """Publish a batch as :meth:`publish` would, letting the senders and the rest
+        of the loop have their turns; the overload check (sampled at 10 Hz anyway)
+        runs once per step of the loop, not once per event."""
         self._check_overload()
         step_began = time.perf_counter()
-        for record in records:
-            self._publish_event(record)
-            if self._senders_busy():  # checked first: most records need no await
+        at = batch.at
+        for event in batch.events:
+            self._publish_event(event, at)
+            if self._senders_busy():  # checked first: most events need no await
                 await self._let_senders_catch_up()
                 self._check_overload()
             if time.perf_counter() - step_began > STEP_BUDGET:
@@ -353,8 +367,9 @@ class Hub:
             if item.announced:
                 self._durable(lambda batch: batch.announced.update(item.announced))
             return None
-        if isinstance(item, EventRecord):
-            return self._publish_event(item)
+        if isinstance(item, EventBatch):  # the last event's frame
+            frames = [self._publish_event(event, item.at) for event in item.events]
+            return next((frame for frame in reversed(frames) if frame is not None), None)
         if isinstance(item, CursorMark):
             self._durable(lambda batch: batch.cursors.__setitem__(item.target, item.etag))
             return None
@@ -364,14 +379,14 @@ class Hub:
             return frame
         return self._stamp(item)
 
-    def _publish_event(self, record: EventRecord) -> Frame | None:
+    def _publish_event(self, event: Event, at: dt.datetime) -> Frame | None:
         """One scored event: stored (with a store), then its new_event shed or stamped.
 
         The path of every event, so :meth:`_stamp`'s tests are written out for
         a new_event: it is shed while most queues are full (not for a late
         loop's ``overloaded``, which ``shed_fraction`` handles)."""
         if self._store is not None:
-            self._durable(lambda batch: batch.events.append(record.event))
+            self._durable(lambda batch: batch.events.append(event))
         if self.shed_fraction:
             self._shed_credit += self.shed_fraction
             if self._shed_credit >= 1.0:  # spread evenly: every 1/fraction-th event
@@ -379,12 +394,11 @@ class Hub:
                 self.stats.shed_by_type[NewEvent.TYPE] += 1
                 self.stats.shed_cpu += 1
                 return None
-        message = record.message
         if self._queues_full:
             self.stats.shed_by_type[NewEvent.TYPE] += 1
             return None
         self.seq += 1
-        return self._keep(Frame(self.seq, NewEvent.TYPE, message.repo_full_name, message))
+        return self._keep(Frame.of_event(self.seq, event, at))
 
     def _stamp(self, item: Outgoing) -> Frame | None:
         """Shed ``item`` if it is low-value and the server is behind; else stamp, encode, keep, offer."""

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from osintd.models import Momentum, RankChange, TrendStatus
+from osintd.models import Event, Momentum, RankChange, TrendStatus
 
 
 @attrs.frozen
@@ -47,6 +47,17 @@ class NewEvent:
     author: str
     url: str
     data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event, now: dt.datetime) -> "NewEvent":
+        """The ``new_event`` of ``event``: its data, with its ``action`` added (last) when
+        the data does not say one.  The data is shared, not copied, when nothing is added:
+        neither the event nor the message ever changes it."""
+        data = event.data
+        if event.action is not None and "action" not in data:
+            data = {**data, "action": event.action}
+        return cls(now, event.event_id, event.repo_full_name, event.event_type.value,
+                   event.title, event.author, event.url, data)
 
 
 @attrs.frozen

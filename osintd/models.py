@@ -170,12 +170,14 @@ class CursorMark:
 
 
 @attrs.frozen
-class EventRecord:
-    """An accepted event and its ``new_event`` message, as one item: the hub
-    stores the event no later than it sends the message."""
+class EventBatch:
+    """Accepted events, in order, and the moment the differ announces them at (their
+    ``new_event``'s timestamp): one channel item for the lot.  The hub stores each event
+    no later than it sends its new_event, and makes that message (``NewEvent.of``) only
+    when the frame is first read: with no client connected, never."""
 
-    event: Event
-    message: Any  # messages.NewEvent (models cannot import messages)
+    events: list[Event]
+    at: dt.datetime
 
 
 @attrs.frozen

@@ -9,7 +9,7 @@ import trio
 
 from osintd.hub import Hub, Subscriber
 from osintd.messages import NewEvent, RankingChange, SummaryUpdate
-from osintd.models import Event, EventRecord, EventType, Momentum, RankChange, TrendStatus
+from osintd.models import Event, EventBatch, EventType, Momentum, RankChange, TrendStatus
 
 NOW = dt.datetime(2026, 1, 15, tzinfo=dt.timezone.utc)
 
@@ -72,9 +72,9 @@ def _live_hub_with_clients(capacity: int) -> tuple[Hub, list[Subscriber]]:
     return hub, clients
 
 
-def _record(n: int) -> EventRecord:
+def _record(n: int) -> EventBatch:
     event = Event(f"commit_{n}", "org/repo", EventType.COMMIT, "Fix bug", "alice", "https://github.com/org/repo", NOW)
-    return EventRecord(event, _event(n))
+    return EventBatch([event], NOW)
 
 
 async def test_a_hub_at_capacity_tells_clients_but_every_new_event_flows(autojump_clock):
@@ -85,16 +85,16 @@ async def test_a_hub_at_capacity_tells_clients_but_every_new_event_flows(autojum
     summary = SummaryUpdate(NOW, "org/repo", "s", 1.0, TrendStatus.HOT, Momentum.STEADY, 3)
     real_publish, busy = hub._publish_event, [True]
 
-    def slow_publish(record):  # each event costs 40 ms of (virtual) CPU while "busy": a late loop, not a stuck one
+    def slow_publish(event, at):  # each event costs 40 ms of (virtual) CPU while "busy": a late loop, not a stuck one
         if busy[0]:
             trio.lowlevel.current_clock().jump(0.04)
-        return real_publish(record)
+        return real_publish(event, at)
 
     hub._publish_event = slow_publish
     async with trio.open_nursery() as nursery:
         nursery.start_soon(hub.run, inbox_out)
         for n in range(100):  # four seconds of work arrives at once
-            inbox_in.send_nowait([_record(n)])
+            inbox_in.send_nowait(_record(n))
         await trio.sleep(1.0)
         assert not hub.overloaded            # a moment's backlog is not an overload
         await trio.sleep(1.5)
@@ -182,3 +182,25 @@ async def test_with_nobody_connected_nothing_is_encoded_until_a_client_resumes(m
     assert [f.wire for f in frames] == [frame_text(wire.encode(m, seq=n)) for n, m in enumerate(messages[20:], 21)]
     assert encoded == list(range(21, 51))  # each once, and only those read
     assert all(f._message is None for f in frames)  # the message is let go once encoded
+
+
+async def test_an_event_nobody_reads_never_becomes_a_message_yet_resumes_as_one():
+    """A new_event is made from its event only when its frame is first read; the frame
+    a resuming client gets is byte for byte the one NewEvent.of would have given at once."""
+    from osintd import wire
+    from osintd.wsio import frame_text
+
+    hub = Hub(lambda: NOW)
+    events = [Event(f"e{n}", "org/repo", EventType.PULL_REQUEST, "Add API", "bob", "https://github.com/org/repo/pull/1",
+                    NOW, action="opened", data={"number": n}) for n in range(20)]
+    at = NOW + dt.timedelta(seconds=3)
+    hub.publish(EventBatch(events[:10], at))
+    hub.publish(EventBatch(events[10:], at))
+    assert all(frame._message is None and frame._event is not None for frame in hub.ring)  # nothing made yet
+    client = Subscriber(capacity=100)
+    hub.attach(client, snapshot=False, since=5, epoch=hub.epoch)
+    frames = [f for f in client.backlog if f.seq is not None]
+    assert [f.wire for f in frames] == [frame_text(wire.encode(NewEvent.of(e, at), seq=n))
+                                        for n, e in enumerate(events[5:], 6)]
+    assert json.loads(frames[0].payload)["data"] == {"number": 5, "action": "opened"}
+    assert all(f._event is None and f._message is None for f in frames)  # let go once made
