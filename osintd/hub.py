@@ -62,7 +62,7 @@ import attrs
 import trio
 
 from osintd import wire
-from osintd.wire import encode
+from osintd.wire import encode  # by name: inside the property Frame.wire, "wire.encode" would read as itself
 from osintd.messages import (
     Connection, Error, Heartbeat, MetricsUpdate, NewEvent, Outgoing, RankedRepo, Resumed,
     Snapshot, SummaryUpdate, SystemStatus,
