@@ -484,6 +484,7 @@ class Scorer:
         if not repo.entries:
             self._unplace(repo)
             del self._repos[repo.name]
+            repo.shown = None  # its summary's closure refers back to it: a cycle only a full collection would free
             self._trend_moves.pop(repo.name, None)
             self._untracked.append(repo.name)
             return

@@ -208,3 +208,25 @@ def test_a_restore_remembers_ids_stored_both_as_seen_and_as_events_once_in_their
     assert not scorer.accept(_commit("x"))
     assert scorer.accept(_commit("z")) and not scorer.accept(_commit("x"))
     assert scorer.accept(_commit("old"))  # the oldest went first
+
+
+def test_a_repository_that_leaves_the_window_is_freed_at_once():
+    """No reference cycle keeps it (a summary's closure refers to its repository):
+    with the collector off, it is gone as soon as nothing else holds it."""
+    import gc
+
+    from osintd.scorer import RepoWindow
+
+    model = ScoringModel.for_demo(3.0)
+    scorer = Scorer(model)
+    scorer.accept(Event("e1", "org/gone", EventType.COMMIT, "Fix crash", "a", "u",
+                        dt.datetime.fromtimestamp(T0, dt.timezone.utc)))
+    board = scorer.scoreboard(at=T0 + 1)
+    assert board.top[0].summary.startswith("Low activity with 1 event")  # the summary was made
+    del board
+    gc.disable()
+    try:
+        assert scorer.scoreboard(at=T0 + model.window + 2).untracked == ("org/gone",)
+        assert not [o for o in gc.get_objects() if isinstance(o, RepoWindow) and o.name == "org/gone"]
+    finally:
+        gc.enable()
