@@ -525,8 +525,7 @@ class Scorer:
 
     def _move(self, repo: RepoWindow, key: float) -> None:
         """Give ``repo`` its new key.  Most moves keep the repository between the same
-        neighbours: then the key changes in place, without shifting the lists (near the
-        top, where the busiest repositories are, a shift moves nearly all of them)."""
+        neighbours: then the key changes in place, without shifting the lists."""
         if repo.rank_key is not None:
             index = self._index_of(repo)
             keys, names = self._keys, self._names
@@ -549,8 +548,8 @@ class Scorer:
     def _place(self, repo: RepoWindow, key: float) -> None:
         index = bisect.bisect_left(self._keys, key)
         keys, names = self._keys, self._names
-        while index < len(keys) and keys[index] == key and names[index] > repo.name:
-            index += 1
+        while index < len(keys) and _stored_before(keys[index], names[index], key, repo.name):
+            index += 1  # past equal keys stored before it (bisect_left leaves no smaller one)
         keys.insert(index, key)
         names.insert(index, repo.name)
         repo.rank_key = key
