@@ -105,7 +105,7 @@ class App:
         # Items are events or batches of up to 64, so a few dozen hold thousands of events: enough
         # to keep every stage busy, few enough that events are not seconds old when they are
         # stamped, and that the garbage collector does not walk through them again and again
-        # (with 4,096/256/1,024 a replay queued the whole file: a tenth of its time went there).
+        # (with 4,096/256/1,024 a replay queued the whole file: 209 MiB resident, 120 now).
         events_in, events_out = trio.open_memory_channel(settings.event_queue)
         scored_in, scored_out = trio.open_memory_channel(PIPELINE_QUEUE)
         inbox_in, inbox_out = trio.open_memory_channel(PIPELINE_QUEUE)

@@ -239,8 +239,7 @@ class HttpApi:
             score = self.repo_score(name)  # outside the Top 30 the board has ranks only
         if rank is None or score is None:
             return problem(404, "not_found", f"{name} is not tracked (no events inside the window)")
-        return Response(200, RankedRepo(rank, score.repo_full_name, score.activity_score, score.trend_status,
-                                        score.momentum, score.velocity, score.events_in_window, score.summary))
+        return Response(200, RankedRepo.of(rank, score))
 
     def _events(self) -> Response:
         newest_first = (json.loads(f.payload) for f in reversed(self.hub.ring) if f.type == NewEvent.TYPE)

@@ -680,11 +680,8 @@ class Hub:
     # ----------------------------------------------------------------- views
 
     def snapshot(self) -> Snapshot:
-        top = []
-        if self.board is not None:
-            for rank, score in enumerate(self.board.top[:10], start=1):
-                top.append(RankedRepo(rank, score.repo_full_name, score.activity_score, score.trend_status,
-                                      score.momentum, score.velocity, score.events_in_window, score.summary))
+        top = [RankedRepo.of(rank, score) for rank, score in enumerate(self.board.top[:10], start=1)] \
+            if self.board is not None else []
         return Snapshot(self._now(), self.epoch, self.delivered, top, self.metrics, self.system)
 
     @property

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from osintd.models import Event, Momentum, RankChange, TrendStatus
+from osintd.models import Event, Momentum, RankChange, RepoScore, TrendStatus
 
 
 @attrs.frozen
@@ -134,7 +134,7 @@ class Pong:
 
 @attrs.frozen
 class RankedRepo:
-    """One row of a snapshot's Top 10."""
+    """One row of a snapshot's Top 10 (and the answer of ``/api/v1/repos/{name}``)."""
 
     rank: int
     repo_full_name: str
@@ -144,6 +144,11 @@ class RankedRepo:
     velocity: float
     events_in_window: int
     summary: str
+
+    @classmethod
+    def of(cls, rank: int, score: RepoScore) -> "RankedRepo":
+        return cls(rank, score.repo_full_name, score.activity_score, score.trend_status, score.momentum,
+                   score.velocity, score.events_in_window, score.summary)
 
 
 @attrs.frozen
