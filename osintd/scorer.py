@@ -775,19 +775,29 @@ async def _pass_on(scorer: Scorer, item, out) -> None:
 
 
 async def _score_live(scorer: Scorer, events, out, interval: float, on_tick: Callable[[], None]) -> None:
+    """Only the wait for the next item is under the tick's deadline: once an event
+    is accepted (counted and remembered for dedupe) it must reach ``out``, so the
+    send that passes it on is never inside a scope the tick could cancel."""
     next_tick = trio.current_time() + interval
     while True:
+        item = _NOTHING
         with trio.move_on_at(next_tick):
             try:
-                while True:
-                    await _pass_on(scorer, await events.receive(), out)
-                    if trio.current_time() >= next_tick:
-                        break
+                item = await events.receive()
             except trio.EndOfChannel:
                 return
-        await out.send(scorer.scoreboard())
-        on_tick()
-        next_tick = max(next_tick + interval, trio.current_time())
+        if item is not _NOTHING:
+            await _pass_on(scorer, item, out)
+        if trio.current_time() >= next_tick:
+            await out.send(scorer.scoreboard())
+            on_tick()
+            next_tick += interval
+            if next_tick <= trio.current_time():  # the send waited past the next tick: one interval from now
+                next_tick = trio.current_time() + interval
+
+
+#: What the live scorer's wait yields when the tick came before an item.
+_NOTHING = object()
 
 
 #: A replay that jumps ahead by more than this many ticks takes one scoreboard, not all of them.

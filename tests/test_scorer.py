@@ -230,3 +230,28 @@ def test_a_repository_that_leaves_the_window_is_freed_at_once():
         assert not [o for o in gc.get_objects() if isinstance(o, RepoWindow) and o.name == "org/gone"]
     finally:
         gc.enable()
+
+
+async def test_an_event_accepted_while_the_next_stage_is_full_is_passed_on_when_the_tick_fires(autojump_clock):
+    """The live scorer's tick must not cancel a send of events it has already
+    accepted (and so remembered): those events would never be broadcast, nor
+    fetched again.  Here every send blocks across several ticks."""
+    scorer = Scorer(ScoringModel())
+    events_in, events_out = trio.open_memory_channel(100)
+    scored_in, scored_out = trio.open_memory_channel(0)  # every send waits for the reader
+    sent = [_commit(f"e{n}") for n in range(20)]
+    passed: list[str] = []
+    with trio.fail_after(600):  # 20 events need about 100 s here; a scorer that spins never ends
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_scorer, scorer, events_out, scored_in, 1.0)
+            for event in sent:
+                await events_in.send(event)
+            await events_in.aclose()
+            async for item in scored_out:
+                await trio.sleep(2.5)  # a slow reader: ticks pass while the scorer's send waits
+                if isinstance(item, Event):
+                    passed.append(item.event_id)
+                elif isinstance(item, list):
+                    passed.extend(e.event_id for e in item)
+    assert scorer.total_events == 20
+    assert passed == [e.event_id for e in sent]  # every accepted event passed on, in order, once
