@@ -19,8 +19,9 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, NoReturn, Sequence
+from typing import NoReturn
 
 import trio
 
@@ -171,7 +172,8 @@ def _file_argv(config: FileConfig) -> list[str]:
             argv.extend((flag, str(value)))
 
     s, g, d, r = config.server, config.github, config.demo, config.replay
-    for flag, value in (("--log-level", config.log_level), ("--state-dir", config.state_dir), ("--host", s.host), ("--port", s.port),
+    for flag, value in (("--log-level", config.log_level), ("--state-dir", config.state_dir),
+                        ("--host", s.host), ("--port", s.port),
                         ("--max-clients", s.max_clients), ("--client-queue", s.client_queue),
                         ("--replay-capacity", s.replay_capacity), ("--allowed-origin", s.allowed_origins),
                         ("--heartbeat-interval", s.heartbeat_interval), ("--metrics-interval", s.metrics_interval),
@@ -222,7 +224,8 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
     demo_env = environ.get("DEMO_MODE")
     if demo_env is not None and demo_env.strip().lower() not in TRUE | FALSE:
         raise UsageError(f"DEMO_MODE={demo_env!r} is not true or false")
-    demo = flags.demo or (demo_env.strip().lower() in TRUE if demo_env is not None else bool(getattr(file, "demo", None)))
+    demo = flags.demo or (demo_env.strip().lower() in TRUE if demo_env is not None
+                          else bool(getattr(file, "demo", None)))
 
     token = None
     if flags.github_token_file is not None:

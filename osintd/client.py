@@ -75,7 +75,8 @@ import logging
 import random
 import typing
 import urllib.parse
-from typing import Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import attrs
 import trio
@@ -454,7 +455,7 @@ class LiveUpdatesClient:
                 self._pong_waiters.remove(waiter)
         return trio.current_time() - started if waiter.got_pong else None
 
-    async def __aenter__(self) -> "LiveUpdatesClient":
+    async def __aenter__(self) -> LiveUpdatesClient:
         self._nursery_manager = trio.open_nursery()
         nursery = await self._nursery_manager.__aenter__()
         nursery.start_soon(self.run)

@@ -49,7 +49,7 @@ class NewEvent:
     data: dict[str, Any]
 
     @classmethod
-    def of(cls, event: Event, now: dt.datetime) -> "NewEvent":
+    def of(cls, event: Event, now: dt.datetime) -> NewEvent:
         """The ``new_event`` of ``event``: its data, with its ``action`` added (last) when
         the data does not say one.  The data is shared, not copied, when nothing is added:
         neither the event nor the message ever changes it."""
@@ -146,7 +146,7 @@ class RankedRepo:
     summary: str
 
     @classmethod
-    def of(cls, rank: int, score: RepoScore) -> "RankedRepo":
+    def of(cls, rank: int, score: RepoScore) -> RankedRepo:
         return cls(rank, score.repo_full_name, score.activity_score, score.trend_status, score.momentum,
                    score.velocity, score.events_in_window, score.summary)
 

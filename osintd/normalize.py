@@ -128,7 +128,7 @@ from osintd.models import Event, EventType
 
 __all__ = ["Unusable", "from_events_api", "from_webhook", "parse_time"]
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 ZERO_SHA = "0" * 40
 _TITLE_MAX = 300
 

@@ -110,7 +110,7 @@ class StateStore:
     # ------------------------------------------------------------ open/close
 
     @classmethod
-    async def open(cls, state_dir: Path, *, ring_capacity: int, window: float, reset: bool = False) -> "StateStore":
+    async def open(cls, state_dir: Path, *, ring_capacity: int, window: float, reset: bool = False) -> StateStore:
         path = state_dir / FILENAME
         connection = await trio.to_thread.run_sync(_connect, state_dir, path, reset)
         return cls(connection, path, ring_capacity, window)

@@ -25,7 +25,8 @@ import shutil
 import signal
 import sys
 import unicodedata
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import attrs
 import trio
@@ -184,7 +185,7 @@ async def _run_json(options: WatchOptions, out, ending: Ending) -> None:
         nursery.start_soon(_run_client, client, nursery.cancel_scope, ending)
 
 
-async def _stop_on_signal(scope: trio.CancelScope, view: "WatchView | None") -> None:
+async def _stop_on_signal(scope: trio.CancelScope, view: WatchView | None) -> None:
     wanted = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGWINCH] if view is not None else [])
     with trio.open_signal_receiver(*wanted) as signals:
         async for signum in signals:

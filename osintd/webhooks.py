@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 import trio

@@ -19,7 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import cattrs
