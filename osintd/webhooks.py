@@ -42,7 +42,7 @@ class Accepted:
 
 @attrs.define
 class WebhookStats:
-    deliveries: collections.Counter = attrs.field(factory=collections.Counter)
+    deliveries: collections.Counter[str] = attrs.field(factory=collections.Counter)
 
 
 class WebhookReceiver:
