@@ -21,7 +21,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import trio
 
@@ -46,8 +46,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _ranged(kind: Callable, low: float, high: float, what: str) -> Callable[[str], object]:
-    def parse(text: str):
+_Number = TypeVar("_Number", int, float)
+_Exception = TypeVar("_Exception", bound=BaseException)
+
+
+def _ranged(kind: Callable[[str], _Number], low: float, high: float, what: str) -> Callable[[str], _Number]:
+    def parse(text: str) -> _Number:
         try:
             value = kind(text)
         except ValueError:
@@ -69,7 +73,7 @@ def _ramp(text: str) -> tuple[tuple[float, float], ...]:
     return tuple(steps)
 
 
-def _matching(pattern: re.Pattern, what: str) -> Callable[[str], str]:
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if not pattern.match(text):
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
@@ -159,7 +163,7 @@ def _file_argv(config: FileConfig) -> list[str]:
     """The config file as flags, so that it is validated exactly like them."""
     argv: list[str] = []
 
-    def add(flag: str, value) -> None:
+    def add(flag: str, value: object) -> None:
         if value is None:
             return
         if isinstance(value, list):
@@ -213,7 +217,7 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         except UsageError as exc:
             raise UsageError(f"config file {flags.config}: {exc}") from None
 
-    def pick(name: str, env: str | None = None, convert: Callable = lambda v: v):
+    def pick(name: str, env: str | None = None, convert: Callable[[str], Any] = lambda v: v) -> Any:
         value = getattr(flags, name, None)
         if value is not None:
             return value
@@ -330,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _first(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+def _first(exc: BaseException, kind: type[_Exception]) -> _Exception | None:
     """The first ``kind`` in ``exc``, looking inside exception groups (trio nurseries raise those)."""
     if isinstance(exc, kind):
         return exc
