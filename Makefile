@@ -1,15 +1,20 @@
-# Both targets install what they need first, so they work on a fresh machine.
+# Every target installs what it needs first, so it works on a fresh machine.
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 SYSTEM_PYTHON ?= python3
 
-.PHONY: demo test clean
+.PHONY: demo lint test clean
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/osintd --demo
 
-test: $(VENV)/.installed tests/node/node_modules/.installed tests/browser/node_modules/.installed
+# Lint and types first: they take seconds, the tests minutes.
+test: lint $(VENV)/.installed tests/node/node_modules/.installed tests/browser/node_modules/.installed
 	$(PYTHON) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(PYTHON) -m ruff check osintd tests
+	$(PYTHON) -m mypy
 
 $(VENV)/.installed: pyproject.toml
 	$(SYSTEM_PYTHON) -m venv $(VENV)

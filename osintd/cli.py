@@ -19,8 +19,9 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, NoReturn, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import trio
 
@@ -45,8 +46,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _ranged(kind: Callable, low: float, high: float, what: str) -> Callable[[str], object]:
-    def parse(text: str):
+_Number = TypeVar("_Number", int, float)
+_Exception = TypeVar("_Exception", bound=BaseException)
+
+
+def _ranged(kind: Callable[[str], _Number], low: float, high: float, what: str) -> Callable[[str], _Number]:
+    def parse(text: str) -> _Number:
         try:
             value = kind(text)
         except ValueError:
@@ -68,7 +73,7 @@ def _ramp(text: str) -> tuple[tuple[float, float], ...]:
     return tuple(steps)
 
 
-def _matching(pattern: re.Pattern, what: str) -> Callable[[str], str]:
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if not pattern.match(text):
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
@@ -158,7 +163,7 @@ def _file_argv(config: FileConfig) -> list[str]:
     """The config file as flags, so that it is validated exactly like them."""
     argv: list[str] = []
 
-    def add(flag: str, value) -> None:
+    def add(flag: str, value: object) -> None:
         if value is None:
             return
         if isinstance(value, list):
@@ -171,7 +176,8 @@ def _file_argv(config: FileConfig) -> list[str]:
             argv.extend((flag, str(value)))
 
     s, g, d, r = config.server, config.github, config.demo, config.replay
-    for flag, value in (("--log-level", config.log_level), ("--state-dir", config.state_dir), ("--host", s.host), ("--port", s.port),
+    for flag, value in (("--log-level", config.log_level), ("--state-dir", config.state_dir),
+                        ("--host", s.host), ("--port", s.port),
                         ("--max-clients", s.max_clients), ("--client-queue", s.client_queue),
                         ("--replay-capacity", s.replay_capacity), ("--allowed-origin", s.allowed_origins),
                         ("--heartbeat-interval", s.heartbeat_interval), ("--metrics-interval", s.metrics_interval),
@@ -211,7 +217,7 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         except UsageError as exc:
             raise UsageError(f"config file {flags.config}: {exc}") from None
 
-    def pick(name: str, env: str | None = None, convert: Callable = lambda v: v):
+    def pick(name: str, env: str | None = None, convert: Callable[[str], Any] = lambda v: v) -> Any:
         value = getattr(flags, name, None)
         if value is not None:
             return value
@@ -222,7 +228,8 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
     demo_env = environ.get("DEMO_MODE")
     if demo_env is not None and demo_env.strip().lower() not in TRUE | FALSE:
         raise UsageError(f"DEMO_MODE={demo_env!r} is not true or false")
-    demo = flags.demo or (demo_env.strip().lower() in TRUE if demo_env is not None else bool(getattr(file, "demo", None)))
+    demo = flags.demo or (demo_env.strip().lower() in TRUE if demo_env is not None
+                          else bool(getattr(file, "demo", None)))
 
     token = None
     if flags.github_token_file is not None:
@@ -327,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _first(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+def _first(exc: BaseException, kind: type[_Exception]) -> _Exception | None:
     """The first ``kind`` in ``exc``, looking inside exception groups (trio nurseries raise those)."""
     if isinstance(exc, kind):
         return exc

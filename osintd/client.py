@@ -68,6 +68,7 @@ Sequence rules (see README "Sequence numbers, resume, snapshot"):
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import inspect
 import json
@@ -75,7 +76,9 @@ import logging
 import random
 import typing
 import urllib.parse
-from typing import Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -97,6 +100,8 @@ _SEQ_BEARING_CONTROL = frozenset({"connection", "snapshot", "heartbeat", "resume
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 Handler = Callable[[Any], Awaitable[None] | None]
+_Handler = TypeVar("_Handler", bound=Handler)
+_Number = TypeVar("_Number", int, float)
 
 
 class ConnectionState(enum.StrEnum):
@@ -116,7 +121,7 @@ class HandshakeRefused(Exception):
         self.message = message
 
 
-def _positive(_instance, attribute, value) -> None:
+def _positive(_instance: object, attribute: attrs.Attribute[_Number], value: _Number) -> None:
     if not value > 0:
         raise ValueError(f"{attribute.name} must be more than 0, not {value!r}")
 
@@ -209,7 +214,7 @@ class Backoff:
     failures: int = 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * 2 ** min(self.failures, 62))
+        ceiling: float = min(self.cap, self.base * 2 ** min(self.failures, 62))  # int ** int is typed Any
         self.failures += 1
         return ceiling * (0.5 + 0.5 * self.random_fraction())
 
@@ -362,7 +367,7 @@ class LiveUpdatesClient:
         self._running = False
         self._closing = False
         self._established = False  # the current attempt got the server's connection message
-        self._nursery_manager = None
+        self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -383,7 +388,12 @@ class LiveUpdatesClient:
     def client_id(self) -> str | None:
         return self.stats.client_id
 
-    def on(self, kind: str, handler: Handler | None = None):
+    @typing.overload
+    def on(self, kind: str) -> Callable[[_Handler], _Handler]: ...
+    @typing.overload
+    def on(self, kind: str, handler: _Handler) -> _Handler: ...
+
+    def on(self, kind: str, handler: Handler | None = None) -> Handler | Callable[[_Handler], _Handler]:
         """Call ``handler`` for each message of type ``kind`` (``"*"``: every message;
         ``"state"``, ``"gap"``, ``"resync"``: the client's own events).  Several
         handlers per type are called in registration order.  Without ``handler``,
@@ -391,7 +401,7 @@ class LiveUpdatesClient:
         if kind != "*" and kind not in SERVER_TYPES | CLIENT_EVENTS:
             log.warning("handler registered for %r, which is not a known message type or client event", kind)
         if handler is None:
-            def register(function: Handler) -> Handler:
+            def register(function: _Handler) -> _Handler:
                 self._handlers[kind].append(function)
                 return function
             return register
@@ -454,19 +464,21 @@ class LiveUpdatesClient:
                 self._pong_waiters.remove(waiter)
         return trio.current_time() - started if waiter.got_pong else None
 
-    async def __aenter__(self) -> "LiveUpdatesClient":
-        self._nursery_manager = trio.open_nursery()
-        nursery = await self._nursery_manager.__aenter__()
+    async def __aenter__(self) -> LiveUpdatesClient:
+        self._nursery_manager = manager = trio.open_nursery()
+        nursery = await manager.__aenter__()
         nursery.start_soon(self.run)
         return self
 
-    async def __aexit__(self, *exc_info) -> bool | None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        traceback: TracebackType | None) -> bool | None:
         # Like close(), but the nursery's exit is what waits for run() to return.
         manager, self._nursery_manager = self._nursery_manager, None
+        assert manager is not None, "__aexit__ without __aenter__"
         self._closing = True
         if self._run_scope is not None:
             self._run_scope.cancel()
-        return await manager.__aexit__(*exc_info)
+        return await manager.__aexit__(exc_type, exc, traceback)
 
     # ------------------------------------------------------------ connections
 
@@ -509,7 +521,11 @@ class LiveUpdatesClient:
                 connection_tasks.cancel_scope.cancel()
         except* trio_websocket.ConnectionRejected as group:
             # trio-websocket raises a refused handshake from its reader task.
-            rejected = _refusal(group.exceptions[0])
+            # except* keeps the group's nesting: the refusal is its first leaf.
+            first = group.exceptions[0]
+            while isinstance(first, ExceptionGroup):
+                first = first.exceptions[0]
+            rejected = _refusal(first)
         except* Exception as group:
             # Other failures inside trio-websocket's reader task (e.g. a ping answered
             # after close, trio-websocket #184) end this connection, not the client.
@@ -661,7 +677,8 @@ class LiveUpdatesClient:
             try:
                 result = handler(change)
                 if inspect.isawaitable(result):
-                    result.close()
+                    if inspect.iscoroutine(result):
+                        result.close()  # never awaited, so no "never awaited" warning either
                     raise TypeError("'state' handlers must be plain functions, not coroutines")
             except Exception as exc:
                 self.stats.handler_errors += 1

@@ -17,7 +17,7 @@ import time
 
 import trio
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class WallClock:

@@ -7,6 +7,7 @@ Secrets (the GitHub token, the webhook secret) are kept out of ``repr``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -131,8 +132,8 @@ def load_config(path: Path) -> FileConfig:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     converter = cattrs.Converter(forbid_extra_keys=True)
 
-    def strict(kind):
-        def check(value, _type):
+    def strict(kind: type | tuple[type, ...]) -> Callable[[object, object], object]:
+        def check(value: object, _type: object) -> object:
             if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
                 raise TypeError(f"expected {kind.__name__ if isinstance(kind, type) else 'a number'}")
             return value

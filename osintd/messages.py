@@ -12,7 +12,7 @@ Optional fields default to ``None``; ``wire`` leaves them out of the JSON when u
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import attrs
 
@@ -49,11 +49,13 @@ class NewEvent:
     data: dict[str, Any]
 
     @classmethod
-    def of(cls, event: Event, now: dt.datetime) -> "NewEvent":
+    def of(cls, event: Event, now: dt.datetime) -> NewEvent:
         """The ``new_event`` of ``event``: its data, with its ``action`` added (last) when
         the data does not say one.  The data is shared, not copied, when nothing is added:
         neither the event nor the message ever changes it."""
-        data = event.data
+        # Event.data is typed read-only, but every source builds a dict, and the wire hands
+        # this one to orjson as it is (wire._payload_function), which writes only a dict.
+        data = cast(dict[str, Any], event.data)
         if event.action is not None and "action" not in data:
             data = {**data, "action": event.action}
         return cls(now, event.event_id, event.repo_full_name, event.event_type.value,
@@ -146,7 +148,7 @@ class RankedRepo:
     summary: str
 
     @classmethod
-    def of(cls, rank: int, score: RepoScore) -> "RankedRepo":
+    def of(cls, rank: int, score: RepoScore) -> RankedRepo:
         return cls(rank, score.repo_full_name, score.activity_score, score.trend_status, score.momentum,
                    score.velocity, score.events_in_window, score.summary)
 
@@ -226,4 +228,4 @@ class ResumeRequest:
 
 
 Incoming = PingRequest | SubscribeRequest | ResumeRequest
-INCOMING_TYPES: dict[str, type] = {cls.TYPE: cls for cls in (PingRequest, SubscribeRequest, ResumeRequest)}
+INCOMING_TYPES: dict[str, type[Incoming]] = {cls.TYPE: cls for cls in (PingRequest, SubscribeRequest, ResumeRequest)}

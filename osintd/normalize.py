@@ -128,7 +128,7 @@ from osintd.models import Event, EventType
 
 __all__ = ["Unusable", "from_events_api", "from_webhook", "parse_time"]
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 ZERO_SHA = "0" * 40
 _TITLE_MAX = 300
 
@@ -240,7 +240,7 @@ def _parse_time_generally(value: object) -> dt.datetime | None:
 # ------------------------------------------------------------ entry points
 
 
-def from_events_api(item: Mapping, source: str = "unknown") -> Event | None:
+def from_events_api(item: Mapping[str, Any], source: str = "unknown") -> Event | None:
     """The ``Event`` for one Events API item, ``None`` if osintd does not use it.
 
     ``source`` names who fetched it (``poll``, ``replay``) for the metrics.
@@ -254,7 +254,7 @@ def from_events_api(item: Mapping, source: str = "unknown") -> Event | None:
         raise _malformed("Events API item", exc) from exc
 
 
-def from_webhook(event_name: str, payload: Mapping, received_at: dt.datetime) -> Event | None:
+def from_webhook(event_name: str, payload: Mapping[str, Any], received_at: dt.datetime) -> Event | None:
     """The ``Event`` for one webhook delivery body, ``None`` if osintd does not use it.
 
     ``event_name`` is the ``X-GitHub-Event`` header; ``received_at`` is the
@@ -310,7 +310,7 @@ class _Context:
                      created_at, action, self.is_bot, _clean(data or {}), self.source)
 
 
-def _from_events_api(item: Mapping, source: str) -> Event | None:
+def _from_events_api(item: Mapping[str, Any], source: str) -> Event | None:
     if type(item) is not dict and not isinstance(item, Mapping):
         raise Unusable(f"Events API item is a {type(item).__name__}, not an object")
     type_name = item.get("type")
@@ -340,7 +340,7 @@ def _from_events_api(item: Mapping, source: str) -> Event | None:
     return _BUILDERS[kind](context)
 
 
-def _from_webhook(event_name: str, payload: Mapping, received_at: dt.datetime) -> Event | None:
+def _from_webhook(event_name: str, payload: Mapping[str, Any], received_at: dt.datetime) -> Event | None:
     if not isinstance(event_name, str):
         raise Unusable(f"event name is a {type(event_name).__name__}, not a string")
     if not isinstance(received_at, dt.datetime):
@@ -383,7 +383,7 @@ def _push(c: _Context) -> Event | None:
     before = _opt_str(p, "before")
     ref_type, short = _split_ref(ref)
     head_commit = _opt_obj(p, "head_commit")
-    when = c.time(_opt_obj(p, "repository", {}).get("pushed_at"),
+    when = c.time((_opt_obj(p, "repository") or {}).get("pushed_at"),
                   head_commit.get("timestamp") if head_commit else None)
     if p.get("deleted") is True or head == ZERO_SHA:
         if ref_type is None:
@@ -442,7 +442,7 @@ def _head_of(commits: list[Mapping[str, Any]], head: str) -> Mapping[str, Any]:
 
 def _files_changed(commits: list[Mapping[str, Any]]) -> int | None:
     """How many paths the commits' ``added``/``removed``/``modified`` lists name (webhooks only)."""
-    files = set()
+    files: set[str] = set()
     for commit in commits:
         if "added" not in commit and "removed" not in commit and "modified" not in commit:
             continue  # Events API commits carry no file lists: skip the three lookups
@@ -737,7 +737,7 @@ def _as_obj(value: object, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _req_obj(m: Mapping, key: str, where: str) -> Mapping[str, Any]:
+def _req_obj(m: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     if key not in m or (value := m[key]) is None:
         raise Unusable(f"{where} has no {key!r}")
     if type(value) is dict:  # without building the name _as_obj would only need for its error
@@ -745,34 +745,34 @@ def _req_obj(m: Mapping, key: str, where: str) -> Mapping[str, Any]:
     return _as_obj(value, f"{where}.{key}")
 
 
-def _opt_obj(m: Mapping, key: str, default: Mapping | None = None) -> Mapping[str, Any] | None:
+def _opt_obj(m: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
     value = m.get(key)
     if value is None:
-        return default
+        return None
     return _as_obj(value, key)
 
 
-def _req_str(m: Mapping, key: str, where: str) -> str:
+def _req_str(m: Mapping[str, Any], key: str, where: str) -> str:
     value = m.get(key)
     if not isinstance(value, str) or not value.strip():
         raise Unusable(f"{where}.{key} is {value!r}, not a non-empty string")
     return value
 
 
-def _opt_str(m: Mapping, key: str) -> str | None:
+def _opt_str(m: Mapping[str, Any], key: str) -> str | None:
     """A string field, ``None`` when absent, null or not a string (display fields only)."""
     value = m.get(key)
     return value if isinstance(value, str) and value != "" else None
 
 
-def _req_int(m: Mapping, key: str, where: str) -> int:
+def _req_int(m: Mapping[str, Any], key: str, where: str) -> int:
     value = m.get(key)
     if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
         raise Unusable(f"{where}.{key} is {value!r}, not an integer")
     return value
 
 
-def _opt_int(m: Mapping, key: str) -> int | None:
+def _opt_int(m: Mapping[str, Any], key: str) -> int | None:
     value = m.get(key)
     if type(value) is int:  # bool is an int subclass: only this exact test spares the second check
         return value

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import subprocess
 import sys
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import trio
@@ -76,10 +77,11 @@ class ReplaySource:
             await health.send(SourceHealth("replay", "ok", f"Replay of {self.path.name} finished"))
         self.finished.set()
 
-    async def _read(self):
+    async def _read(self) -> AsyncGenerator[Chunk, None]:
         """The reader's chunks, in order, until the one marked done."""
         process = await trio.lowlevel.open_process(
             [sys.executable, "-m", "osintd.replay_reader", str(self.path)], stdout=subprocess.PIPE)
+        assert process.stdout is not None  # stdout=PIPE
         self.reader_pid = process.pid
         log.info("replay of %s: reader process %d started", self.path, process.pid)
         try:
@@ -118,6 +120,7 @@ def _complete_chunks(buffer: bytearray) -> list[Chunk]:
 
 async def _stop(process: trio.Process) -> None:
     """End the reader: it has finished, or the daemon is stopping and it need not."""
+    assert process.stdout is not None  # opened with stdout=PIPE (ReplaySource._read)
     await process.stdout.aclose()  # a reader still writing gets EPIPE and exits quietly
     with trio.move_on_after(READER_GRACE):
         await process.wait()

@@ -22,15 +22,18 @@ the parent reads only its own child, started from its own installation.
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
+import io
 import os
 import pickle
 import signal
 import struct
 import sys
 import zlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import Any, BinaryIO
 
 import attrs
 import orjson
@@ -46,6 +49,9 @@ WARNED_LINES = 5
 LENGTH = struct.Struct(">I")
 _EVENT_TYPES = {member.value: member for member in EventType}
 
+#: An event as :func:`event_fields` lays it out: :class:`Event`'s fields, the type by its value.
+EventFields = tuple[str, str, str, str, str, str, dt.datetime, str | None, bool, Mapping[str, Any], str]
+
 
 @attrs.define
 class ReplayStats:
@@ -57,20 +63,20 @@ class ReplayStats:
 
 @attrs.define
 class Chunk:
-    events: list[tuple]
+    events: list[EventFields]
     stats: ReplayStats
     warnings: list[str]
     done: bool = False
     error: str | None = None
 
 
-def event_fields(event: Event) -> tuple:
+def event_fields(event: Event) -> EventFields:
     """``event`` as a plain tuple, in :class:`Event`'s field order; see :func:`event_from_fields`."""
     return (event.event_id, event.repo_full_name, event.event_type.value, event.title, event.author, event.url,
             event.created_at, event.action, event.is_bot, event.data, event.source)
 
 
-def event_from_fields(fields: tuple) -> Event:
+def event_from_fields(fields: EventFields) -> Event:
     (event_id, repo, event_type, title, author, url, created_at, action, is_bot, data, source) = fields
     return Event(event_id, repo, _EVENT_TYPES[event_type], title, author, url, created_at, action, is_bot, data,
                  source)
@@ -93,10 +99,10 @@ class Reader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.stats = ReplayStats()
-        self._events: list[tuple] = []
+        self._events: list[EventFields] = []
         self._warnings: list[str] = []
 
-    def chunks(self):
+    def chunks(self) -> Iterator[Chunk]:
         try:
             with self._open() as handle:
                 for line in handle:
@@ -108,7 +114,7 @@ class Reader:
             return
         yield self._chunk(done=True)
 
-    def _open(self) -> IO[bytes]:
+    def _open(self) -> io.BufferedIOBase:
         # Bytes: orjson parses UTF-8 itself, and a line that is not UTF-8 is just one unusable line.
         if self.path.suffix == ".gz":
             return gzip.open(self.path, "rb")

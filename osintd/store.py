@@ -110,7 +110,7 @@ class StateStore:
     # ------------------------------------------------------------ open/close
 
     @classmethod
-    async def open(cls, state_dir: Path, *, ring_capacity: int, window: float, reset: bool = False) -> "StateStore":
+    async def open(cls, state_dir: Path, *, ring_capacity: int, window: float, reset: bool = False) -> StateStore:
         path = state_dir / FILENAME
         connection = await trio.to_thread.run_sync(_connect, state_dir, path, reset)
         return cls(connection, path, ring_capacity, window)
@@ -199,7 +199,7 @@ def _write_announced(db: sqlite3.Connection, announced: dict[str, AnnouncedRepo]
                    [(repo, row.rank, _str(row.trend), row.summary) for repo, row in announced.items() if not row.empty])
 
 
-def _str(value) -> str | None:
+def _str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
@@ -216,7 +216,9 @@ def _connect(state_dir: Path, path: Path, reset: bool) -> sqlite3.Connection:
             "replay history and seq are then lost and clients resync)")
     try:
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        db.isolation_level = ""  # `with db:` opens and commits transactions
+        # `with db:` opens and commits transactions.  "DEFERRED" rather than "": both are
+        # SQLite's plain BEGIN, and typeshed types only the spelled-out levels.
+        db.isolation_level = "DEFERRED"
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         db.execute("PRAGMA synchronous=NORMAL")
         check = db.execute("PRAGMA quick_check").fetchone()[0]

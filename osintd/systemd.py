@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 
 import trio
 
@@ -42,7 +43,7 @@ class Notifier:
         return self._socket is not None
 
     def send(self, *lines: str) -> None:
-        if self._socket is None:
+        if self._socket is None or self._address is None:  # there is a socket only with an address
             return
         try:
             self._socket.sendto("\n".join(lines).encode(), self._address)
@@ -58,7 +59,7 @@ class Notifier:
     def stopping(self) -> None:
         self.send("STOPPING=1", "STATUS=Stopping: closing clients")
 
-    async def keep_watchdog_fed(self, healthy) -> None:
+    async def keep_watchdog_fed(self, healthy: Callable[[], bool]) -> None:
         """WATCHDOG=1 every half of WATCHDOG_USEC while ``healthy()``; a stalled
         pipeline stops the pings and lets systemd restart the service."""
         if self.watchdog_interval is None or self._socket is None:

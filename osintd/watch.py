@@ -25,7 +25,8 @@ import shutil
 import signal
 import sys
 import unicodedata
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import IO, Any, BinaryIO, NoReturn
 
 import attrs
 import trio
@@ -126,7 +127,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _is_terminal(stream) -> bool:
+def _is_terminal(stream: IO[str]) -> bool:
     try:
         return os.isatty(stream.fileno())
     except (AttributeError, OSError, ValueError):
@@ -166,7 +167,7 @@ def _main_json(options: WatchOptions) -> Ending:
     return ending
 
 
-async def _run_json(options: WatchOptions, out, ending: Ending) -> None:
+async def _run_json(options: WatchOptions, out: BinaryIO, ending: Ending) -> None:
     client = LiveUpdatesClient(options.url, types=options.types, repos=options.repos)
     async with trio.open_nursery() as nursery:
         def print_line(message: dict[str, Any]) -> None:
@@ -184,7 +185,7 @@ async def _run_json(options: WatchOptions, out, ending: Ending) -> None:
         nursery.start_soon(_run_client, client, nursery.cancel_scope, ending)
 
 
-async def _stop_on_signal(scope: trio.CancelScope, view: "WatchView | None") -> None:
+async def _stop_on_signal(scope: trio.CancelScope, view: WatchView | None) -> None:
     wanted = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGWINCH] if view is not None else [])
     with trio.open_signal_receiver(*wanted) as signals:
         async for signum in signals:
@@ -314,7 +315,8 @@ class WatchView:
         if repo not in self.standings and len(self.standings) >= STANDINGS_KEPT:
             # Forget the longest-known repository outside the board: memory stays bounded.
             oldest = next((name for name in self.standings if name not in self.board), None)
-            self.standings.pop(oldest, None)
+            if oldest is not None:
+                self.standings.pop(oldest, None)
         standing = self.standings.setdefault(repo, RepoStanding())
         standing.trend, standing.momentum = trend, message["momentum"]
         standing.score = float(message["activity_score"])
@@ -487,7 +489,7 @@ class Terminal:
     def __init__(self, output_fd: int, input_fd: int) -> None:
         self.output_fd = output_fd
         self.input_fd = input_fd
-        self._saved_modes = None
+        self._saved_modes: list[Any] | None = None  # termios attributes, as tcgetattr gives them
         self._entered = False
 
     def enter(self) -> None:

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 import trio
@@ -42,7 +42,7 @@ class Accepted:
 
 @attrs.define
 class WebhookStats:
-    deliveries: collections.Counter = attrs.field(factory=collections.Counter)
+    deliveries: collections.Counter[str] = attrs.field(factory=collections.Counter)
 
 
 class WebhookReceiver:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import cattrs
@@ -29,7 +30,7 @@ from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn_from_attrs, override
 
 from osintd.clock import isoformat
-from osintd.messages import INCOMING_TYPES, SUBSCRIBABLE_TYPES, Incoming, Outgoing, SubscribeRequest
+from osintd.messages import INCOMING_TYPES, SUBSCRIBABLE_TYPES, Incoming, Outgoing, ResumeRequest, SubscribeRequest
 
 
 class _LastTimestamp:
@@ -57,7 +58,7 @@ converter = cattrs.Converter()
 converter.register_unstructure_hook(dt.datetime, _LastTimestamp())
 
 
-def _strict(kind: type):
+def _strict(kind: type) -> Callable[[Any, type], Any]:
     def structure(value: Any, _type: type) -> Any:
         # bool is an int subclass; a client sending `true` for a seq is a mistake.
         if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
@@ -102,9 +103,12 @@ def _payload_function(cls: type) -> Callable[[Outgoing], dict[str, Any]]:
     # of the cost of encoding a new_event, for values that are JSON primitives all
     # but always.  Whatever orjson does not write itself it hands to the converter
     # (``default=`` in ``encode``), datetimes included, so the output is the same.
-    as_is = {field.name: override(unstruct_hook=identity) for field in fields if field.type == dict[str, Any]}
-    payload = make_dict_unstructure_fn_from_attrs([attrs.fields(_Typed).TYPE, *fields], cls, converter,
-                                                  TYPE=override(rename="type"), **as_is)
+    # Values typed Any, not AttributeOverride: mypy checks what a **dict holds against every
+    # keyword parameter of the function, not only against its **kwargs.
+    as_is: dict[str, Any] = {
+        field.name: override(unstruct_hook=identity) for field in fields if field.type == dict[str, Any]}
+    payload: Callable[[Outgoing], dict[str, Any]] = make_dict_unstructure_fn_from_attrs(
+        [attrs.fields(_Typed).TYPE, *fields], cls, converter, TYPE=override(rename="type"), **as_is)
     if not any(type(None) in typing.get_args(field.type) for field in fields):
         return payload
 
@@ -194,5 +198,5 @@ def _check(request: Incoming) -> None:
                 "INVALID_MESSAGE",
                 f"subscribe: unknown types {unknown}; choose from {sorted(SUBSCRIBABLE_TYPES)}",
             )
-    elif request.TYPE == "resume" and request.since < 0:
+    elif isinstance(request, ResumeRequest) and request.since < 0:
         raise RequestRejected("INVALID_MESSAGE", "resume: since must be 0 or more")
