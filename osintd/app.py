@@ -86,10 +86,15 @@ class App:
         model = self._model or (ScoringModel.for_demo(settings.demo_rate) if demo else ScoringModel())
         self.scorer = scorer = Scorer(model, clock.now if live else None)
         self.store, saved = await self._open_store(model)
+        self.metrics = metrics_registry = Metrics()
         self.hub = hub = Hub(clock.now, replay_capacity=settings.replay_capacity, store=self.store, saved=saved,
                              epoch=saved.epoch if saved else None,
                              # a replay may lag (it is not live): no overload to speak of
-                             live=live)
+                             live=live,
+                             # a replay's events are as old as its file: their "lag" says nothing
+                             observe_lag=metrics_registry.lag.observe if live else None,
+                             # most clients behind for half of what drops one: shed before dropping everyone
+                             clients_behind=settings.max_behind / 2)
         if self.store is not None and (saved is None or saved.epoch is None):
             await self.store.set_epoch(hub.epoch)
         differ = Differ(DifferSettings(summary_interval=settings.summary_interval),
@@ -127,12 +132,13 @@ class App:
                 status["webhooks"] = dict(self.webhooks.stats.deliveries)
             return status
 
-        self.metrics = metrics_registry = Metrics()
         metrics_registry.add(lambda: daemon_families(hub, scorer, self.server, sources, self.webhooks, depths()))
         api = HttpApi(hub, max_clients=settings.max_clients, client_queue=settings.client_queue,
                       pipeline_depths=depths, webhooks=self.webhooks, source_status=source_status,
                       metrics=metrics_registry.render, repo_score=scorer.score_of)
-        session = SessionSettings(client_queue=settings.client_queue, send_timeout=settings.send_timeout,
+        session = SessionSettings(client_queue=settings.client_queue, slow_client_timeout=settings.slow_client_timeout,
+                                  max_behind=settings.max_behind,
+                                  send_timeout=settings.send_timeout,
                                   ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout)
         self.server = server = Server(ServerSettings(settings.host, settings.port, settings.max_clients,
                                                      settings.handshake_timeout, settings.allowed_origins, session),
@@ -162,9 +168,7 @@ class App:
             nursery.start_soon(health.run, health_out)
             nursery.start_soon(heartbeat, inbox_in.clone(), settings.heartbeat_interval, clock.now)
             nursery.start_soon(metrics, inbox_in.clone(), settings.metrics_interval, clock.now, counts)
-            # A replay's events are as old as its file: their "lag" says nothing about the pipeline.
-            observe_lag = metrics_registry.lag.observe if live else None
-            nursery.start_soon(run_differ, differ, scored_out, inbox_in, clock.now, observe_lag)
+            nursery.start_soon(run_differ, differ, scored_out, inbox_in, clock.now)
             nursery.start_soon(run_scorer, scorer, events_out, scored_in, settings.announce_interval, tick, live)
             async with events_in:  # each source holds its own clone; the stream ends when all are done
                 for source in sources:

@@ -146,8 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between ranking/trend/summary announcements (default 1)")
     p.add_argument("--summary-interval", type=_ranged(float, 0, 86400, "seconds"),
                    help="minimum seconds between summaries of one repository (default 30; 10 in demo)")
-    p.add_argument("--client-queue", type=_ranged(int, 4, 1_000_000, "a message count"),
-                   help="messages queued per client before it is dropped as slow (default 1024)")
+    p.add_argument("--client-queue", type=_ranged(int, 4, 10_000_000, "a message count"),
+                   help="messages waiting for one client before it is dropped as slow (default 100000)")
+    p.add_argument("--slow-client-timeout", type=_ranged(float, 0.1, 3600, "seconds"),
+                   help="a client whose socket takes nothing for this long while messages wait for it "
+                        "is dropped as slow (default 10)")
+    p.add_argument("--max-behind", type=_ranged(float, 0.1, 86400, "seconds"),
+                   help="a client behind for this long without once catching up is dropped as slow (default 60)")
     p.add_argument("--replay-capacity", type=_ranged(int, 0, 10_000_000, "a message count"),
                    help="broadcasts kept for clients that resume (default 10000)")
     p.add_argument("--max-clients", type=_ranged(int, 1, 1_000_000, "a client count"),
@@ -179,6 +184,7 @@ def _file_argv(config: FileConfig) -> list[str]:
     for flag, value in (("--log-level", config.log_level), ("--state-dir", config.state_dir),
                         ("--host", s.host), ("--port", s.port),
                         ("--max-clients", s.max_clients), ("--client-queue", s.client_queue),
+                        ("--slow-client-timeout", s.slow_client_timeout), ("--max-behind", s.max_behind),
                         ("--replay-capacity", s.replay_capacity), ("--allowed-origin", s.allowed_origins),
                         ("--heartbeat-interval", s.heartbeat_interval), ("--metrics-interval", s.metrics_interval),
                         ("--announce-interval", s.announce_interval), ("--summary-interval", s.summary_interval),
@@ -260,6 +266,7 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         "demo_seed": pick("demo_seed"), "demo_ramp": pick("demo_ramp"), "github_api_url": pick("github_api_url"),
         "heartbeat_interval": pick("heartbeat_interval"), "metrics_interval": pick("metrics_interval"),
         "announce_interval": pick("announce_interval"), "client_queue": pick("client_queue"),
+        "slow_client_timeout": pick("slow_client_timeout"), "max_behind": pick("max_behind"),
         "replay_capacity": pick("replay_capacity"), "max_clients": pick("max_clients"),
         "log_level": pick("log_level"),
     }

@@ -35,7 +35,13 @@ class Settings:
     reset_state: bool = False
     heartbeat_interval: float = 30.0
     metrics_interval: float = 5.0
-    client_queue: int = 1024
+    #: A client is dropped when this many messages wait for it (a memory bound: queued
+    #: frames are shared, a pointer each) ...
+    client_queue: int = 100_000
+    #: ... or when the oldest message waiting for it is this many seconds old.
+    slow_client_timeout: float = 10.0
+    #: ... or when it has been behind this many seconds without once catching up.
+    max_behind: float = 60.0
     max_clients: int = 10_000
     allowed_origins: tuple[str, ...] = ()
     log_level: str = "info"
@@ -75,6 +81,8 @@ class ServerSection:
     port: int | None = None
     max_clients: int | None = None
     client_queue: int | None = None
+    slow_client_timeout: float | None = None
+    max_behind: float | None = None
     replay_capacity: int | None = None
     allowed_origins: list[str] | None = None
     heartbeat_interval: float | None = None

@@ -33,8 +33,8 @@ import attrs
 import trio
 
 from osintd.messages import RankingChange, SummaryUpdate, TrendChange
-from osintd.models import (AnnouncedRepo, BoardState, CursorMark, Event, EventBatch, RankChange, RepoScore, Scoreboard,
-                           TrendStatus)
+from osintd.models import (AnnouncedRepo, Backfill, BoardState, CursorMark, Event, EventBatch, PipelineItem, RankChange,
+                           RepoScore, ScoredItem, Scoreboard, TrendStatus)
 
 TOP = 10
 
@@ -163,24 +163,22 @@ def _rank_change(old: int, new: int) -> RankChange | None:
     return None
 
 
-async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetime],
-                     observe_lag: Callable[[float], None] | None = None) -> None:
-    """The differ task: events (one, or a list of them) go on as one :class:`EventBatch`
-    stamped with the moment of their ``new_event``; each scoreboard becomes its
-    announcements, followed by the scoreboard itself for the hub's snapshots."""
+async def run_differ(differ: Differ, scored: trio.MemoryReceiveChannel[ScoredItem],
+                     inbox: trio.MemorySendChannel[PipelineItem], now: Callable[[], dt.datetime]) -> None:
+    """The differ task: events pass on as one :class:`EventBatch` (the hub stamps
+    them when it broadcasts them); each scoreboard becomes its announcements,
+    followed by the scoreboard itself for the hub's snapshots."""
     async with inbox:
         async for item in scored:
-            if isinstance(item, (Event, list)):  # a batch stays one item: one hop for the lot
-                events = [item] if isinstance(item, Event) else item
-                moment = now()
-                if observe_lag is not None:
-                    for event in events:
-                        observe_lag(max((moment - event.created_at).total_seconds(), 0.0))
-                await inbox.send(EventBatch(events, moment))
-            elif isinstance(item, CursorMark):
-                await inbox.send(item)
-            else:
-                # One item: the hub publishes the announcements and takes the board in
-                # one step, so a snapshot never shows a board its seq does not match.
-                messages = tuple(differ.changes(item, now(), trio.current_time()))
-                await inbox.send(BoardState(item, differ.announced_changes(), messages))
+            match item:
+                case Scoreboard():
+                    # One item: the hub publishes the announcements and takes the board in
+                    # one step, so a snapshot never shows a board its seq does not match.
+                    messages = tuple(differ.changes(item, now(), trio.current_time()))
+                    await inbox.send(BoardState(item, differ.announced_changes(), messages))
+                case list():  # a batch stays one item: one hop for the lot
+                    await inbox.send(EventBatch(item))
+                case Event():
+                    await inbox.send(EventBatch([item]))
+                case Backfill() | CursorMark():
+                    await inbox.send(item)

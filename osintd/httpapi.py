@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 
 import attrs
+import trio
 
 from osintd import __version__, wire
 from osintd.hub import Hub
@@ -79,6 +80,8 @@ class ClientStats:
     client_id: str
     queued: int
     frames_sent: int
+    #: Seconds its oldest waiting message has waited.
+    behind_seconds: float
 
 
 @attrs.frozen
@@ -92,6 +95,8 @@ class WsStats:
     shed_by_type: dict[str, int]
     #: The hub has had work waiting for two seconds: it is the bottleneck, sources are held back.
     at_capacity: bool
+    #: Most clients are seconds behind at once: the server is behind them, low-value messages are shed.
+    clients_behind: bool
     #: new_event messages shed because the event loop ran late (CPU-bound), and the fraction shed now.
     shed_cpu: int
     shed_fraction: float
@@ -201,20 +206,25 @@ class HttpApi:
 
     def _ws_stats(self) -> Response:
         hub = self.hub
-        clients = [ClientStats(c.client_id, c.queued, c.frames_sent) for c in hub.clients.values()]
+        now = trio.current_time()
+        clients = [ClientStats(c.client_id, c.queued, c.frames_sent, round(c.lag(now), 3))
+                   for c in hub.clients.values()]
+        stats = hub.statistics()
+        governor = stats.governor
         return Response(200, WsStats(
-            connections=hub.connection_count,
+            connections=stats.connections,
             max_clients=self.max_clients,
-            clients_connected_total=hub.stats.clients_connected_total,
-            messages_by_type=dict(hub.stats.broadcasts_by_type),
-            frames_delivered=hub.stats.frames_delivered,
-            slow_consumers_dropped=hub.stats.slow_consumers_dropped,
-            shed_by_type=dict(hub.stats.shed_by_type),
-            at_capacity=hub.backlogged,
-            shed_cpu=hub.stats.shed_cpu,
-            shed_fraction=round(hub.shed_fraction, 2),
-            loop_late_ms=round(hub.loop_late * 1000, 1),
-            overloaded=hub.overloaded,
+            clients_connected_total=stats.clients_connected_total,
+            messages_by_type=stats.broadcasts_by_type,
+            frames_delivered=stats.frames_delivered,
+            slow_consumers_dropped=stats.slow_consumers_dropped,
+            shed_by_type=stats.shed_by_type,
+            at_capacity=governor.at_capacity,
+            clients_behind=governor.clients_behind,
+            shed_cpu=stats.shed_cpu,
+            shed_fraction=round(governor.shed_fraction, 2),
+            loop_late_ms=round(governor.loop_late_ms, 1),
+            overloaded=governor.overloaded,
             client_queue_capacity=self.client_queue,
             queue_depths=self.pipeline_depths(),
             clients=clients[:1000],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+import trio
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -59,17 +60,21 @@ def daemon_families(hub, scorer, server, sources, webhooks, depths: dict[str, in
     """Every osintd metric, read from the objects that own the numbers."""
     from osintd.github import GitHubPoller  # here: metrics must not make the poller a hard import
 
-    yield gauge("osintd_websocket_connections", "WebSocket clients connected", hub.connection_count)
+    stats = hub.statistics()
+    yield gauge("osintd_websocket_connections", "WebSocket clients connected", stats.connections)
     yield labelled(CounterMetricFamily, "osintd_messages_broadcast", "Messages broadcast, by type",
-                   ["type"], hub.stats.broadcasts_by_type)
-    yield counter("osintd_frames_delivered", "Frames written to client sockets", hub.stats.frames_delivered)
+                   ["type"], stats.broadcasts_by_type)
+    yield counter("osintd_frames_delivered", "Frames written to client sockets", stats.frames_delivered)
     yield counter("osintd_slow_clients_dropped", "Clients closed with 1013 for falling behind",
-                  hub.stats.slow_consumers_dropped)
+                  stats.slow_consumers_dropped)
     yield labelled(CounterMetricFamily, "osintd_messages_shed", "Low-value messages shed while overloaded",
-                   ["type"], hub.stats.shed_by_type)
+                   ["type"], stats.shed_by_type)
+    now = trio.current_time()
     queued = [client.queued for client in hub.clients.values()]
     yield gauge("osintd_client_queue_depth_max", "Longest client queue", max(queued, default=0))
     yield gauge("osintd_client_queue_depth_total", "Messages queued for all clients", sum(queued))
+    yield gauge("osintd_client_lag_seconds_max", "Seconds the most behind client's oldest waiting message waited",
+                max((client.lag(now) for client in hub.clients.values()), default=0.0))
     yield labelled(GaugeMetricFamily, "osintd_pipeline_queue_depth", "Items waiting between pipeline stages",
                    ["channel"], depths)
     yield labelled(CounterMetricFamily, "osintd_events_ingested", "Events accepted, by source and type",
@@ -77,7 +82,7 @@ def daemon_families(hub, scorer, server, sources, webhooks, depths: dict[str, in
     yield counter("osintd_events_duplicate", "Events dropped as already seen", scorer.duplicates)
     yield gauge("osintd_seq", "Last seq delivered to clients", hub.delivered)
     yield counter("osintd_overload_episodes", "Times the server fell behind and began shedding",
-                  hub.stats.overload_episodes)
+                  stats.overload_episodes)
     yield counter("osintd_state_commit_failures", "State store commits that failed and were retried",
                   hub.store_failures)
     yield counter("osintd_connections_accepted", "TCP connections accepted (HTTP and WebSocket)",

@@ -12,9 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeAlias
 
 import attrs
+
+if TYPE_CHECKING:
+    from osintd.messages import Outgoing
 
 
 class EventType(enum.StrEnum):
@@ -171,13 +174,26 @@ class CursorMark:
 
 @attrs.frozen
 class EventBatch:
-    """Accepted events, in order, and the moment the differ announces them at (their
-    ``new_event``'s timestamp): one channel item for the lot.  The hub stores each event
-    no later than it sends its new_event, and makes that message (``NewEvent.of``) only
-    when the frame is first read: with no client connected, never."""
+    """Accepted events, in order: one channel item for the lot.  Each is news: the hub
+    stamps its new_event when it broadcasts it (the message's ``timestamp`` is that
+    moment), stores the event no later than that, and makes the message
+    (``NewEvent.of``) only when the frame is first read: with no client connected, never."""
 
     events: list[Event]
-    at: dt.datetime
+
+
+@attrs.frozen
+class Backfill:
+    """Events that were already old when osintd first saw them: scored, stored and
+    remembered like any other, never broadcast as live ``new_event`` messages.
+
+    The rule: the demo's warm-up history, and a GitHub poll target's first poll
+    when osintd has no stored cursor for it (never polled, or no ``--state-dir``).
+    Everything after that is news, including what happened during an outage, a
+    rate-limit pause or a restart with the state kept; webhooks and replays are
+    always news."""
+
+    events: list[Event]
 
 
 @attrs.frozen
@@ -204,3 +220,12 @@ class BoardState:
     board: Scoreboard
     announced: dict[str, AnnouncedRepo] = attrs.field(factory=dict)
     messages: tuple = ()
+
+
+#: What the scorer passes on to the differ: accepted events (one, or a batch),
+#: backfill, a source's cursor, and each scoreboard.
+ScoredItem: TypeAlias = "Event | list[Event] | Backfill | CursorMark | Scoreboard"
+
+#: What reaches the hub's inbox: from the differ, events, backfill, cursors and a
+#: scoreboard with its announcements; from the monitors, messages to broadcast.
+PipelineItem: TypeAlias = "EventBatch | Backfill | BoardState | CursorMark | Outgoing"

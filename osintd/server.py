@@ -27,7 +27,9 @@ import h11
 import trio
 
 from osintd import wsio
-from osintd.hub import Filter, Hub, Subscriber
+from osintd.broadcaster import Filter
+from osintd.hub import Hub
+from osintd.outbox import Outbox
 from osintd.httpapi import HttpApi, Request, Response, problem
 from osintd.messages import SUBSCRIBABLE_TYPES
 from osintd.session import Session, SessionSettings, filter_from
@@ -324,7 +326,8 @@ class Server:
                 return
             ws = wsio.ServerWebSocket(stream, accepted.connection, session_settings.max_message_bytes)
             upgrade = accepted.upgrade
-            client = Subscriber(session_settings.client_queue, upgrade.filter)
+            client = Outbox(upgrade.filter, session_settings.client_queue, session_settings.slow_client_timeout,
+                            session_settings.max_behind, ws.try_write_now)
             self.hub.attach(client, snapshot=upgrade.snapshot, since=upgrade.since, epoch=upgrade.epoch)
             log.info("client %s connected (%d connected)", client.client_id, self.hub.connection_count)
             try:

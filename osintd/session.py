@@ -16,13 +16,16 @@ decides for frames that break RFC 6455.
 from __future__ import annotations
 
 import logging
+import datetime as dt
 from typing import Callable
 
 import attrs
 import trio
 
 from osintd import wire
-from osintd.hub import Filter, Hub, Subscriber
+from osintd.broadcaster import Filter
+from osintd.hub import Hub
+from osintd.outbox import Outbox
 from osintd.wsio import ConnectionClosed, MessageTooBig, ProtocolViolation, ServerWebSocket
 from osintd.messages import Error, PingRequest, Pong, ResumeRequest, SubscribeRequest, Subscribed
 
@@ -31,9 +34,16 @@ log = logging.getLogger(__name__)
 
 @attrs.frozen
 class SessionSettings:
-    client_queue: int = 1024
+    #: A client is dropped when this many messages wait for it; when, with messages
+    #: waiting, its socket has taken nothing for ``slow_client_timeout`` seconds; or
+    #: when it has been behind for ``max_behind`` seconds without catching up.
+    client_queue: int = 100_000
+    slow_client_timeout: float = 10.0
+    max_behind: float = 60.0
+    #: The longest one write may wait for the client to read.
     send_timeout: float = 10.0
-    close_timeout: float = 2.0
+    #: How long a Close frame (and the rest of a frame begun before it) waits for the client to read.
+    close_timeout: float = 5.0
     ping_interval: float = 20.0
     ping_timeout: float = 10.0
     max_message_bytes: int = 64 * 1024
@@ -61,17 +71,19 @@ class TokenBucket:
 class Session:
     """Runs one accepted WebSocket until it closes; see :meth:`run`."""
 
-    __slots__ = ("ws", "hub", "settings", "client", "_now", "_writing", "_bucket")
+    __slots__ = ("ws", "hub", "settings", "client", "_now", "_dead", "_write_scope", "_bucket")
 
-    def __init__(self, ws: ServerWebSocket, hub: Hub, settings: SessionSettings, client: Subscriber,
-                 now: Callable) -> None:
+    def __init__(self, ws: ServerWebSocket, hub: Hub, settings: SessionSettings, client: Outbox,
+                 now: Callable[[], dt.datetime]) -> None:
         self.ws = ws  # its stream is closed here, whatever happened
         self.hub = hub
         self.settings = settings
         self.client = client
         self._now = now
-        self._writing = False  # no close handshake: a frame may be half written, or the peer is dead
+        self._dead = False  # the peer stopped answering: no close handshake, just close the socket
+        self._write_scope: trio.CancelScope | None = None  # the batch being written, if one
         self._bucket: TokenBucket | None = None  # made at the first message: most clients never send one
+        client.on_end = self._stop_writing
 
     async def run(self) -> None:
         """The sender runs in this task and the reader beside it; either ending ends both.
@@ -92,74 +104,61 @@ class Session:
     # ------------------------------------------------------------------ send
 
     async def _send_loop(self) -> None:
-        """Write everything queued for this client, in batches: one write for all
-        the frames that are ready, then wait (``idle``) for more."""
+        """Write everything handed over for this client, in batches: one write for
+        all the frames that are ready, then wait (parked: the hub may write
+        directly to the socket meanwhile) for more."""
         client = self.client
-        writer = self.ws
-        while client.close_reason is None:
-            frames = self._ready_frames()
+        ws = self.ws
+        while not client.ended:
+            if ws.owes:  # a direct write left part of a frame unwritten
+                if not await self._write(b"", []):
+                    return
+                client.written(trio.current_time())
+                continue
+            frames = client.take(256)
             if not frames:
-                client.writer = writer  # from now on the hub may write directly while we wait
-                client.idle = True
-                first = None
-                with trio.move_on_after(self.settings.ping_interval):
-                    try:
-                        first = await client.queue_out.receive()
-                    except (trio.EndOfChannel, trio.ClosedResourceError):
-                        return
-                    finally:
-                        client.idle = False
-                if first is None:  # nothing queued for ping_interval: is the peer still there?
-                    if not await self._ping():
-                        return
-                    continue
-                frames = [first, *self._ready_frames()]
-            if client.close_reason is not None:
-                return
-            data = b"".join(frame.wire for frame in frames)
-            if not data:
-                continue  # only wake-ups
-            # Counted as handed to the socket before the write: a resume arriving
-            # meanwhile must not replay what is already on its way.
-            self._account(frames)
-            with trio.move_on_after(self.settings.send_timeout) as timer:
-                self._writing = True
-                try:
-                    await writer.write(data)
-                except ConnectionClosed:
-                    return  # the peer closed or vanished; nothing more to send
-                self._writing = False
+                with trio.move_on_after(self.settings.ping_interval) as idle:
+                    await client.wait()
+                if idle.cancelled_caught and not await self._ping():  # quiet for a while: still there?
+                    return
+                continue
+            ends: list[int] = []
+            size = 0
+            for frame in frames:
+                size += len(frame.wire)
+                ends.append(size)
+            data = b"".join([frame.wire for frame in frames])
             # Not kept while this loop waits: the first batch holds the connection
             # message and the snapshot, ~3 KB per idle client otherwise.
-            data = frames = None
-            if timer.cancelled_caught:
-                log.warning("client %s dropped: send timed out after %.0fs",
-                            client.client_id, self.settings.send_timeout)
-                self.hub.drop_slow(client)
+            frames = []
+            if not await self._write(data, ends):
                 return
+            client.written(trio.current_time())
 
-    def _ready_frames(self, limit: int = 256) -> list:
-        """Backlog first, then whatever the queue holds right now (no waiting)."""
-        client = self.client
-        frames = []
-        backlog = client.backlog
-        if backlog is not None:
-            while backlog and len(frames) < limit:
-                frames.append(backlog.popleft())
-            if backlog:
-                return frames
-            client.backlog = None  # written: an idle client keeps no empty deque
-        while len(frames) < limit:
+    async def _write(self, data: bytes, ends: list[int]) -> bool:
+        """Write a batch; False when the connection is over (closed, or this client
+        fell ``send_timeout`` behind a single write and is dropped)."""
+        with trio.CancelScope(deadline=trio.current_time() + self.settings.send_timeout) as scope:
+            self._write_scope = scope
             try:
-                frames.append(client.queue_out.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-        return frames
+                await self.ws.write(data, ends[:-1])
+            except ConnectionClosed:
+                return False  # the peer closed or vanished; nothing more to send
+            finally:
+                self._write_scope = None
+        if scope.cancelled_caught:
+            if not self.client.ended:  # not ended by the hub: the write itself took too long
+                log.warning("client %s dropped: a write waited %.0fs", self.client.client_id,
+                            self.settings.send_timeout)
+                self.hub.drop_slow(self.client)
+            return False
+        return True
 
-    def _account(self, frames: list) -> None:
-        for frame in frames:
-            if frame.type not in ("_wake", "_remainder"):
-                self.hub.count_sent(self.client, frame)
+    def _stop_writing(self) -> None:
+        """The client is ending: stop the batch being written at the end of the frame
+        on the wire (``wsio`` finishes that frame before the Close frame)."""
+        if self._write_scope is not None:
+            self._write_scope.cancel()
 
     # ------------------------------------------------------------------ read
 
@@ -225,7 +224,7 @@ class Session:
         if timer.cancelled_caught:
             log.info("client %s dropped: no pong within %.0fs", self.client.client_id,
                      self.settings.ping_timeout)
-            self._writing = True  # a peer that does not answer gets no close handshake
+            self._dead = True  # a peer that does not answer gets no close handshake
             self.client.end((1011, "keepalive ping unanswered"))
             return False
         return True
@@ -233,13 +232,17 @@ class Session:
     # ----------------------------------------------------------------- close
 
     async def _close(self) -> None:
+        """The Close frame with the client's reason, after the rest of any frame begun
+        on the wire, whenever the peer reads again within ``close_timeout``; then
+        the socket closes without a reset (see ``wsio.discard_unread``)."""
         code, reason = self.client.close_reason or (1000, "bye")
-        if not self._writing and self.ws.open:
+        if not self._dead and self.ws.open:
             with trio.move_on_after(self.settings.close_timeout):
                 try:
                     await self.ws.aclose(code, reason)
                 except Exception:  # the peer vanished or misbehaved mid-close; the stream is closed below
                     log.debug("close handshake with %s failed", self.client.client_id, exc_info=True)
+        self.ws.discard_unread()
         await trio.aclose_forcefully(self.ws.stream)
 
 

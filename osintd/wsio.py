@@ -33,6 +33,8 @@ from __future__ import annotations
 import logging
 import os
 import struct
+from bisect import bisect_right
+from collections.abc import Sequence
 
 import h11
 import trio
@@ -166,14 +168,17 @@ class ServerWebSocket:
     or directly with ``try_write_now`` when nobody holds it.
 
     Invariants: frames never interleave on the wire (every write holds the
-    lock, and a direct write is only tried while it is free); once a write was
-    cut off half way (cancelled, or the socket broke) nothing more is written,
-    not even a Close frame, because the peer could not parse it.
+    lock, and a direct write is only tried while it is free and nothing is
+    owed).  A write cut off half way through a frame (cancelled, or a direct
+    write the kernel took only part of) leaves the rest of that frame as
+    ``_tail``, and the next write of any kind sends the tail first: the byte
+    stream stays a sequence of whole frames, so a Close frame can always
+    follow, whenever the peer reads again.
     """
 
     # Thousands of these live at once: slots keep each one small.
     __slots__ = ("stream", "_proto", "_lock", "_fd", "_max_message", "_parts", "_size",
-                 "_ping", "_cut", "_violated", "close_code")
+                 "_ping", "_tail", "_violated", "close_code")
 
     def __init__(self, stream: trio.SocketStream, connection: Connection, max_message_bytes: int) -> None:
         self.stream = stream
@@ -184,49 +189,90 @@ class ServerWebSocket:
         self._parts: list[str] | None = None  # a fragmented text message so far
         self._size = 0  # its size in bytes so far
         self._ping: tuple[bytes, trio.Event] | None = None  # our keepalive ping in flight
-        self._cut = False  # a write stopped half way: the byte stream is no longer frames
+        self._tail = b""  # the unwritten rest of a frame begun on the wire: it goes first
         self._violated = False  # the peer broke the protocol: its bytes are no longer frames
         self.close_code: int | None = None  # the peer's close code (1006: it just vanished)
 
     @property
     def open(self) -> bool:
         """Frames may still be written (cheap: it is read on every direct write)."""
-        return self._proto.state is ConnectionState.OPEN and not self._cut
+        return self._proto.state is ConnectionState.OPEN
 
     # ---------------------------------------------------------------- writing
 
-    async def write(self, data: bytes) -> None:
-        """Write ``data`` (whole frames) completely; raises ``ConnectionClosed`` once closing."""
+    async def write(self, data: bytes, ends: Sequence[int] = ()) -> None:
+        """Write ``data`` (whole frames; ``ends`` are the offsets where the frames
+        after the first begin, if there are several) completely.
+
+        If cancelled, or if the peer breaks the connection, the rest of the frame
+        being written is kept as the tail (and the frames after it are not
+        written).  Raises ``ConnectionClosed`` once closing."""
         async with self._lock:
             if not self.open:
                 raise ConnectionClosed(self.close_code)
-            await self._send_all(data)
+            await self._send_all(data, ends)
 
-    async def _send_all(self, data: bytes) -> None:
-        """With the lock held: the bytes to the socket; a cut-off write marks the stream unusable."""
-        done = False
+    async def flush(self) -> None:
+        """Write what is owed of a frame begun on the wire (after a partial direct write)."""
+        async with self._lock:
+            await self._send_all(b"")
+
+    async def _send_all(self, data: bytes, ends: Sequence[int] = ()) -> None:
+        """With the lock held: the tail, then ``data``, to the socket.
+
+        Written with ``os.write`` on the non-blocking socket, waiting only when the
+        kernel's buffer is full, so that the offset reached is known when a
+        cancel comes: the frame it falls in is finished later (``_tail``)."""
+        # Where whole frames begin: after a tail, not at 0 (the tail is the end of one).
+        tail = self._tail
+        if tail:
+            data = tail + data
+            starts = [len(tail), *(len(tail) + end for end in ends)]
+            self._tail = b""
+        else:
+            starts = [0, *ends]
+        view = memoryview(data)
+        total = len(data)
+        offset = 0
+        waited = False
         try:
-            await self.stream.send_all(data)
-            done = True
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            while offset < total:
+                try:
+                    offset += os.write(self._fd, view[offset:])
+                except BlockingIOError:
+                    waited = True
+                    await trio.lowlevel.wait_writable(self.stream.socket)
+            if not waited:  # the write never waited: let the other tasks have their turn
+                await trio.lowlevel.checkpoint()
+        except (OSError, trio.ClosedResourceError):
             if self.close_code is None:
                 self.close_code = ABNORMAL_CLOSURE
             raise ConnectionClosed(self.close_code) from None
         finally:
-            if not done:  # cancelled or broken part way: maybe half a frame is out
-                self._cut = True
+            if offset < total:
+                self._tail = _rest_of_frame(data, offset, starts)
+            del view
 
     def try_write_now(self, data: bytes) -> int:
         """Write without waiting: the number of bytes the kernel took (maybe
-        fewer than ``len(data)``), or -1 if a write cannot be attempted now."""
-        if self._lock.locked() or not self.open:
+        fewer than ``len(data)``), or -1 if a write cannot be attempted now.
+        When only part was taken, the rest is owed (see :meth:`flush`)."""
+        if self._lock.locked() or self._tail or not self.open:
             return -1
         try:
-            return os.write(self._fd, data)
+            written = os.write(self._fd, data)
         except BlockingIOError:
             return 0
         except OSError:
             return -1  # the connection is going away; the reader or sender will find out
+        if written < len(data):
+            self._tail = data[written:]
+        return written
+
+    @property
+    def owes(self) -> bool:
+        """Part of a frame is on the wire and the rest is not: :meth:`flush` must come first."""
+        return bool(self._tail)
 
     async def ping(self) -> None:
         """Send a ping and wait for its pong (bound the wait: a dead peer never answers)."""
@@ -310,8 +356,6 @@ class ServerWebSocket:
         """Write a control frame from the reading side: a pong, or the answer to the
         peer's Close (wsproto is no longer OPEN then, so ``write`` would refuse it)."""
         async with self._lock:
-            if self._cut:
-                return
             try:
                 await self._send_all(data)
             except ConnectionClosed:
@@ -324,7 +368,7 @@ class ServerWebSocket:
             self._violated = True
             raise ProtocolViolation(event.code, event.reason or "protocol error")
         self.close_code = event.code
-        if self._proto.state is ConnectionState.REMOTE_CLOSING and not self._cut:
+        if self._proto.state is ConnectionState.REMOTE_CLOSING:
             await self._answer(self._proto.send(event.response()))
         raise ConnectionClosed(event.code, event.reason or "")
 
@@ -360,3 +404,29 @@ class ServerWebSocket:
                     self._feed(data)
             except ConnectionClosed:
                 return
+
+    def discard_unread(self, limit: int = 1 << 20) -> None:
+        """Read and drop what the peer sent and nobody will read, without waiting.
+
+        Closing a socket with unread bytes in its receive buffer makes the
+        kernel answer with a reset, and a reset makes the peer's kernel throw
+        away what it had not yet handed to the client: the Close frame among it.
+        """
+        while limit > 0:
+            try:
+                data = os.read(self._fd, 65536)
+            except OSError:  # nothing more now (BlockingIOError), or the socket is gone
+                return
+            if not data:
+                return
+            limit -= len(data)
+
+
+def _rest_of_frame(data: bytes, offset: int, starts: Sequence[int]) -> bytes:
+    """The bytes from ``offset`` to the end of the frame it falls in (``starts``:
+    where whole frames begin, in order); b"" when a frame begins at ``offset``."""
+    index = bisect_right(starts, offset)  # starts[index - 1] <= offset < starts[index]
+    if index and starts[index - 1] == offset:
+        return b""
+    end = starts[index] if index < len(starts) else len(data)
+    return bytes(data[offset:end])
