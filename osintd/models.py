@@ -170,6 +170,27 @@ class CursorMark:
 
 
 @attrs.frozen
+class Backfill:
+    """Events that were already old when osintd first saw them: scored, counted,
+    remembered for dedupe and stored like any others, but never broadcast as
+    ``new_event`` (they are not news).
+
+    The rule: the demo's warm-up history is backfill; so is a GitHub poll target's
+    first poll when osintd has no stored cursor (ETag) for that target (it never
+    polled it before, or it runs without ``--state-dir``).  After that every new
+    event is news, including events that happened during an outage, a rate-limit
+    pause or a restart with the state kept (a stored cursor exists: the first poll
+    after such a restart is news).  Webhook deliveries are always news, and a
+    GH Archive replay sends no backfill (every replayed event is broadcast).
+
+    It travels the pipeline as one item (sources → scorer → differ → hub), the
+    scorer passing on only the events it accepted.
+    """
+
+    events: list[Event]
+
+
+@attrs.frozen
 class EventBatch:
     """Accepted events, in order, and the moment the differ announces them at (their
     ``new_event``'s timestamp): one channel item for the lot.  The hub stores each event
