@@ -33,8 +33,8 @@ import attrs
 import trio
 
 from osintd.messages import RankingChange, SummaryUpdate, TrendChange
-from osintd.models import (AnnouncedRepo, BoardState, CursorMark, Event, EventBatch, RankChange, RepoScore, Scoreboard,
-                           TrendStatus)
+from osintd.models import (AnnouncedRepo, Backfill, BoardState, CursorMark, Event, EventBatch, RankChange, RepoScore,
+                           Scoreboard, TrendStatus)
 
 TOP = 10
 
@@ -166,7 +166,8 @@ def _rank_change(old: int, new: int) -> RankChange | None:
 async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetime],
                      observe_lag: Callable[[float], None] | None = None) -> None:
     """The differ task: events (one, or a list of them) go on as one :class:`EventBatch`
-    stamped with the moment of their ``new_event``; each scoreboard becomes its
+    stamped with the moment of their ``new_event``; a :class:`Backfill` goes on as it
+    is (no new_event, so no moment and no lag to observe); each scoreboard becomes its
     announcements, followed by the scoreboard itself for the hub's snapshots."""
     async with inbox:
         async for item in scored:
@@ -177,7 +178,7 @@ async def run_differ(differ: Differ, scored, inbox, now: Callable[[], dt.datetim
                     for event in events:
                         observe_lag(max((moment - event.created_at).total_seconds(), 0.0))
                 await inbox.send(EventBatch(events, moment))
-            elif isinstance(item, CursorMark):
+            elif isinstance(item, (CursorMark, Backfill)):
                 await inbox.send(item)
             else:
                 # One item: the hub publishes the announcements and takes the board in
