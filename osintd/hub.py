@@ -67,7 +67,7 @@ from osintd.messages import (
     Connection, Error, Heartbeat, MetricsUpdate, NewEvent, Outgoing, RankedRepo, Resumed,
     Snapshot, SummaryUpdate, SystemStatus,
 )
-from osintd.models import BoardState, CursorMark, Event, EventBatch, Scoreboard
+from osintd.models import Backfill, BoardState, CursorMark, Event, EventBatch, Scoreboard
 from osintd.store import Batch, SavedState, StateStore, StoredFrame
 from osintd.wsio import ServerWebSocket, frame_payload, frame_text
 
@@ -355,7 +355,7 @@ class Hub:
 
     def publish(self, item) -> Frame | None:
         """Stamp, encode, remember and offer one message to every client."""
-        if not isinstance(item, (BoardState, CursorMark, Heartbeat)):
+        if not isinstance(item, (BoardState, CursorMark, Backfill, Heartbeat)):
             self._check_overload()
         if isinstance(item, BoardState):
             for message in item.messages:
@@ -372,6 +372,9 @@ class Hub:
             return next((frame for frame in reversed(frames) if frame is not None), None)
         if isinstance(item, CursorMark):
             self._durable(lambda batch: batch.cursors.__setitem__(item.target, item.etag))
+            return None
+        if isinstance(item, Backfill):  # stored like _publish_event's events; not news: no frame
+            self._durable(lambda batch: batch.events.extend(item.events))
             return None
         if isinstance(item, Heartbeat):
             frame = Frame.of(None, item.TYPE, None, wire.encode(item, seq=self.delivered))
