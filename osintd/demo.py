@@ -12,6 +12,11 @@ dashboards can be seen handling ``error`` and ``system_status``; those are
 marked ``simulated``.  Everything random comes from one ``random.Random``
 seeded by ``--demo-seed``: the same seed gives the same events in the same
 order (timestamps follow the clock).
+
+The warm-up history (past events that fill the ranking from the first second)
+is sent as :class:`~osintd.models.Backfill`: scored, never broadcast as
+``new_event`` (it is not news, and a client connecting at start-up would
+otherwise get ~1,500 events at once).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Callable
 import attrs
 import trio
 
-from osintd.models import Event, EventType, SourceHealth
+from osintd.models import Backfill, Event, EventType, SourceHealth
 
 REPOSITORIES = (
     "openai/openai-python", "langchain-ai/langchain", "huggingface/transformers", "pytorch/pytorch",
@@ -122,26 +127,32 @@ class DemoSource:
         self._next_burst = 2.0
         self.generated = 0
 
-    async def run(self, events: trio.MemorySendChannel[Event],
+    async def run(self, events: trio.MemorySendChannel[Event | list[Event] | Backfill],
                   health: trio.MemorySendChannel[SourceHealth]) -> None:
+        history = self.history()  # first: the same seed gives the same history, whatever runs beside
         async with trio.open_nursery() as nursery:
             if self.settings.incidents:
                 nursery.start_soon(self._incidents, health)
-            await self._emit_history(events)
+            for start in range(0, len(history), 64):
+                await events.send(Backfill(history[start:start + 64]))
             await self._emit_live(events)
             nursery.cancel_scope.cancel()
 
-    async def _emit_history(self, events: trio.MemorySendChannel[Event]) -> None:
-        """Past events so that the ranking is full from the first second."""
+    def history(self) -> list[Event]:
+        """Past events, oldest first, so that the ranking is full from the first second:
+        sent as backfill (scored, not broadcast).  Deterministic by seed, but for the
+        timestamps, which end at the clock's now."""
         # At high rates a full history would be a flood at start-up: keep it to ~1,500 events.
         span = min(self.settings.history, 1500 / self.settings.rate) if self.settings.rate > 0 else 0.0
         start = self._now() - dt.timedelta(seconds=span)
+        history = []
         elapsed = self._gap()
         while elapsed < span:
-            await events.send(self.make_event(start + dt.timedelta(seconds=elapsed), elapsed - span))
+            history.append(self.make_event(start + dt.timedelta(seconds=elapsed), elapsed - span))
             elapsed += self._gap()
+        return history
 
-    async def _emit_live(self, events: trio.MemorySendChannel[Event | list[Event]]) -> None:
+    async def _emit_live(self, events: trio.MemorySendChannel[Event | list[Event] | Backfill]) -> None:
         started = trio.current_time()
         due = started + self._gap(0.0)
         while True:

@@ -15,6 +15,12 @@ if no request were a free 304 the hourly budget is never exhausted.  When
 ``X-RateLimit-Remaining`` reaches 0, no request is made before
 ``X-RateLimit-Reset``; a 403/429 secondary limit waits ``Retry-After`` (or
 backs off from 60 s, doubling).
+
+Backfill: a target's first poll when osintd has no stored cursor (ETag) for
+it (never polled it, or runs without ``--state-dir``) is sent as one
+:class:`~osintd.models.Backfill`: scored, not broadcast.  Every later poll is
+news, the first one after a restart with a stored cursor included, however
+long the outage or pause before it was.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import httpx
 import trio
 
 from osintd import __version__
-from osintd.models import CursorMark, Event, SourceHealth
+from osintd.models import Backfill, CursorMark, Event, SourceHealth
 from osintd.normalize import Unusable, from_events_api
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,8 @@ class Target:
     poll_interval: float = 60.0
     next_poll: float = 0.0
     failures: int = 0
+    #: Polled successfully, or restored with a stored cursor: its polls are news, read page 1
+    #: first.  Until then its next successful poll is its first: up to 3 pages, backfill.
     primed: bool = False
     stored_etag: str | None = None
     last_status: str = "pending"
@@ -182,6 +190,7 @@ class GitHubPoller:
                          events) -> None:
         if response is not None:
             target.poll_interval = _poll_interval(response.headers, target.poll_interval)
+        backfill: list[Event] | None = None if target.primed else []  # the first poll: old news
         target.primed = True
         target.failures = 0
         target.last_status = "ok"
@@ -198,7 +207,13 @@ class GitHubPoller:
                 self.stats.skipped_unknown += 1
                 continue
             self.stats.events_fetched += 1
-            await events.send(event)
+            if backfill is None:
+                await events.send(event)
+            else:
+                backfill.append(event)
+        if backfill:
+            log.info("%s: first poll: %d events scored as backfill, not broadcast", target.label, len(backfill))
+            await events.send(Backfill(backfill))
         if target.etag and target.etag != target.stored_etag:
             # Behind the events it covers, so it is never stored before them.
             target.stored_etag = target.etag
@@ -239,7 +254,8 @@ class GitHubPoller:
         """ETags from the state store: the first poll after a restart can be a free 304.
 
         The seen-id window is not restored (the scorer dedupes stored ids), so a
-        restored target is treated as primed only if it has an ETag."""
+        restored target is treated as primed only if it has an ETag; primed, its
+        first poll is news, not backfill."""
         for target in self.targets:
             if target.label in cursors:
                 target.etag = target.stored_etag = cursors[target.label]

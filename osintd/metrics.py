@@ -80,6 +80,8 @@ def daemon_families(hub, scorer, server, sources, webhooks, depths: dict[str, in
     yield labelled(CounterMetricFamily, "osintd_events_ingested", "Events accepted, by source and type",
                    ["source", "type"], scorer.ingested)
     yield counter("osintd_events_duplicate", "Events dropped as already seen", scorer.duplicates)
+    yield counter("osintd_events_backfilled", "Events accepted as backfill (already old when first seen): "
+                  "scored and stored, not broadcast", scorer.backfilled)
     yield gauge("osintd_seq", "Last seq delivered to clients", hub.delivered)
     yield counter("osintd_overload_episodes", "Times the server fell behind and began shedding",
                   stats.overload_episodes)

@@ -173,25 +173,32 @@ class CursorMark:
 
 
 @attrs.frozen
-class EventBatch:
-    """Accepted events, in order: one channel item for the lot.  Each is news: the hub
-    stamps its new_event when it broadcasts it (the message's ``timestamp`` is that
-    moment), stores the event no later than that, and makes the message
-    (``NewEvent.of``) only when the frame is first read: with no client connected, never."""
+class Backfill:
+    """Events that were already old when osintd first saw them: scored, counted,
+    remembered for dedupe and stored like any others, but never broadcast as
+    ``new_event`` (they are not news).
+
+    The rule: the demo's warm-up history is backfill; so is a GitHub poll target's
+    first poll when osintd has no stored cursor (ETag) for that target (it never
+    polled it before, or it runs without ``--state-dir``).  After that every new
+    event is news, including events that happened during an outage, a rate-limit
+    pause or a restart with the state kept (a stored cursor exists: the first poll
+    after such a restart is news).  Webhook deliveries are always news, and a
+    GH Archive replay sends no backfill (every replayed event is broadcast).
+
+    It travels the pipeline as one item (sources → scorer → differ → hub), the
+    scorer passing on only the events it accepted.
+    """
 
     events: list[Event]
 
 
 @attrs.frozen
-class Backfill:
-    """Events that were already old when osintd first saw them: scored, stored and
-    remembered like any other, never broadcast as live ``new_event`` messages.
-
-    The rule: the demo's warm-up history, and a GitHub poll target's first poll
-    when osintd has no stored cursor for it (never polled, or no ``--state-dir``).
-    Everything after that is news, including what happened during an outage, a
-    rate-limit pause or a restart with the state kept; webhooks and replays are
-    always news."""
+class EventBatch:
+    """Accepted events, in order: one channel item for the lot.  Each is news: the hub
+    stamps its new_event when it broadcasts it (the message's ``timestamp`` is that
+    moment), stores the event no later than that, and makes the message
+    (``NewEvent.of``) only when the frame is first read: with no client connected, never."""
 
     events: list[Event]
 

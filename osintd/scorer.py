@@ -43,7 +43,7 @@ from typing import Callable, Iterable
 import attrs
 import trio
 
-from osintd.models import Event, EventType, Momentum, RepoScore, Scoreboard, TrendStatus
+from osintd.models import Backfill, Event, EventType, Momentum, RepoScore, Scoreboard, TrendStatus
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "release": 8.0,
@@ -351,6 +351,8 @@ class Scorer:
         self._board_time = -math.inf
         self.total_events = 0
         self.duplicates = 0
+        #: Events accepted from a Backfill (counted in ``total_events`` too): scored, not news.
+        self.backfilled = 0
         #: Events accepted by (source, type).
         self.ingested: collections.Counter[tuple[str, EventType]] = collections.Counter()
         self._weights: dict[tuple[EventType, str | None, bool], float] = {}
@@ -744,9 +746,10 @@ def summary_text(model: ScoringModel, status: TrendStatus, count: int, focus: st
 
 async def run_scorer(scorer: Scorer, events, out, interval: float,
                      on_tick: Callable[[], None] = lambda: None, live: bool = True) -> None:
-    """The scorer task: score each event as it comes and pass it on; every
-    ``interval`` seconds pass on a scoreboard, coalescing all events since the
-    last one.  When the sources end, one last scoreboard, then ``out`` closes.
+    """The scorer task: score each event as it comes and pass it on (a Backfill's
+    events as a Backfill of those accepted: scored and remembered, never news);
+    every ``interval`` seconds pass on a scoreboard, coalescing all events since
+    the last one.  When the sources end, one last scoreboard, then ``out`` closes.
 
     Live, the interval is on trio's clock.  Replaying, it is on event time: a
     scoreboard is taken each time the events cross the next tick, so the
@@ -761,17 +764,32 @@ async def run_scorer(scorer: Scorer, events, out, interval: float,
 
 
 async def _pass_on(scorer: Scorer, item, out) -> None:
-    """Score an event (or a list of them) and pass on what is new; anything else
-    (a CursorMark) just passes."""
+    """Score an event (or a list of them, or a Backfill's) and pass on what is new, in
+    the same form (a Backfill stays a Backfill); anything else (a CursorMark) just passes."""
     if isinstance(item, Event):
         if scorer.accept(item):
             await out.send(item)
-    elif isinstance(item, list):
-        accepted = [event for event in item if scorer.accept(event)]
+    elif isinstance(item, (list, Backfill)):
+        accepted = [event for event in _events_of(item) if scorer.accept(event)]
         if accepted:
-            await out.send(accepted)
+            await out.send(_passed(scorer, item, accepted))
     else:
         await out.send(item)
+
+
+def _events_of(item: Event | list[Event] | Backfill) -> list[Event] | tuple[Event]:
+    if isinstance(item, Backfill):
+        return item.events
+    return item if isinstance(item, list) else (item,)
+
+
+def _passed(scorer: Scorer, item: Event | list[Event] | Backfill, accepted: list[Event]) -> list[Event] | Backfill:
+    """What goes on for the ``accepted`` events of ``item``: a Backfill (counted) for a
+    Backfill, else the list."""
+    if isinstance(item, Backfill):
+        scorer.backfilled += len(accepted)
+        return Backfill(accepted)
+    return accepted
 
 
 async def _score_live(scorer: Scorer, events, out, interval: float, on_tick: Callable[[], None]) -> None:
@@ -807,17 +825,17 @@ MAX_CATCH_UP_TICKS = 100
 async def _score_event_time(scorer: Scorer, events, out, interval: float, on_tick: Callable[[], None]) -> None:
     next_tick: float | None = None
     async for item in events:
-        if not isinstance(item, (Event, list)):
+        if not isinstance(item, (Event, list, Backfill)):
             await out.send(item)
             continue
         accepted: list[Event] = []
-        for event in (item if isinstance(item, list) else (item,)):
+        for event in _events_of(item):
             at = event.created_at.timestamp()
             if next_tick is None:
                 next_tick = at + interval
             if at >= next_tick:
                 if accepted:  # the events before the tick go before its scoreboard
-                    await out.send(accepted)
+                    await out.send(_passed(scorer, item, accepted))
                     accepted = []
                 behind = int((at - next_tick) // interval) + 1
                 if behind > MAX_CATCH_UP_TICKS:
@@ -830,4 +848,4 @@ async def _score_event_time(scorer: Scorer, events, out, interval: float, on_tic
                 accepted.append(event)
         on_tick()
         if accepted:
-            await out.send(accepted)
+            await out.send(_passed(scorer, item, accepted))

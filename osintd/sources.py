@@ -6,7 +6,10 @@ Must not: contain a source.
 A source runs as one task.  It sends :class:`~osintd.models.Event` objects on
 ``events`` (awaiting when the pipeline is busy: sources never drop), or a
 list of them, in order, when it has several at once (one channel hop for
-the lot: a large part of the cost of an event at high rates), and
+the lot: a large part of the cost of an event at high rates), or a
+:class:`~osintd.models.Backfill` of events that were already old when it first
+saw them (scored, never broadcast: the demo's warm-up history, a poll target's
+first backlog; the rule is in its docstring), and
 :class:`~osintd.models.SourceHealth` on ``health`` whenever its upstream's
 state changes, under its ``component`` name.  ``live`` says whether event time follows the wall clock (demo,
 poller, webhooks) or only the events themselves (replay).
@@ -18,7 +21,7 @@ from typing import Protocol
 
 import trio
 
-from osintd.models import Event, SourceHealth
+from osintd.models import Backfill, Event, SourceHealth
 
 
 class Source(Protocol):
@@ -26,5 +29,5 @@ class Source(Protocol):
     component: str  # the system_status component its health reports name
     live: bool
 
-    async def run(self, events: trio.MemorySendChannel[Event | list[Event]],
+    async def run(self, events: trio.MemorySendChannel[Event | list[Event] | Backfill],
                   health: trio.MemorySendChannel[SourceHealth]) -> None: ...

@@ -8,7 +8,7 @@ import datetime as dt
 import trio
 import trio_websocket
 
-from conftest import make_settings, receive_json, start_app, ws_url
+from conftest import collect_for, make_settings, receive_json, start_app, ws_url
 from osintd.demo import DemoSettings, DemoSource
 
 
@@ -61,6 +61,36 @@ async def test_demo_trends_heat_up_and_cool_down_and_incidents_come_and_go(autoj
     assert "degraded" in [m["status"] for m in statuses]
     degraded_at = [m["status"] for m in statuses].index("degraded")
     assert "healthy" in [m["status"] for m in statuses[degraded_at:]]
+
+
+async def test_the_warm_up_history_is_scored_but_not_broadcast(autojump_clock):
+    """Issue 12: the ~1,500 past events the demo starts with fill the ranking, but a
+    client connecting at once gets live new_events only (it was flooded and dropped)."""
+    history = DemoSource(DemoSettings(rate=20.0, seed=11), lambda: dt.datetime.now(dt.timezone.utc)).history()
+    history_ids = {event.event_id for event in history}
+    assert len(history_ids) > 1000
+    async with trio.open_nursery() as nursery:
+        app = await start_app(nursery, make_settings(demo_seed=11, demo_rate=20.0))
+        # At once, and resuming from seq 0: every broadcast there ever was reaches this client.
+        async with trio_websocket.open_websocket_url(ws_url(app, f"since=0&epoch={app.hub.epoch}"),
+                                                     message_queue_size=4096) as ws:
+            messages = await collect_for(ws, 3.0)
+        async with trio_websocket.open_websocket_url(ws_url(app)) as ws:
+            await receive_json(ws)
+            snapshot = await receive_json(ws)
+        # The app's history is the one regenerated above: every event of it was scored already.
+        rescored = [event.event_id for event in history if app.scorer.accept(event)]
+        nursery.cancel_scope.cancel()
+    assert messages[0]["type"] == "connection" and messages[1]["type"] == "resumed" and messages[1]["recovered"]
+    new_events = [m["event_id"] for m in messages if m["type"] == "new_event"]
+    assert not history_ids & set(new_events), "warm-up history was broadcast as new_event"
+    assert len(new_events) >= 20 and len(set(new_events)) == len(new_events)  # live ones (about 60) do come
+    assert any(m["type"] == "ranking_change" for m in messages)  # the warm-up still ranks
+    top = snapshot["top"]
+    assert snapshot["type"] == "snapshot" and len(top) == 10 and all(row["activity_score"] > 0 for row in top)
+    # Scores from the warm-up, not only from the few live events so far.
+    assert sum(row["events_in_window"] for row in top) > 2 * len(new_events)
+    assert rescored == [] and app.scorer.backfilled == len(history)
 
 
 async def test_high_demo_rate_keeps_up(autojump_clock):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
+import httpx
 import trio
 import trio_websocket
 
 from conftest import collect_for, make_settings, receive_json, start_app, ws_url
 from fakegithub import FakeGitHub, events_api_item
 from osintd.clock import WallClock
+from osintd.normalize import from_events_api
 
 TOKEN = "ghp_s3cretTOKENvalue0123456789"
 REPO = "octo-org/alpha"
@@ -66,6 +69,36 @@ async def test_first_poll_paginates_then_dedupes(nursery, autojump_clock):
         await trio.sleep(61)
         assert app.scorer.total_events == 252
         assert [r.query.get("page", "1") for r in fake.requests_to(PATH)][3:] == ["1"]
+
+
+async def test_the_first_poll_is_backfill_scored_not_broadcast_and_later_polls_are_news(nursery, autojump_clock):
+    """Issue 12: the 300 events a target's first poll finds are old news (no cursor was
+    stored for it): they rank the repository but are no new_event; what later polls find is."""
+    fake = await _fake(nursery)
+    clock = WallClock()
+    old = [events_api_item(n, REPO, kind="PushEvent", at=(clock.now() - dt.timedelta(minutes=300 - n)).isoformat())
+           for n in range(300)]
+    fake.add_events(PATH, *old)
+    app = await _app(nursery, fake)
+    http = f"http://127.0.0.1:{app.port}"
+    # Resuming from seq 0: every broadcast there ever was reaches this client, however early.
+    async with trio_websocket.open_websocket_url(ws_url(app, f"since=0&epoch={app.hub.epoch}&types=new_event"),
+                                                 message_queue_size=1024) as ws, httpx.AsyncClient() as client:
+        assert [(await receive_json(ws))["type"] for _ in range(2)] == ["connection", "resumed"]
+        first = await collect_for(ws, 30, "new_event")
+        assert [r.query.get("page", "1") for r in fake.requests_to(PATH)] == ["1", "2", "3"]
+        assert first == [] and app.scorer.total_events == 300 and app.scorer.backfilled == 300
+        repos = (await client.get(f"{http}/api/v1/repos")).json()["repositories"]
+        assert [(r["repo_full_name"], r["events_in_window"]) for r in repos] == [(REPO, 300)]
+        assert repos[0]["activity_score"] > 0
+        assert (await client.get(f"{http}/api/v1/events")).json()["events"] == []
+        assert "osintd_events_backfilled_total 300.0" in (await client.get(f"{http}/metrics")).text
+
+        new = [events_api_item(500 + n, REPO, kind="PushEvent", at=clock.now().isoformat()) for n in range(2)]
+        fake.add_events(PATH, *new)
+        later = await collect_for(ws, 61, "new_event")
+    assert [m["event_id"] for m in later] == [from_events_api(item).event_id for item in new]
+    assert app.scorer.total_events == 302 and app.scorer.backfilled == 300
 
 
 async def test_rate_limit_zero_waits_for_reset(nursery, autojump_clock):

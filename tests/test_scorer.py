@@ -17,7 +17,7 @@ import random
 import pytest
 import trio
 
-from osintd.models import Event, EventType, TrendStatus
+from osintd.models import Backfill, CursorMark, Event, EventType, TrendStatus
 from osintd.scorer import (ONCE_PER_ACTOR, SUMMARIZED, ScoringModel, Scorer, classify, momentum_of, run_scorer,
                            summary_text, topic_of)
 
@@ -188,6 +188,30 @@ async def test_a_batch_of_events_passes_as_one_item_without_its_duplicates(autoj
     assert len(items) == 3 and items[2].order == ("org/r",)  # then the last scoreboard
 
 
+@pytest.mark.parametrize("live", [True, False], ids=["live", "event-time"])
+async def test_a_backfill_passes_as_one_backfill_without_its_duplicates(autojump_clock, live):
+    """A Backfill's events are scored, counted and remembered like any others, and
+    go on as a Backfill of those accepted: the stages after know they are not news."""
+    scorer = Scorer(ScoringModel())
+    events_in, events_out = trio.open_memory_channel(10)
+    scored_in, scored_out = trio.open_memory_channel(10)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_scorer, scorer, events_out, scored_in, 3600.0, lambda: None, live)
+        await events_in.send(_commit("e1"))
+        await events_in.send(Backfill([_commit("e1"), _commit("b1"), _commit("b2"), _commit("b1")]))
+        await events_in.send(CursorMark("org/r", '"etag"'))
+        await events_in.send(Backfill([_commit("b2"), _commit("e1")]))  # nothing new: nothing passed on
+        await events_in.send([_commit("b2"), _commit("e2")])  # a backfilled id is a duplicate later too
+        await events_in.aclose()
+        items = [item async for item in scored_out]
+    assert items[0] in (_commit("e1"), [_commit("e1")])  # as it came (live) or in a list (event time)
+    assert type(items[1]) is Backfill and [e.event_id for e in items[1].events] == ["b1", "b2"]
+    assert items[2] == CursorMark("org/r", '"etag"')
+    assert type(items[3]) is list and [e.event_id for e in items[3]] == ["e2"]
+    assert len(items) == 5 and items[4].order == ("org/r",)  # then the last scoreboard
+    assert (scorer.total_events, scorer.backfilled, scorer.duplicates) == (4, 2, 5)
+
+
 def _commit(event_id: str, at: float = T0) -> Event:
     return Event(event_id, "org/r", EventType.COMMIT, "t", "a", "u", dt.datetime.fromtimestamp(at, dt.timezone.utc))
 
@@ -232,10 +256,12 @@ def test_a_repository_that_leaves_the_window_is_freed_at_once():
         gc.enable()
 
 
-async def test_an_event_accepted_while_the_next_stage_is_full_is_passed_on_when_the_tick_fires(autojump_clock):
+@pytest.mark.parametrize("backfill", [False, True], ids=["event", "backfill"])
+async def test_an_event_accepted_while_the_next_stage_is_full_is_passed_on_when_the_tick_fires(autojump_clock,
+                                                                                              backfill):
     """The live scorer's tick must not cancel a send of events it has already
     accepted (and so remembered): those events would never be broadcast, nor
-    fetched again.  Here every send blocks across several ticks."""
+    fetched again (nor stored, for a Backfill).  Here every send blocks across several ticks."""
     scorer = Scorer(ScoringModel())
     events_in, events_out = trio.open_memory_channel(100)
     scored_in, scored_out = trio.open_memory_channel(0)  # every send waits for the reader
@@ -245,7 +271,7 @@ async def test_an_event_accepted_while_the_next_stage_is_full_is_passed_on_when_
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run_scorer, scorer, events_out, scored_in, 1.0)
             for event in sent:
-                await events_in.send(event)
+                await events_in.send(Backfill([event]) if backfill else event)
             await events_in.aclose()
             async for item in scored_out:
                 await trio.sleep(2.5)  # a slow reader: ticks pass while the scorer's send waits
@@ -253,5 +279,7 @@ async def test_an_event_accepted_while_the_next_stage_is_full_is_passed_on_when_
                     passed.append(item.event_id)
                 elif isinstance(item, list):
                     passed.extend(e.event_id for e in item)
+                elif isinstance(item, Backfill):
+                    passed.extend(e.event_id for e in item.events)
     assert scorer.total_events == 20
     assert passed == [e.event_id for e in sent]  # every accepted event passed on, in order, once

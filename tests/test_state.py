@@ -35,16 +35,19 @@ async def test_restart_resumes_without_repeats_or_spurious_announcements(tmp_pat
     async with trio.open_nursery() as outer:
         fake = await outer.start(FakeGitHub(lambda: clock.now().timestamp()).serve)
         n = 0
+        ids1 = set()
         for index, repo in enumerate(REPOS):
             items = []
             for _ in range(index + 1):
                 n += 1
                 items.append(events_api_item(n, repo, kind="PushEvent", at=clock.now().isoformat()))
             fake.add_events(f"/repos/{repo}/events", *items)
+            ids1 |= {from_events_api(item).event_id for item in items}
         settings = make_settings(repos=tuple(REPOS), github_api_url=fake.url, github_token="t",
                                  state_dir=tmp_path / "state")
 
-        # Run 1: ingest everything, remember what a client saw, stop.
+        # Run 1: ingest everything (the first polls: backfill, announced only through the
+        # rankings and trends it makes), remember what a client saw, stop.
         async with trio.open_nursery() as nursery:
             first = await start_app(nursery, settings)
             async with trio_websocket.open_websocket_url(ws_url(first, f"since=0&epoch={first.hub.epoch}"),
@@ -52,8 +55,7 @@ async def test_restart_resumes_without_repeats_or_spurious_announcements(tmp_pat
                 hello = await receive_json(ws)
                 run1 = [m for m in await collect_for(ws, 20) if m["type"] != "resumed"]
             await first.shutdown()
-        ids1 = {m["event_id"] for m in run1 if m["type"] == "new_event"}
-        assert len(ids1) == n
+        assert not [m for m in run1 if m["type"] == "new_event"] and first.scorer.backfilled == len(ids1) == n
         assert any(m["type"] == "ranking_change" for m in run1) and any(m["type"] == "trend_change" for m in run1)
         last_seq = max(m["seq"] for m in run1 if "seq" in m and m["type"] != "heartbeat")
 
@@ -62,7 +64,7 @@ async def test_restart_resumes_without_repeats_or_spurious_announcements(tmp_pat
         fake.add_events(f"/repos/{REPOS[0]}/events",
                         events_api_item(n, REPOS[0], kind="PushEvent", at=clock.now().isoformat()))
 
-        # Run 2: same state directory.
+        # Run 2: same state directory, so the stored ETags make the first polls news.
         async with trio.open_nursery() as nursery:
             second = await start_app(nursery, settings)
             assert second.hub.epoch == hello["epoch"] and second.hub.seq >= last_seq
@@ -77,7 +79,8 @@ async def test_restart_resumes_without_repeats_or_spurious_announcements(tmp_pat
 
     assert again["epoch"] == hello["epoch"] and again["seq"] >= last_seq
     ids2 = [m["event_id"] for m in run2 if m["type"] == "new_event"]
-    assert len(ids2) == 1 and not set(ids2) & ids1  # only the new one; nothing from run 1 again
+    assert len(ids2) == 1 and not set(ids2) & ids1  # only the new one; nothing from run 1
+    assert second.scorer.backfilled == 0
     # The new event may move its repository; nothing else is announced.
     moved = {m["repo_full_name"] for m in run2 if m["type"] in ("ranking_change", "trend_change")}
     assert moved <= {REPOS[0], REPOS[-1], REPOS[-2]} | {m["repo_full_name"] for m in run2
@@ -113,6 +116,47 @@ async def test_restart_without_new_data_announces_nothing(tmp_path, patient_cloc
                 assert messages == [], [(m["type"], m.get("reason"), m.get("repo_full_name")) for m in messages]
         assert {r.status for r in fake.requests[len(REPOS):]} == {304}  # ETags survived the restart
         outer.cancel_scope.cancel()
+
+
+async def test_a_first_poll_is_backfill_only_for_a_target_without_a_stored_cursor(tmp_path, patient_clock):
+    """Issue 12's rule across a restart with the state kept: a target with a stored cursor
+    (ETag) is news from its first poll on, whatever happened while osintd was down; a
+    target osintd never polled is backfill (scored, not broadcast) on its first poll."""
+    clock = WallClock()
+    known, added = REPOS[0], REPOS[1]
+
+    def items(repo: str, numbers: range) -> list[dict]:
+        return [events_api_item(n, repo, kind="PushEvent", at=clock.now().isoformat()) for n in numbers]
+
+    async with trio.open_nursery() as outer:
+        fake = await outer.start(FakeGitHub(lambda: clock.now().timestamp()).serve)
+        old, later, other = items(known, range(1, 6)), items(known, range(6, 9)), items(added, range(100, 104))
+        fake.add_events(f"/repos/{known}/events", *old)
+        fake.add_events(f"/repos/{added}/events", *other)
+
+        async def run(repos: tuple[str, ...], since: int):
+            settings = make_settings(repos=repos, github_api_url=fake.url, github_token="t",
+                                     state_dir=tmp_path / "state")
+            async with trio.open_nursery() as nursery:
+                app = await start_app(nursery, settings)
+                async with trio_websocket.open_websocket_url(
+                        ws_url(app, f"since={since}&epoch={app.hub.epoch}&types=new_event")) as ws:
+                    assert (await receive_json(ws))["type"] == "connection"
+                    assert (await receive_json(ws))["recovered"] is True
+                    news = [m["event_id"] for m in await collect_for(ws, 20, "new_event")]
+                await app.shutdown()
+            return app, news
+
+        first, news1 = await run((known,), 0)
+        fake.add_events(f"/repos/{known}/events", *later)  # while osintd is down
+        second, news2 = await run((known, added), first.hub.seq)
+        outer.cancel_scope.cancel()
+
+    assert news1 == [] and first.scorer.backfilled == len(old)
+    restart_poll = fake.requests_to(f"/repos/{known}/events")[1]
+    assert restart_poll.headers["if-none-match"] and restart_poll.status == 200  # the stored cursor, sent
+    assert news2 == [from_events_api(item).event_id for item in later]  # news; the old ones not again
+    assert second.scorer.backfilled == len(other) and second.scorer.total_events == len(old) + len(later) + len(other)
 
 
 def test_corrupt_state_file_is_a_clear_error_and_reset_state_recovers(tmp_path):
@@ -165,6 +209,18 @@ async def _observe(url_of, seen: list[dict], stop: trio.Event) -> None:
             await trio.sleep(0.05)
 
 
+def _stored_cursors(state_dir) -> int:
+    """How many poll targets' cursors (ETags) the daemon's state file holds (read-only)."""
+    try:
+        db = sqlite3.connect(f"file:{state_dir / 'osintd.sqlite3'}?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT count(*) FROM cursors").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
 async def test_repeated_kill_9_while_ingesting_broadcasts_every_event_exactly_once(tmp_path):
     clock = WallClock()
     rng = random.Random(4)
@@ -193,6 +249,11 @@ async def test_repeated_kill_9_while_ingesting_broadcasts_every_event_exactly_on
         daemon = await trio.to_thread.run_sync(lambda: spawn_daemon(tmp_path, *args))
         port_holder["port"] = daemon.port
         try:
+            # A target's first poll without a stored cursor is backfill (scored, not broadcast):
+            # events are fed from when every target's cursor is stored, so each one is news.
+            with trio.fail_after(15):
+                while await trio.to_thread.run_sync(_stored_cursors, tmp_path / "state") < len(repos):
+                    await trio.sleep(0.05)
             seen: list[dict] = []
             stop_feed, stop_observer = trio.Event(), trio.Event()
             nursery.start_soon(feed, stop_feed)
