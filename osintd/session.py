@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from osintd import wire
-from osintd.broadcaster import Filter
+from osintd.broadcaster import Filter, Frame
 from osintd.hub import Hub
 from osintd.outbox import Outbox
 from osintd.wsio import ConnectionClosed, MessageTooBig, ProtocolViolation, ServerWebSocket
@@ -122,16 +122,13 @@ class Session:
                 if idle.cancelled_caught and not await self._ping():  # quiet for a while: still there?
                     return
                 continue
-            ends: list[int] = []
-            size = 0
-            for frame in frames:
-                size += len(frame.wire)
-                ends.append(size)
-            data = b"".join([frame.wire for frame in frames])
+            data, ends = _joined(frames)
             # Not kept while this loop waits: the first batch holds the connection
             # message and the snapshot, ~3 KB per idle client otherwise.
-            frames = []
-            if not await self._write(data, ends):
+            del frames
+            written = await self._write(data, ends)
+            del data, ends
+            if not written:
                 return
             client.written(trio.current_time())
 
@@ -244,6 +241,16 @@ class Session:
                     log.debug("close handshake with %s failed", self.client.client_id, exc_info=True)
         self.ws.discard_unread()
         await trio.aclose_forcefully(self.ws.stream)
+
+
+def _joined(frames: list[Frame]) -> tuple[bytes, list[int]]:
+    """The frames as one write, and where each ends in it."""
+    ends: list[int] = []
+    size = 0
+    for frame in frames:
+        size += len(frame.wire)
+        ends.append(size)
+    return b"".join([frame.wire for frame in frames]), ends
 
 
 def filter_from(types: list[str] | None, repos: list[str] | None) -> Filter:
