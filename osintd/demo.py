@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 import trio

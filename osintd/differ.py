@@ -27,7 +27,7 @@ Rules:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import attrs
 import trio

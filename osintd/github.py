@@ -28,7 +28,7 @@ from __future__ import annotations
 import collections
 import logging
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 import httpx

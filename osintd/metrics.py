@@ -8,7 +8,7 @@ histogram, which the differ feeds.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import trio
 from prometheus_client import CollectorRegistry, Histogram, generate_latest

@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeAlias
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 

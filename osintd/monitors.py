@@ -9,7 +9,7 @@ change the state it reads.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 import trio

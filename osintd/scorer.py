@@ -38,7 +38,7 @@ import heapq
 import math
 import operator
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 import trio
@@ -113,7 +113,7 @@ class ScoringModel:
     weights: dict[str, float] = attrs.field(factory=lambda: dict(DEFAULT_WEIGHTS))
 
     @classmethod
-    def for_demo(cls, events_per_second: float) -> "ScoringModel":
+    def for_demo(cls, events_per_second: float) -> ScoringModel:
         """The real model on a clock 96× faster (a day in 15 minutes).
 
         About four demo events a second over a few dozen repositories look like a
@@ -224,7 +224,7 @@ class RepoWindow:
         else:
             self.mass += entry.weight * math.exp(-decay * (self.anchor - entry.at))
 
-    def advance(self, now: float, model: "ScoringModel", decay: float) -> None:
+    def advance(self, now: float, model: ScoringModel, decay: float) -> None:
         """Bring the sums to ``now``: entries leave the recent span, then the window."""
         entries = self.entries
         recent_start = now - model.recent
@@ -273,7 +273,7 @@ class RepoWindow:
             return -math.inf
         return math.log(self.mass) + decay * (self.anchor - origin)
 
-    def focus_later(self, model: "ScoringModel") -> Callable[[], str]:
+    def focus_later(self, model: ScoringModel) -> Callable[[], str]:
         """The summary's "Recent focus on …" part as of now, worked out when first asked.
 
         Topics are found once per entry and the focus once per change of titles
@@ -449,7 +449,7 @@ class Scorer:
         top, order = self._top(now, observed)
         moves = tuple(self._score(self._repos[name], now, observed)
                       for name in self._trend_moves if name in self._repos)
-        board = Scoreboard(at=dt.datetime.fromtimestamp(now, dt.timezone.utc), top=top, order=order,
+        board = Scoreboard(at=dt.datetime.fromtimestamp(now, dt.UTC), top=top, order=order,
                            trend_moves=moves, untracked=tuple(self._untracked))
         self._trend_moves = {}
         self._untracked = []
@@ -628,7 +628,7 @@ def _stored_before(key: float, name: str, other_key: float, other_name: str) -> 
     return key < other_key or key == other_key and name > other_name
 
 
-def _edges(model: "ScoringModel") -> tuple[list[float], list[float]]:
+def _edges(model: ScoringModel) -> tuple[list[float], list[float]]:
     """The values at which a rounded score or velocity crosses a trend threshold
     (with or without hysteresis): a repository's trend can only change there."""
     h = model.hysteresis
@@ -668,7 +668,7 @@ class _Bounds:
     stable_score: float
 
     @classmethod
-    def of(cls, model: ScoringModel, current: TrendStatus) -> "_Bounds":
+    def of(cls, model: ScoringModel, current: TrendStatus) -> _Bounds:
         S = TrendStatus
 
         def at_least(threshold: float, status: TrendStatus) -> float:

@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import urllib.parse
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 import h11
@@ -74,7 +74,7 @@ class Upgrade:
     epoch: str | None
 
     @classmethod
-    def parse(cls, query: str) -> "Upgrade":
+    def parse(cls, query: str) -> Upgrade:
         params = urllib.parse.parse_qs(query, keep_blank_values=True)
         one = {key: values[-1] for key, values in params.items()}
         types = _csv(one.get("types"))
@@ -368,7 +368,8 @@ class Server:
         own = {f"{scheme}://{host}:{port}" for scheme in ("http", "https")
                for host in ("localhost", "127.0.0.1", "[::1]")}
         if port in (80, 443):
-            own |= {f"{scheme}://{host}" for scheme in ("http", "https") for host in ("localhost", "127.0.0.1", "[::1]")}
+            own |= {f"{scheme}://{host}" for scheme in ("http", "https")
+                    for host in ("localhost", "127.0.0.1", "[::1]")}
         return own | {o.rstrip("/").lower() for o in self.settings.allowed_origins}
 
     def _allowed_hosts(self) -> set[str]:
