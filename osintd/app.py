@@ -12,6 +12,7 @@ Must not: contain pipeline logic; each stage lives in its own module.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import trio
 
@@ -22,13 +23,14 @@ from osintd.differ import Differ, DifferSettings, run_differ
 from osintd.github import GitHubPoller, GitHubSettings
 from osintd.httpapi import HttpApi
 from osintd.hub import GOING_AWAY, Hub
+from osintd.models import PipelineItem, ScoredItem, SourceHealth, SourceItem
 from osintd.monitors import Counts, HealthMonitor, PipelineCondition, heartbeat, metrics
 from osintd.replay import ReplaySource
 from osintd.scorer import Scorer, ScoringModel, run_scorer
 from osintd.server import Server, ServerSettings
 from osintd.session import SessionSettings
 from osintd.sources import Source
-from osintd.store import StateStore
+from osintd.store import SavedState, StateStore
 from osintd.metrics import Metrics, daemon_families
 from osintd.systemd import Notifier, listeners_from_environment
 from osintd.webhooks import WebhookReceiver
@@ -47,7 +49,7 @@ class App:
     """
 
     def __init__(self, settings: Settings, source: Source | None = None,
-                 model: ScoringModel | None = None, listeners: list | None = None) -> None:
+                 model: ScoringModel | None = None, listeners: list[trio.SocketListener] | None = None) -> None:
         self.settings = settings
         self._source = source
         self._model = model
@@ -56,18 +58,18 @@ class App:
         self.hub: Hub
         self.scorer: Scorer
         self.server: Server
-        self.sources: list = []
+        self.sources: list[Source] = []
         self.webhooks: WebhookReceiver | None = None
         self._sources_running = 0
         self._nursery: trio.Nursery | None = None
 
-    def _choose_sources(self, clock: WallClock) -> list:
+    def _choose_sources(self, clock: WallClock) -> list[Source]:
         settings = self.settings
         if self._source is not None:
             return [self._source]
         if settings.replay is not None:
             return [ReplaySource(settings.replay, settings.replay_speed)]
-        sources: list = []
+        sources: list[Source] = []
         if settings.repos or settings.orgs:
             sources.append(GitHubPoller(GitHubSettings(api_url=settings.github_api_url, token=settings.github_token,
                                                        repos=settings.repos, orgs=settings.orgs),
@@ -77,7 +79,7 @@ class App:
                                                    ramp=settings.demo_ramp), clock.now))
         return sources
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED) -> None:
         settings = self.settings
         self.clock = clock = WallClock()
         self.sources = sources = self._choose_sources(clock)
@@ -111,6 +113,14 @@ class App:
         # to keep every stage busy, few enough that events are not seconds old when they are
         # stamped, and that the garbage collector does not walk through them again and again
         # (with 4,096/256/1,024 a replay queued the whole file: 209 MiB resident, 120 now).
+        events_in: trio.MemorySendChannel[SourceItem]
+        events_out: trio.MemoryReceiveChannel[SourceItem]
+        scored_in: trio.MemorySendChannel[ScoredItem]
+        scored_out: trio.MemoryReceiveChannel[ScoredItem]
+        inbox_in: trio.MemorySendChannel[PipelineItem]
+        inbox_out: trio.MemoryReceiveChannel[PipelineItem]
+        health_in: trio.MemorySendChannel[SourceHealth]
+        health_out: trio.MemoryReceiveChannel[SourceHealth]
         events_in, events_out = trio.open_memory_channel(settings.event_queue)
         scored_in, scored_out = trio.open_memory_channel(PIPELINE_QUEUE)
         inbox_in, inbox_out = trio.open_memory_channel(PIPELINE_QUEUE)
@@ -126,7 +136,7 @@ class App:
             return {name: channel.statistics().current_buffer_used
                     for name, channel in (("events", events_in), ("scored", scored_in), ("hub_inbox", inbox_in))}
 
-        def source_status() -> dict:
+        def source_status() -> dict[str, Any]:
             status = {source.name: source.status() for source in sources if hasattr(source, "status")}
             if self.webhooks is not None:
                 status["webhooks"] = dict(self.webhooks.stats.deliveries)
@@ -182,14 +192,15 @@ class App:
             nursery.start_soon(self._report_status, notifier)
             task_status.started(self)
 
-    async def _open_store(self, model: ScoringModel):
+    async def _open_store(self, model: ScoringModel) -> tuple[StateStore | None, SavedState | None]:
         if self.settings.state_dir is None:
             return None, None
         store = await StateStore.open(self.settings.state_dir, ring_capacity=self.settings.replay_capacity,
                                       window=model.window, reset=self.settings.reset_state)
         return store, await store.load()
 
-    async def _run_source(self, source: Source, events, health) -> None:
+    async def _run_source(self, source: Source, events: trio.MemorySendChannel[SourceItem],
+                          health: trio.MemorySendChannel[SourceHealth]) -> None:
         try:
             async with events:
                 await source.run(events, health)

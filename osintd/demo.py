@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -207,7 +207,8 @@ class DemoSource:
             weights[REPOSITORIES.index(burst.repo)] += total * 0.04 * burst.multiplier
         return rnd.choices(REPOSITORIES, weights)[0]
 
-    def _details(self, repo: str, event_type: EventType, action: str | None, bot: bool):
+    def _details(self, repo: str, event_type: EventType, action: str | None,
+                 bot: bool) -> tuple[str, str, dict[str, object]]:
         rnd = self._random
         subject = rnd.choice(SUBJECTS)
         base = f"https://github.com/{repo}"

@@ -27,14 +27,18 @@ Rules:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
-from osintd.messages import RankingChange, SummaryUpdate, TrendChange
+from osintd.messages import Announcement, RankingChange, SummaryUpdate, TrendChange
 from osintd.models import (AnnouncedRepo, Backfill, BoardState, CursorMark, Event, EventBatch, PipelineItem, RankChange,
                            RepoScore, ScoredItem, Scoreboard, TrendStatus)
+
+if TYPE_CHECKING:
+    from osintd.store import Announced
 
 TOP = 10
 
@@ -51,7 +55,7 @@ class Differ:
     repository (``summaries``), and the previous scoreboard (for the rank a
     repository enters the Top 10 from)."""
 
-    def __init__(self, settings: DifferSettings = DifferSettings(), announced=None) -> None:
+    def __init__(self, settings: DifferSettings = DifferSettings(), announced: Announced | None = None) -> None:
         """``announced`` (a store.Announced) restores what was announced before a restart."""
         self.settings = settings
         self.ranks: dict[str, int] = ({name: rank for name, rank in announced.ranks.items() if rank <= TOP}
@@ -63,13 +67,13 @@ class Differ:
         self._previous: Scoreboard | None = None
         self._changed: set[str] = set()
 
-    def changes(self, board: Scoreboard, now: dt.datetime, monotonic: float) -> list:
+    def changes(self, board: Scoreboard, now: dt.datetime, monotonic: float) -> list[Announcement]:
         """All announcements ``board`` justifies, rankings first; updates what was announced."""
         self._changed = set()
-        messages: list = list(self._ranking_changes(board, now))
+        messages: list[Announcement] = list(self._ranking_changes(board, now))
         messages.extend(self._trend_changes(board, now))
         messages.extend(self._summary_updates(board, now, monotonic))
-        gone = board.untracked
+        gone: Sequence[str] = board.untracked
         if self._previous is None:  # after a restart: forget what left while osintd was down
             tracked = set(board.order)
             gone = [name for name in {*self.trends, *self.summaries} if name not in tracked]

@@ -28,14 +28,15 @@ from __future__ import annotations
 import collections
 import logging
 import re
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import httpx
 import trio
 
 from osintd import __version__
-from osintd.models import Backfill, CursorMark, Event, SourceHealth
+from osintd.models import Backfill, CursorMark, Event, SourceHealth, SourceItem
 from osintd.normalize import Unusable, from_events_api
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class Target:
     primed: bool = False
     stored_etag: str | None = None
     last_status: str = "pending"
-    seen: collections.OrderedDict = attrs.field(factory=collections.OrderedDict)
+    seen: collections.OrderedDict[str, None] = attrs.field(factory=collections.OrderedDict)
 
     def remember(self, event_id: str, capacity: int = 3000) -> None:
         self.seen[event_id] = None
@@ -89,7 +90,7 @@ class RateLimit:
 
 @attrs.define
 class PollerStats:
-    requests_by_status: collections.Counter = attrs.field(factory=collections.Counter)
+    requests_by_status: collections.Counter[str] = attrs.field(factory=collections.Counter)
     events_fetched: int = 0
     skipped_unknown: int = 0
     unusable: int = 0
@@ -113,13 +114,13 @@ class GitHubPoller:
         self.rate = RateLimit(limit=5000 if settings.token else 60)
         self.blocked_until = 0.0        # trio time before which no request is made
         self.stats = PollerStats()
-        self._health: trio.MemorySendChannel | None = None
-        self._reported: tuple | None = None
+        self._health: trio.MemorySendChannel[SourceHealth] | None = None
+        self._reported: tuple[str, str | None] | None = None
         self._problem: SourceHealth | None = None
 
     # ------------------------------------------------------------------- run
 
-    async def run(self, events: trio.MemorySendChannel[Event],
+    async def run(self, events: trio.MemorySendChannel[SourceItem],
                   health: trio.MemorySendChannel[SourceHealth]) -> None:
         self._health = health
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
@@ -139,10 +140,11 @@ class GitHubPoller:
 
     # ------------------------------------------------------------------ poll
 
-    async def _poll(self, client: httpx.AsyncClient, target: Target, events) -> None:
-        url = f"{target.path}?per_page={self.settings.per_page}"
+    async def _poll(self, client: httpx.AsyncClient, target: Target,
+                    events: trio.MemorySendChannel[SourceItem]) -> None:
+        url: str | None = f"{target.path}?per_page={self.settings.per_page}"
         pages = 0
-        fresh: list[dict] = []
+        fresh: list[dict[str, Any]] = []
         while url and pages < self.settings.max_pages:
             pages += 1
             conditional = {"If-None-Match": target.etag} if pages == 1 and target.etag else {}
@@ -186,8 +188,8 @@ class GitHubPoller:
             url = next_page if (not target.primed or whole_page_new) else None
         await self._succeeded(target, None, fresh, events)
 
-    async def _succeeded(self, target: Target, response: httpx.Response | None, fresh: list[dict],
-                         events) -> None:
+    async def _succeeded(self, target: Target, response: httpx.Response | None, fresh: list[dict[str, Any]],
+                         events: trio.MemorySendChannel[SourceItem]) -> None:
         if response is not None:
             target.poll_interval = _poll_interval(response.headers, target.poll_interval)
         backfill: list[Event] | None = None if target.primed else []  # the first poll: old news
@@ -294,7 +296,7 @@ class GitHubPoller:
 
     # ---------------------------------------------------------------- status
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """What /api/v1/health shows about polling."""
         now = trio.current_time()
         return {

@@ -11,7 +11,8 @@ import importlib.resources
 import itertools
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -110,6 +111,12 @@ class WsStats:
     replay_ring: int
 
 
+class WebhookHandler(Protocol):
+    """What takes ``POST /webhooks/github`` (a ``webhooks.WebhookReceiver``)."""
+
+    async def handle(self, headers: Mapping[str, str], body: bytes) -> Response: ...
+
+
 @attrs.frozen
 class Request:
     """One plain-HTTP request, its body already read (within ``body_limit``)."""
@@ -131,8 +138,8 @@ class HttpApi:
     WEBHOOK_PATH = "/webhooks/github"
 
     def __init__(self, hub: Hub, *, max_clients: int, client_queue: int,
-                 pipeline_depths: Callable[[], dict[str, int]], webhooks=None,
-                 source_status: Callable[[], dict] | None = None,
+                 pipeline_depths: Callable[[], dict[str, int]], webhooks: WebhookHandler | None = None,
+                 source_status: Callable[[], dict[str, Any]] | None = None,
                  metrics: Callable[[], bytes] | None = None,
                  repo_score: Callable[[str], RepoScore | None] | None = None) -> None:
         """``repo_score`` gives a repository's current standing (the scorer's), for

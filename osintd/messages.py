@@ -197,6 +197,9 @@ Outgoing = (
     | MetricsUpdate | SystemStatus | Error | Pong | Snapshot | Subscribed | Resumed
 )
 
+#: What the differ makes of a scoreboard.
+Announcement = RankingChange | TrendChange | SummaryUpdate
+
 #: The types a client may name in a subscription filter.
 SUBSCRIBABLE_TYPES: frozenset[str] = frozenset(
     cls.TYPE for cls in (Heartbeat, NewEvent, SummaryUpdate, RankingChange, TrendChange,

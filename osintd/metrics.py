@@ -8,13 +8,24 @@ histogram, which the differ feeds.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+if TYPE_CHECKING:  # for annotations only: like the poller below, what metrics reads is no hard import
+    from osintd.hub import Hub
+    from osintd.scorer import Scorer
+    from osintd.server import Server
+    from osintd.sources import Source
+    from osintd.webhooks import WebhookReceiver
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: A labelled family's key: one label value, or a tuple of them.
+LabelKey = TypeVar("LabelKey", bound=str | tuple[object, ...])
 
 
 class Metrics:
@@ -49,14 +60,16 @@ def counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, documentation, value=value)
 
 
-def labelled(kind, name: str, documentation: str, labels: list[str], values: dict) -> Metric:
+def labelled(kind: type[CounterMetricFamily] | type[GaugeMetricFamily], name: str, documentation: str,
+             labels: list[str], values: Mapping[LabelKey, float]) -> Metric:
     family = kind(name, documentation, labels=labels)
     for key, value in sorted(values.items()):
         family.add_metric([str(part) for part in key] if isinstance(key, tuple) else [str(key)], value)
     return family
 
 
-def daemon_families(hub, scorer, server, sources, webhooks, depths: dict[str, int]) -> Iterable[Metric]:
+def daemon_families(hub: Hub, scorer: Scorer, server: Server, sources: Sequence[Source],
+                    webhooks: WebhookReceiver | None, depths: dict[str, int]) -> Iterable[Metric]:
     """Every osintd metric, read from the objects that own the numbers."""
     from osintd.github import GitHubPoller  # here: metrics must not make the poller a hard import
 

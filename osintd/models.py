@@ -12,12 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeAlias
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 
 if TYPE_CHECKING:
-    from osintd.messages import Outgoing
+    from osintd.messages import Announcement, Outgoing
 
 
 class EventType(enum.StrEnum):
@@ -226,8 +227,12 @@ class BoardState:
 
     board: Scoreboard
     announced: dict[str, AnnouncedRepo] = attrs.field(factory=dict)
-    messages: tuple = ()
+    messages: tuple[Announcement, ...] = ()
 
+
+#: What a source sends on the events channel: events (one, or a list of them in
+#: order), backfill, and a poll target's cursor behind the events it covers.
+SourceItem: TypeAlias = "Event | list[Event] | Backfill | CursorMark"
 
 #: What the scorer passes on to the differ: accepted events (one, or a batch),
 #: backfill, a source's cursor, and each scoreboard.

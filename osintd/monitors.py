@@ -8,19 +8,21 @@ change the state it reads.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 import trio
 
 from osintd.messages import Error, Heartbeat, MetricsUpdate, SystemStatus
-from osintd.models import SourceHealth
+from osintd.models import PipelineItem, SourceHealth
 
 log = logging.getLogger(__name__)
 
 
-async def heartbeat(inbox: trio.MemorySendChannel, interval: float, now: Callable) -> None:
+async def heartbeat(inbox: trio.MemorySendChannel[PipelineItem], interval: float,
+                    now: Callable[[], dt.datetime]) -> None:
     """A heartbeat every ``interval`` seconds, on trio's clock."""
     deadline = trio.current_time()
     while True:
@@ -37,7 +39,7 @@ class Counts:
     websocket_connections: int
 
 
-async def metrics(inbox: trio.MemorySendChannel, interval: float, now: Callable,
+async def metrics(inbox: trio.MemorySendChannel[PipelineItem], interval: float, now: Callable[[], dt.datetime],
                   read: Callable[[], Counts]) -> None:
     """One ``metrics_update`` at start (so snapshots have metrics at once), then
     every ``interval`` seconds one if any count changed."""
@@ -52,8 +54,8 @@ async def metrics(inbox: trio.MemorySendChannel, interval: float, now: Callable,
         await trio.sleep_until(deadline)
 
 
-def _metrics_update(current: Counts, last: Counts, moment) -> MetricsUpdate:
-    changes = {}
+def _metrics_update(current: Counts, last: Counts, moment: dt.datetime) -> MetricsUpdate:
+    changes: dict[str, str] = {}
     for field in attrs.fields(Counts):
         delta = getattr(current, field.name) - getattr(last, field.name)
         if delta:
@@ -76,13 +78,13 @@ class HealthMonitor:
     A ``system_status`` is broadcast only when status, components or message change.
     """
 
-    def __init__(self, inbox: trio.MemorySendChannel, now: Callable,
+    def __init__(self, inbox: trio.MemorySendChannel[PipelineItem], now: Callable[[], dt.datetime],
                  pipeline: Callable[[], PipelineCondition], components: tuple[str, ...]) -> None:
         self._inbox = inbox
         self._now = now
         self._pipeline = pipeline
         self._sources: dict[str, SourceHealth] = {name: SourceHealth(name, "ok", "") for name in components}
-        self._last: tuple | None = None
+        self._last: tuple[str, tuple[tuple[str, str], ...], str] | None = None
 
     async def run(self, reports: trio.MemoryReceiveChannel[SourceHealth], check_every: float = 1.0) -> None:
         async with trio.open_nursery() as nursery:
@@ -101,7 +103,7 @@ class HealthMonitor:
         if report.state != "ok" and (previous is None or previous.state != report.state
                                      or previous.error_code != report.error_code):
             log.warning("%s %s: %s", report.component, report.state, report.message)
-            details: dict = {"component": report.component}
+            details: dict[str, object] = {"component": report.component}
             if report.affected_repos:
                 details["affected_repos"] = list(report.affected_repos)
             if report.retry_in_seconds is not None:

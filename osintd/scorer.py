@@ -34,16 +34,19 @@ from __future__ import annotations
 import bisect
 import collections
 import datetime as dt
+import enum
 import heapq
 import math
 import operator
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Final
 
 import attrs
 import trio
 
-from osintd.models import Backfill, Event, EventType, Momentum, RepoScore, Scoreboard, TrendStatus
+from osintd.models import (Backfill, Event, EventType, Momentum, RepoScore, ScoredItem, Scoreboard, SourceItem,
+                           TrendStatus)
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "release": 8.0,
@@ -113,7 +116,7 @@ class ScoringModel:
     weights: dict[str, float] = attrs.field(factory=lambda: dict(DEFAULT_WEIGHTS))
 
     @classmethod
-    def for_demo(cls, events_per_second: float) -> "ScoringModel":
+    def for_demo(cls, events_per_second: float) -> ScoringModel:
         """The real model on a clock 96× faster (a day in 15 minutes).
 
         About four demo events a second over a few dozen repositories look like a
@@ -224,7 +227,7 @@ class RepoWindow:
         else:
             self.mass += entry.weight * math.exp(-decay * (self.anchor - entry.at))
 
-    def advance(self, now: float, model: "ScoringModel", decay: float) -> None:
+    def advance(self, now: float, model: ScoringModel, decay: float) -> None:
         """Bring the sums to ``now``: entries leave the recent span, then the window."""
         entries = self.entries
         recent_start = now - model.recent
@@ -273,7 +276,7 @@ class RepoWindow:
             return -math.inf
         return math.log(self.mass) + decay * (self.anchor - origin)
 
-    def focus_later(self, model: "ScoringModel") -> Callable[[], str]:
+    def focus_later(self, model: ScoringModel) -> Callable[[], str]:
         """The summary's "Recent focus on …" part as of now, worked out when first asked.
 
         Topics are found once per entry and the focus once per change of titles
@@ -449,7 +452,7 @@ class Scorer:
         top, order = self._top(now, observed)
         moves = tuple(self._score(self._repos[name], now, observed)
                       for name in self._trend_moves if name in self._repos)
-        board = Scoreboard(at=dt.datetime.fromtimestamp(now, dt.timezone.utc), top=top, order=order,
+        board = Scoreboard(at=dt.datetime.fromtimestamp(now, dt.UTC), top=top, order=order,
                            trend_moves=moves, untracked=tuple(self._untracked))
         self._trend_moves = {}
         self._untracked = []
@@ -529,7 +532,7 @@ class Scorer:
         """Give ``repo`` its new key.  Most moves keep the repository between the same
         neighbours: then the key changes in place, without shifting the lists."""
         if repo.rank_key is not None:
-            index = self._index_of(repo)
+            index = self._index_of(repo, repo.rank_key)
             keys, names = self._keys, self._names
             name = repo.name
             after_previous = index == 0 or _stored_before(keys[index - 1], names[index - 1], key, name)
@@ -541,8 +544,9 @@ class Scorer:
         self._unplace(repo)
         self._place(repo, key)
 
-    def _index_of(self, repo: RepoWindow) -> int:
-        index = bisect.bisect_left(self._keys, repo.rank_key)
+    def _index_of(self, repo: RepoWindow, key: float) -> int:
+        """Where ``repo``, placed under ``key`` (its ``rank_key``), is in the lists."""
+        index = bisect.bisect_left(self._keys, key)
         while self._names[index] != repo.name:
             index += 1
         return index
@@ -559,7 +563,7 @@ class Scorer:
     def _unplace(self, repo: RepoWindow) -> None:
         if repo.rank_key is None:
             return
-        index = self._index_of(repo)
+        index = self._index_of(repo, repo.rank_key)
         del self._keys[index]
         del self._names[index]
         repo.rank_key = None
@@ -628,7 +632,7 @@ def _stored_before(key: float, name: str, other_key: float, other_name: str) -> 
     return key < other_key or key == other_key and name > other_name
 
 
-def _edges(model: "ScoringModel") -> tuple[list[float], list[float]]:
+def _edges(model: ScoringModel) -> tuple[list[float], list[float]]:
     """The values at which a rounded score or velocity crosses a trend threshold
     (with or without hysteresis): a repository's trend can only change there."""
     h = model.hysteresis
@@ -668,7 +672,7 @@ class _Bounds:
     stable_score: float
 
     @classmethod
-    def of(cls, model: ScoringModel, current: TrendStatus) -> "_Bounds":
+    def of(cls, model: ScoringModel, current: TrendStatus) -> _Bounds:
         S = TrendStatus
 
         def at_least(threshold: float, status: TrendStatus) -> float:
@@ -744,7 +748,8 @@ def summary_text(model: ScoringModel, status: TrendStatus, count: int, focus: st
     return text
 
 
-async def run_scorer(scorer: Scorer, events, out, interval: float,
+async def run_scorer(scorer: Scorer, events: trio.MemoryReceiveChannel[SourceItem],
+                     out: trio.MemorySendChannel[ScoredItem], interval: float,
                      on_tick: Callable[[], None] = lambda: None, live: bool = True) -> None:
     """The scorer task: score each event as it comes and pass it on (a Backfill's
     events as a Backfill of those accepted: scored and remembered, never news);
@@ -763,7 +768,7 @@ async def run_scorer(scorer: Scorer, events, out, interval: float,
         await out.send(scorer.scoreboard())
 
 
-async def _pass_on(scorer: Scorer, item, out) -> None:
+async def _pass_on(scorer: Scorer, item: SourceItem, out: trio.MemorySendChannel[ScoredItem]) -> None:
     """Score an event (or a list of them, or a Backfill's) and pass on what is new, in
     the same form (a Backfill stays a Backfill); anything else (a CursorMark) just passes."""
     if isinstance(item, Event):
@@ -792,13 +797,14 @@ def _passed(scorer: Scorer, item: Event | list[Event] | Backfill, accepted: list
     return accepted
 
 
-async def _score_live(scorer: Scorer, events, out, interval: float, on_tick: Callable[[], None]) -> None:
+async def _score_live(scorer: Scorer, events: trio.MemoryReceiveChannel[SourceItem],
+                      out: trio.MemorySendChannel[ScoredItem], interval: float, on_tick: Callable[[], None]) -> None:
     """Only the wait for the next item is under the tick's deadline: once an event
     is accepted (counted and remembered for dedupe) it must reach ``out``, so the
     send that passes it on is never inside a scope the tick could cancel."""
     next_tick = trio.current_time() + interval
     while True:
-        item = _NOTHING
+        item: SourceItem | _Nothing = _NOTHING
         with trio.move_on_at(next_tick):
             try:
                 item = await events.receive()
@@ -814,15 +820,23 @@ async def _score_live(scorer: Scorer, events, out, interval: float, on_tick: Cal
                 next_tick = trio.current_time() + interval
 
 
-#: What the live scorer's wait yields when the tick came before an item.
-_NOTHING = object()
+class _Nothing(enum.Enum):
+    """What the live scorer's wait yields when the tick came before an item (an enum
+    member, not a bare object(), so that mypy narrows ``item is not _NOTHING``)."""
+
+    NOTHING = enum.auto()
+
+
+_NOTHING: Final = _Nothing.NOTHING
 
 
 #: A replay that jumps ahead by more than this many ticks takes one scoreboard, not all of them.
 MAX_CATCH_UP_TICKS = 100
 
 
-async def _score_event_time(scorer: Scorer, events, out, interval: float, on_tick: Callable[[], None]) -> None:
+async def _score_event_time(scorer: Scorer, events: trio.MemoryReceiveChannel[SourceItem],
+                            out: trio.MemorySendChannel[ScoredItem], interval: float,
+                            on_tick: Callable[[], None]) -> None:
     next_tick: float | None = None
     async for item in events:
         if not isinstance(item, (Event, list, Backfill)):

@@ -13,6 +13,7 @@ an accepted upgrade keeps nothing of it but the wsproto connection.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import http
 import ipaddress
@@ -20,7 +21,8 @@ import logging
 import os
 import socket
 import urllib.parse
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 import h11
@@ -33,6 +35,9 @@ from osintd.outbox import Outbox
 from osintd.httpapi import HttpApi, Request, Response, problem
 from osintd.messages import SUBSCRIBABLE_TYPES
 from osintd.session import Session, SessionSettings, filter_from
+
+if TYPE_CHECKING:
+    from wsproto.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +79,7 @@ class Upgrade:
     epoch: str | None
 
     @classmethod
-    def parse(cls, query: str) -> "Upgrade":
+    def parse(cls, query: str) -> Upgrade:
         params = urllib.parse.parse_qs(query, keep_blank_values=True)
         one = {key: values[-1] for key, values in params.items()}
         types = _csv(one.get("types"))
@@ -105,12 +110,12 @@ class Accepted:
     connection, and what its query string asks for."""
 
     response: bytes | None
-    connection: wsio.Connection
+    connection: Connection
     upgrade: Upgrade
 
 
 class Server:
-    def __init__(self, settings: ServerSettings, hub: Hub, api: HttpApi, now: Callable) -> None:
+    def __init__(self, settings: ServerSettings, hub: Hub, api: HttpApi, now: Callable[[], dt.datetime]) -> None:
         self.settings = settings
         self.hub = hub
         self.api = api
@@ -125,7 +130,8 @@ class Server:
 
     # -------------------------------------------------------------- lifecycle
 
-    async def serve(self, listeners: list[trio.SocketListener], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, listeners: list[trio.SocketListener], *,
+                    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> None:
         # The port actually bound (settings may say 0): own origins are on this one.
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as handlers:
@@ -189,7 +195,7 @@ class Server:
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _handle(self, stream: trio.SocketStream):
+    async def _handle(self, stream: trio.SocketStream) -> Accepted | None:
         """Answer plain HTTP requests; return what an accepted upgrade needs, or None."""
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         first = True
@@ -197,10 +203,10 @@ class Server:
             with trio.move_on_after(self.settings.handshake_timeout) as timer:
                 request = await self._read_head(stream, connection)
             if timer.cancelled_caught or request is None:
-                return
+                return None
             if isinstance(request, Response):
                 await self._respond(stream, connection, request)
-                return
+                return None
             target = request.target.decode("latin-1")
             path, _, query = target.partition("?")
             headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
@@ -219,11 +225,11 @@ class Server:
             await self._respond(stream, connection, answer, head_only=request.method == b"HEAD",
                                 close=_is_upgrade(headers))
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
-                return
+                return None
             connection.start_next_cycle()
             first = False
 
-    async def _read_head(self, stream, connection: h11.Connection):
+    async def _read_head(self, stream: trio.SocketStream, connection: h11.Connection) -> h11.Request | Response | None:
         """The next request head, a Response for a malformed one, or None at EOF."""
         while True:
             try:
@@ -243,7 +249,7 @@ class Server:
             else:
                 return None  # ConnectionClosed or PAUSED
 
-    async def _plain(self, stream, connection: h11.Connection, request: h11.Request, path: str,
+    async def _plain(self, stream: trio.SocketStream, connection: h11.Connection, request: h11.Request, path: str,
                      headers: dict[str, str]) -> Response:
         """Read the body (bounded), then route."""
         limit = self.api.body_limit(path)
@@ -265,8 +271,8 @@ class Server:
                 return problem(400, "bad_request", "unexpected end of request")
         return await self.api.handle(Request(request.method.decode("latin-1"), path, headers, bytes(body)))
 
-    async def _respond(self, stream, connection: h11.Connection, answer: Response, head_only: bool = False,
-                       close: bool = False) -> None:
+    async def _respond(self, stream: trio.SocketStream, connection: h11.Connection, answer: Response,
+                       head_only: bool = False, close: bool = False) -> None:
         """Send ``answer``; errors (but a plain 404) and refused upgrades close the connection."""
         body = answer.encoded()
         headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(body))),
@@ -285,7 +291,7 @@ class Server:
 
     # -------------------------------------------------------------- websocket
 
-    async def _upgrade(self, stream, connection: h11.Connection, request: h11.Request,
+    async def _upgrade(self, stream: trio.SocketStream, connection: h11.Connection, request: h11.Request,
                        headers: dict[str, str], query: str) -> Accepted | None:
         refusal = self._check_origin(headers.get("origin"))
         if refusal is None and self.sessions >= self.settings.max_clients:
@@ -316,6 +322,7 @@ class Server:
         try:
             session_settings = self.settings.session
             response, accepted.response = accepted.response, None  # sent once, not kept per client
+            assert response is not None  # only here is it taken, once per connection
             with trio.move_on_after(self.settings.handshake_timeout) as timer:
                 try:
                     await stream.send_all(response)
@@ -368,7 +375,8 @@ class Server:
         own = {f"{scheme}://{host}:{port}" for scheme in ("http", "https")
                for host in ("localhost", "127.0.0.1", "[::1]")}
         if port in (80, 443):
-            own |= {f"{scheme}://{host}" for scheme in ("http", "https") for host in ("localhost", "127.0.0.1", "[::1]")}
+            own |= {f"{scheme}://{host}" for scheme in ("http", "https")
+                    for host in ("localhost", "127.0.0.1", "[::1]")}
         return own | {o.rstrip("/").lower() for o in self.settings.allowed_origins}
 
     def _allowed_hosts(self) -> set[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import datetime as dt
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -173,7 +173,7 @@ class Session:
                 except MessageTooBig:
                     log.info("client %s dropped: message over %d bytes", client.client_id,
                              self.settings.max_message_bytes)
-                    client.end((1009, "messages here are limited to %d bytes" % self.settings.max_message_bytes))
+                    client.end((1009, "messages here are limited to %d bytes" % self.settings.max_message_bytes))  # noqa: UP031
                     return
                 except ProtocolViolation as violation:
                     log.info("client %s dropped: %s", client.client_id, violation.reason)
@@ -188,7 +188,7 @@ class Session:
                     self._bucket = TokenBucket(self.settings.rate_per_second, burst, burst, now)
                 if not self._bucket.take(now):
                     log.warning("client %s dropped: message flood", client.client_id)
-                    client.end((1008, "too many messages; at most %g per second" % self.settings.rate_per_second))
+                    client.end((1008, "too many messages; at most %g per second" % self.settings.rate_per_second))  # noqa: UP031
                     return
                 self._handle(message)
         finally:

@@ -9,7 +9,8 @@ list of them, in order, when it has several at once (one channel hop for
 the lot: a large part of the cost of an event at high rates), or a
 :class:`~osintd.models.Backfill` of events that were already old when it first
 saw them (scored, never broadcast: the demo's warm-up history, a poll target's
-first backlog; the rule is in its docstring), and
+first backlog; the rule is in its docstring), or a :class:`~osintd.models.CursorMark`
+behind the events it covers (the poller's position, stored no earlier than they are), and
 :class:`~osintd.models.SourceHealth` on ``health`` whenever its upstream's
 state changes, under its ``component`` name.  ``live`` says whether event time follows the wall clock (demo,
 poller, webhooks) or only the events themselves (replay).
@@ -21,7 +22,7 @@ from typing import Protocol
 
 import trio
 
-from osintd.models import Backfill, Event, SourceHealth
+from osintd.models import SourceHealth, SourceItem
 
 
 class Source(Protocol):
@@ -29,5 +30,5 @@ class Source(Protocol):
     component: str  # the system_status component its health reports name
     live: bool
 
-    async def run(self, events: trio.MemorySendChannel[Event | list[Event] | Backfill],
+    async def run(self, events: trio.MemorySendChannel[SourceItem],
                   health: trio.MemorySendChannel[SourceHealth]) -> None: ...
