@@ -144,6 +144,10 @@ class FanOut:
     dropped: tuple[Outbox, ...] = ()
 
 
+#: The fan-out of a frame with no client attached (a replay with nobody connected: every event).
+NOBODY = FanOut(0)
+
+
 class Broadcaster:
     """See the module docstring."""
 
@@ -190,7 +194,7 @@ class Broadcaster:
         heartbeat) to every client whose filter admits it."""
         clients = self.clients
         if not clients:
-            return FanOut(0)
+            return NOBODY
         queued = 0
         dropped: list[Outbox] = []
         for client in list(clients.values()):

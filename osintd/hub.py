@@ -162,10 +162,12 @@ class Hub:
         self._check_clients()
         step_began = time.perf_counter()
         at = self._now()
+        publish = self._publish_event
         for event in events:
-            self._publish_event(event, at)
-            if self._senders_busy() or time.perf_counter() - step_began > STEP_BUDGET:
-                if self._senders_busy():
+            publish(event, at)
+            busy = self._queued_at_last_fan_out and self._senders_busy()
+            if busy or time.perf_counter() - step_began > STEP_BUDGET:
+                if busy:
                     await self._let_senders_catch_up()
                 else:
                     await trio.lowlevel.checkpoint()
@@ -179,10 +181,16 @@ class Hub:
             self._writeahead.add_event(event, self.broadcaster.seq)
         if self._observe_lag is not None:
             self._observe_lag(max((at - event.created_at).total_seconds(), 0.0))
-        if self.governor.clients_behind or self._live and self.governor.sheds_live_event():
+        governor = self.governor
+        if governor.clients_behind or self._live and governor.shed_fraction and governor.sheds_live_event():
             self.shed_by_type[NewEvent.TYPE] += 1
             return None
-        return self._show(self.broadcaster.stamp_event(event, at))
+        frame = self.broadcaster.stamp_event(event, at)
+        if self._writeahead is None:
+            self._deliver(frame)
+        else:
+            self._writeahead.add_frame(frame)
+        return frame
 
     # ------------------------------------------------------------------ messages
 
@@ -217,7 +225,12 @@ class Hub:
         return frame
 
     def _deliver(self, frame: Frame) -> None:
-        self._queued_at_last_fan_out = self.broadcaster.deliver(frame, trio.current_time()).queued
+        broadcaster = self.broadcaster
+        if broadcaster.clients:
+            self._queued_at_last_fan_out = broadcaster.deliver(frame, trio.current_time()).queued
+        else:
+            assert frame.seq is not None
+            broadcaster.delivered = frame.seq
 
     def _offer_all(self, frame: Frame) -> None:
         self._queued_at_last_fan_out = self.broadcaster.offer_all(frame, trio.current_time()).queued
