@@ -38,7 +38,7 @@ from osintd.webhooks import WebhookReceiver
 log = logging.getLogger(__name__)
 
 #: Capacity, in items, of the channels from the scorer to the differ and from the differ to the hub.
-PIPELINE_QUEUE = 32
+PIPELINE_QUEUE = 4
 
 
 class App:
@@ -109,10 +109,10 @@ class App:
             log.info("state restored: epoch %s, seq %d, %d events in the window, %d announced trends",
                      hub.epoch, hub.seq, len(saved.events), len(saved.announced.trends))
 
-        # Items are events or batches of up to 64, so a few dozen hold thousands of events: enough
-        # to keep every stage busy, few enough that events are not seconds old when they are
-        # stamped, and that the garbage collector does not walk through them again and again
-        # (with 4,096/256/1,024 a replay queued the whole file: 209 MiB resident, 120 now).
+        # Items are events or batches of up to 64, so 8 + 4 + 4 items hold at most 1,024 events
+        # between a source and the hub: enough to keep every stage busy (a replay ingests as fast
+        # as with dozens), few enough that at capacity the sources wait instead of the events
+        # going stale in a queue, and that the garbage collector has little to walk through.
         events_in: trio.MemorySendChannel[SourceItem]
         events_out: trio.MemoryReceiveChannel[SourceItem]
         scored_in: trio.MemorySendChannel[ScoredItem]

@@ -51,7 +51,7 @@ class Settings:
     summary_interval: float = 30.0
     replay_capacity: int = 10_000
     #: Items the sources may queue ahead of the scorer; an item is one event or a batch of up to 64.
-    event_queue: int = 64
+    event_queue: int = 8
     ping_interval: float = 20.0
     ping_timeout: float = 10.0
     send_timeout: float = 10.0
