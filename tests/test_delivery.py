@@ -133,3 +133,21 @@ async def test_a_stalled_client_that_reads_again_after_its_drop_gets_1013(autoju
             data = await wsraw.read_all(stalled)
         nursery.cancel_scope.cancel()
     assert wsraw.close_code(data) == 1013 and data.endswith(b"slow consumer")
+
+
+async def test_a_stalled_client_that_reads_again_during_shutdown_gets_1001(autojump_clock):
+    """The daemon stops while a client is stalled mid-frame: its write stops at the end of
+    the frame on the wire, then 1001 follows, once the client reads again."""
+    source = ScriptedSource()
+    async with trio.open_nursery() as nursery:
+        app = await start_app(nursery, make_settings(), source=source)
+        stalled = await wsraw.open_raw(app.port, receive_buffer=4096)
+        for _ in range(20):  # enough to fill its socket's buffers: a write is waiting
+            await source.emit(*(source.event("org/a", title="x" * 2000) for _ in range(20)))
+            await trio.sleep(0.1)
+        assert app.hub.stats.slow_consumers_dropped == 0
+        nursery.start_soon(app.shutdown)
+        await trio.sleep(1.0)
+        with trio.fail_after(30):
+            data = await wsraw.read_all(stalled)
+    assert wsraw.close_code(data) == 1001 and data.endswith(b"server shutting down")
