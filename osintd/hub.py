@@ -185,12 +185,7 @@ class Hub:
         if governor.clients_behind or self._live and governor.shed_fraction and governor.sheds_live_event():
             self.shed_by_type[NewEvent.TYPE] += 1
             return None
-        frame = self.broadcaster.stamp_event(event, at)
-        if self._writeahead is None:
-            self._deliver(frame)
-        else:
-            self._writeahead.add_frame(frame)
-        return frame
+        return self._show(self.broadcaster.stamp_event(event, at))
 
     # ------------------------------------------------------------------ messages
 
