@@ -41,7 +41,7 @@ import attrs
 
 from osintd.messages import Connection, NewEvent, Outgoing, Resumed, Snapshot
 from osintd.models import Event
-from osintd.outbox import SLOW_CONSUMER, Outbox
+from osintd.outbox import BEHIND, SLOW_CONSUMER, Outbox
 from osintd.store import StoredFrame
 from osintd.wire import encode
 from osintd.wsio import frame_payload, frame_text
@@ -198,14 +198,16 @@ class Broadcaster:
         queued = 0
         dropped: list[Outbox] = []
         for client in list(clients.values()):
-            if not client.filter.admits(frame):
+            admits = client.filter
+            if admits is not EVERYTHING and not admits.admits(frame):
                 continue
-            sent_before = client.frames_sent
-            if not client.offer(frame, now):
-                self.drop(client, now)
-                dropped.append(client)
-            elif client.frames_sent == sent_before:
-                queued += 1
+            outcome = client.offer(frame, now)
+            if outcome:  # not written at once
+                if outcome == BEHIND:
+                    self.drop(client, now)
+                    dropped.append(client)
+                else:
+                    queued += 1
         return FanOut(queued, tuple(dropped))
 
     def drop(self, client: Outbox, now: float) -> None:

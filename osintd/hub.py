@@ -42,7 +42,7 @@ from osintd.broadcaster import Broadcaster, Frame, direct
 from osintd.governor import LOOP_PROBE_EVERY, Governor, GovernorStatistics
 from osintd.messages import Error, Heartbeat, MetricsUpdate, NewEvent, Outgoing, RankedRepo, Snapshot, SystemStatus
 from osintd.models import Backfill, BoardState, CursorMark, Event, EventBatch, PipelineItem, Scoreboard
-from osintd.outbox import GOING_AWAY, SLOW_CONSUMER, Outbox
+from osintd.outbox import BEHIND, GOING_AWAY, SLOW_CONSUMER, Outbox
 from osintd.store import SavedState, StateStore
 from osintd.wire import encode
 from osintd.writeahead import WriteAhead
@@ -283,7 +283,7 @@ class Hub:
         if client.client_id not in self.broadcaster.clients:
             return
         now = trio.current_time()
-        if not client.offer(direct(message), now):
+        if client.offer(direct(message), now) == BEHIND:
             self.broadcaster.drop(client, now)
 
     def resume(self, client: Outbox, since: int, epoch: str) -> None:

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 SLOW_CONSUMER = (1013, "slow consumer")
 GOING_AWAY = (1001, "server shutting down")
 
+#: What :meth:`Outbox.offer` did with a frame.
+WRITTEN, QUEUED, BEHIND = 0, 1, 2
+
 _client_numbers = itertools.count(1)
 
 
@@ -85,36 +88,39 @@ class Outbox:
     def ended(self) -> bool:
         return self.close_reason is not None
 
-    def offer(self, frame: Frame, now: float) -> bool:
-        """Hand ``frame`` over; False if the client has fallen too far behind to keep
+    def offer(self, frame: Frame, now: float) -> int:
+        """Hand ``frame`` over: ``WRITTEN`` (to the socket, at once), ``QUEUED`` (for
+        the sender), or ``BEHIND`` if the client has fallen too far behind to keep
         (the caller drops it: :meth:`end` with ``SLOW_CONSUMER``).
 
         A parked sender with nothing queued means the socket is idle: the frame
         is written at once, without waking the sender, unless the kernel takes
-        only part of it (the sender then writes the rest, which the socket owes)."""
-        if self.close_reason is not None:
-            return True  # ending: nothing more goes out, and it is already being dropped
+        only part of it (the sender then writes the rest, which the socket owes).
+        This is the path of nearly every frame to a client that keeps up."""
         frames = self._frames
         if frames is None:
             if self._sender is not None and self._write_now is not None:
-                written = self._write_now(frame.wire)
-                if written == len(frame.wire):
-                    self._count(frame)
-                    return True
-                if written > 0:  # the rest is owed by the socket: the sender flushes it
-                    self._count(frame)
-                    self._wake()
-                    return True
+                wire = frame.wire
+                written = self._write_now(wire)
+                if written > 0:
+                    self.frames_sent += 1
+                    if frame.seq is not None:
+                        self.last_data_seq = frame.seq
+                    if written < len(wire):  # the rest is owed by the socket: the sender flushes it
+                        self._wake()
+                    return WRITTEN
+            if self.close_reason is not None:
+                return QUEUED  # ending: nothing more goes out, and it is already being dropped
             frames = self._frames = collections.deque()
         elif len(frames) >= self.capacity:
-            return False
+            return BEHIND
         if self._behind_since is None:
             self._behind_since = self._progress_at = now
         elif self._too_far_behind(now):
-            return False
+            return BEHIND
         frames.append(frame)
         self._wake()
-        return True
+        return QUEUED
 
     def _too_far_behind(self, now: float) -> bool:
         since = self._behind_since

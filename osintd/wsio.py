@@ -160,6 +160,9 @@ class ProtocolViolation(Exception):
         self.reason = reason
 
 
+_OPEN = ConnectionState.OPEN
+
+
 class ServerWebSocket:
     """One accepted WebSocket connection, server side.
 
@@ -258,7 +261,7 @@ class ServerWebSocket:
         """Write without waiting: the number of bytes the kernel took (maybe
         fewer than ``len(data)``), or -1 if a write cannot be attempted now.
         When only part was taken, the rest is owed (see :meth:`flush`)."""
-        if self._lock.locked() or self._tail or not self.open:
+        if self._tail or self._lock.locked() or self._proto.state is not _OPEN:
             return -1
         try:
             written = os.write(self._fd, data)
