@@ -145,6 +145,9 @@ class GitHubPoller:
         url: str | None = f"{target.path}?per_page={self.settings.per_page}"
         pages = 0
         fresh: list[dict[str, Any]] = []
+        # Page 1's ETag counts only once every page of this poll is read: kept after a later
+        # page failed, it would make the next poll a 304 and the events of this one lost.
+        etag = target.etag
         while url and pages < self.settings.max_pages:
             pages += 1
             conditional = {"If-None-Match": target.etag} if pages == 1 and target.etag else {}
@@ -175,7 +178,7 @@ class GitHubPoller:
                 return await self._failed(target, "GITHUB_BAD_RESPONSE",
                                           f"GitHub sent an unreadable answer for {target.label}: {exc}")
             if pages == 1:
-                target.etag = response.headers.get("etag") or target.etag
+                etag = response.headers.get("etag") or target.etag
                 target.poll_interval = _poll_interval(response.headers, self.settings.min_interval)
             new = [item for item in items if isinstance(item, dict) and str(item.get("id")) not in target.seen]
             fresh.extend(new)
@@ -186,6 +189,7 @@ class GitHubPoller:
                 self.stats.gaps += 1
                 log.warning("%s: a whole page of events is new; events may have been missed", target.label)
             url = next_page if (not target.primed or whole_page_new) else None
+        target.etag = etag
         await self._succeeded(target, None, fresh, events)
 
     async def _succeeded(self, target: Target, response: httpx.Response | None, fresh: list[dict[str, Any]],

@@ -46,6 +46,7 @@ class FakeGitHub:
         self.per_page_max = per_page_max
         self.events: dict[str, list[dict]] = {}   # path → items, newest first
         self.script: dict[str, list[Scripted]] = {}
+        self.page_failures: dict[tuple[str, int], list[int]] = {}  # (path, page) → statuses to answer
         self.requests: list[Recorded] = []
         self.port = 0
 
@@ -57,6 +58,10 @@ class FakeGitHub:
 
     def then(self, path: str, status: int, body: bytes = b"", headers: list[tuple[str, str]] | None = None) -> None:
         self.script.setdefault(path, []).append(Scripted(status, body, headers or []))
+
+    def fail_page(self, path: str, page: int, status: int) -> None:
+        """The next request for ``page`` of ``path`` gets ``status`` (other pages answer as usual)."""
+        self.page_failures.setdefault((path, page), []).append(status)
 
     def requests_to(self, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.path == path]
@@ -121,6 +126,8 @@ class FakeGitHub:
         if self.script.get(path):
             scripted = self.script[path].pop(0)
             return scripted.status, scripted.headers, scripted.body
+        if self.page_failures.get((path, int(query.get("page", "1")))):
+            return self.page_failures[(path, int(query.get("page", "1")))].pop(0), [], b'{"message": "boom"}'
         if path not in self.events:
             return 404, [], b'{"message": "Not Found"}'
         items = self.events[path]

@@ -190,6 +190,19 @@ async def test_budget_spreads_requests_over_the_hour_without_token(nursery, auto
     assert health["budget"]["limit"] == 60 and [t["interval_seconds"] for t in health["targets"]] == [225.0] * 3
 
 
+async def test_a_poll_whose_later_page_fails_is_read_again_whole(nursery, autojump_clock):
+    """Page 1 answered, page 2 failed: the poll is retried from page 1 without page 1's
+    ETag (which would bring a 304, and this poll's events would never come)."""
+    fake = await _fake(nursery)
+    fake.add_events(PATH, *(events_api_item(n, REPO, at=f"2026-01-15T10:{n % 60:02d}:00Z") for n in range(250)))
+    fake.fail_page(PATH, 2, 500)
+    app = await _app(nursery, fake)
+    await trio.sleep(60)
+    statuses = [(r.query.get("page", "1"), r.status) for r in fake.requests_to(PATH)]
+    assert statuses[:5] == [("1", 200), ("2", 500), ("1", 200), ("2", 200), ("3", 200)]
+    assert app.scorer.total_events == 250
+
+
 async def test_gap_warning_when_a_whole_page_is_new(nursery, autojump_clock, caplog):
     fake = await _fake(nursery, per_page_max=10)
     fake.add_events(PATH, events_api_item(1, REPO))
