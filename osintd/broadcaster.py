@@ -134,20 +134,6 @@ class Filter:
 EVERYTHING = Filter()
 
 
-@attrs.frozen
-class FanOut:
-    """What one :meth:`Broadcaster.deliver` did."""
-
-    #: Clients whose sender must run to write it (it was queued, not written at once).
-    queued: int
-    #: Clients dropped as too far behind.
-    dropped: tuple[Outbox, ...] = ()
-
-
-#: The fan-out of a frame with no client attached (a replay with nobody connected: every event).
-NOBODY = FanOut(0)
-
-
 class Broadcaster:
     """See the module docstring."""
 
@@ -183,20 +169,21 @@ class Broadcaster:
 
     # --------------------------------------------------------------- fanning out
 
-    def deliver(self, frame: Frame, now: float) -> FanOut:
-        """A stamped frame may now be shown: offered to every client it is for."""
+    def deliver(self, frame: Frame, now: float) -> int:
+        """A stamped frame may now be shown: offered to every client it is for (see :meth:`offer_all`)."""
         assert frame.seq is not None
         self.delivered = frame.seq
         return self.offer_all(frame, now)
 
-    def offer_all(self, frame: Frame, now: float) -> FanOut:
+    def offer_all(self, frame: Frame, now: float) -> int:
         """Offer ``frame`` (stamped and delivered, or one that is never stamped, a
-        heartbeat) to every client whose filter admits it."""
+        heartbeat) to every client whose filter admits it; how many clients had it
+        queued for their sender instead of written at once.  Clients too far behind
+        are dropped."""
         clients = self.clients
         if not clients:
-            return NOBODY
+            return 0
         queued = 0
-        dropped: list[Outbox] = []
         for client in list(clients.values()):
             admits = client.filter
             if admits is not EVERYTHING and not admits.admits(frame):
@@ -205,10 +192,9 @@ class Broadcaster:
             if outcome:  # not written at once
                 if outcome == BEHIND:
                     self.drop(client, now)
-                    dropped.append(client)
                 else:
                     queued += 1
-        return FanOut(queued, tuple(dropped))
+        return queued
 
     def drop(self, client: Outbox, now: float) -> None:
         """``client`` is too far behind the others: it is let go with 1013."""

@@ -30,7 +30,7 @@ import logging
 import math
 import random
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 import attrs
@@ -104,11 +104,12 @@ class Governor:
             return True
         return message_type != NewEvent.TYPE and self.overloaded
 
-    def sheds_live_event(self) -> bool:
-        """Shed the next live new_event?  Every 1/``shed_fraction``-th one while the loop is late."""
+    def sheds_event(self, live: bool) -> bool:
+        """Shed the next new_event?  All of them while most clients are behind; of a
+        live source's, every 1/``shed_fraction``-th one while the loop is late."""
         if self.clients_behind:
             return True
-        if not self.shed_fraction:
+        if not live or not self.shed_fraction:
             return False
         self._shed_credit += self.shed_fraction
         if self._shed_credit < 1.0:
@@ -119,15 +120,17 @@ class Governor:
 
     # ------------------------------------------------------------------ the signs
 
-    def check_clients(self, clients: Sequence[Outbox], now: float) -> None:
-        """Sampled at most every ``CLIENT_CHECK_EVERY``: cheap at thousands of clients."""
+    def check_clients(self, clients: Collection[Outbox], now: float) -> None:
+        """Sampled at most every ``CLIENT_CHECK_EVERY``: cheap at thousands of clients
+        (``clients`` is only copied when a sample is taken)."""
         if now - self._last_client_check < CLIENT_CHECK_EVERY:
             return
         self._last_client_check = now
         if len(clients) < 4:
             self.clients_behind = False
         else:
-            sample = clients if len(clients) <= OVERLOAD_SAMPLE else self._random.sample(clients, OVERLOAD_SAMPLE)
+            everyone = list(clients)
+            sample = everyone if len(everyone) <= OVERLOAD_SAMPLE else self._random.sample(everyone, OVERLOAD_SAMPLE)
             median = statistics.median(client.lag(now) for client in sample)
             if not self.clients_behind and median >= self.clients_behind_after:
                 self.clients_behind = True

@@ -181,8 +181,7 @@ class Hub:
             self._writeahead.add_event(event, self.broadcaster.seq)
         if self._observe_lag is not None:
             self._observe_lag(max((at - event.created_at).total_seconds(), 0.0))
-        governor = self.governor
-        if governor.clients_behind or self._live and governor.shed_fraction and governor.sheds_live_event():
+        if self.governor.sheds_event(self._live):
             self.shed_by_type[NewEvent.TYPE] += 1
             return None
         return self._show(self.broadcaster.stamp_event(event, at))
@@ -220,15 +219,10 @@ class Hub:
         return frame
 
     def _deliver(self, frame: Frame) -> None:
-        broadcaster = self.broadcaster
-        if broadcaster.clients:
-            self._queued_at_last_fan_out = broadcaster.deliver(frame, trio.current_time()).queued
-        else:
-            assert frame.seq is not None
-            broadcaster.delivered = frame.seq
+        self._queued_at_last_fan_out = self.broadcaster.deliver(frame, trio.current_time())
 
     def _offer_all(self, frame: Frame) -> None:
-        self._queued_at_last_fan_out = self.broadcaster.offer_all(frame, trio.current_time()).queued
+        self._queued_at_last_fan_out = self.broadcaster.offer_all(frame, trio.current_time())
 
     def _show_board(self, board: Scoreboard) -> None:
         self.board = board
@@ -255,8 +249,7 @@ class Hub:
         return self._queued_at_last_fan_out > BUSY_SHARE * len(self.broadcaster.clients)
 
     def _check_clients(self) -> None:
-        clients = self.broadcaster.clients
-        self.governor.check_clients(list(clients.values()) if len(clients) >= 4 else [], trio.current_time())
+        self.governor.check_clients(self.broadcaster.clients.values(), trio.current_time())
 
     async def _probe_loop(self) -> None:
         """Measure how late the loop wakes a sleeping task, and whether the inbox

@@ -103,9 +103,7 @@ class Outbox:
                 wire = frame.wire
                 written = self._write_now(wire)
                 if written > 0:
-                    self.frames_sent += 1
-                    if frame.seq is not None:
-                        self.last_data_seq = frame.seq
+                    self._count(frame)
                     if written < len(wire):  # the rest is owed by the socket: the sender flushes it
                         self._wake()
                     return WRITTEN

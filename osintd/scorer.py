@@ -34,13 +34,11 @@ from __future__ import annotations
 import bisect
 import collections
 import datetime as dt
-import enum
 import heapq
 import math
 import operator
 import re
 from collections.abc import Callable, Iterable
-from typing import Final
 
 import attrs
 import trio
@@ -804,13 +802,12 @@ async def _score_live(scorer: Scorer, events: trio.MemoryReceiveChannel[SourceIt
     send that passes it on is never inside a scope the tick could cancel."""
     next_tick = trio.current_time() + interval
     while True:
-        item: SourceItem | _Nothing = _NOTHING
-        with trio.move_on_at(next_tick):
+        with trio.move_on_at(next_tick) as waiting:
             try:
                 item = await events.receive()
             except trio.EndOfChannel:
                 return
-        if item is not _NOTHING:
+        if not waiting.cancelled_caught:  # an item came before the tick
             await _pass_on(scorer, item, out)
         if trio.current_time() >= next_tick:
             await out.send(scorer.scoreboard())
@@ -818,16 +815,6 @@ async def _score_live(scorer: Scorer, events: trio.MemoryReceiveChannel[SourceIt
             next_tick += interval
             if next_tick <= trio.current_time():  # the send waited past the next tick: one interval from now
                 next_tick = trio.current_time() + interval
-
-
-class _Nothing(enum.Enum):
-    """What the live scorer's wait yields when the tick came before an item (an enum
-    member, not a bare object(), so that mypy narrows ``item is not _NOTHING``)."""
-
-    NOTHING = enum.auto()
-
-
-_NOTHING: Final = _Nothing.NOTHING
 
 
 #: A replay that jumps ahead by more than this many ticks takes one scoreboard, not all of them.

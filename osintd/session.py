@@ -122,23 +122,24 @@ class Session:
                 if idle.cancelled_caught and not await self._ping():  # quiet for a while: still there?
                     return
                 continue
-            data, ends = _joined(frames)
+            data, starts = _joined(frames)
             # Not kept while this loop waits: the first batch holds the connection
             # message and the snapshot, ~3 KB per idle client otherwise.
             del frames
-            written = await self._write(data, ends)
-            del data, ends
+            written = await self._write(data, starts)
+            del data, starts
             if not written:
                 return
             client.written(trio.current_time())
 
-    async def _write(self, data: bytes, ends: list[int]) -> bool:
-        """Write a batch; False when the connection is over (closed, or this client
-        fell ``send_timeout`` behind a single write and is dropped)."""
+    async def _write(self, data: bytes, starts: list[int]) -> bool:
+        """Write a batch (``starts``: where its frames after the first begin); False when
+        the connection is over (closed, or this client fell ``send_timeout`` behind a
+        single write and is dropped)."""
         with trio.CancelScope(deadline=trio.current_time() + self.settings.send_timeout) as scope:
             self._write_scope = scope
             try:
-                await self.ws.write(data, ends[:-1])
+                await self.ws.write(data, starts)
             except ConnectionClosed:
                 return False  # the peer closed or vanished; nothing more to send
             finally:
@@ -244,13 +245,14 @@ class Session:
 
 
 def _joined(frames: list[Frame]) -> tuple[bytes, list[int]]:
-    """The frames as one write, and where each ends in it."""
-    ends: list[int] = []
+    """The frames as one write, and where each frame after the first begins in it."""
+    wires = [frame.wire for frame in frames]
+    starts: list[int] = []
     size = 0
-    for frame in frames:
-        size += len(frame.wire)
-        ends.append(size)
-    return b"".join([frame.wire for frame in frames]), ends
+    for data in wires[:-1]:
+        size += len(data)
+        starts.append(size)
+    return b"".join(wires), starts
 
 
 def filter_from(types: list[str] | None, repos: list[str] | None) -> Filter:

@@ -216,25 +216,16 @@ class ServerWebSocket:
                 raise ConnectionClosed(self.close_code)
             await self._send_all(data, ends)
 
-    async def flush(self) -> None:
-        """Write what is owed of a frame begun on the wire (after a partial direct write)."""
-        async with self._lock:
-            await self._send_all(b"")
-
     async def _send_all(self, data: bytes, ends: Sequence[int] = ()) -> None:
         """With the lock held: the tail, then ``data``, to the socket.
 
         Written with ``os.write`` on the non-blocking socket, waiting only when the
         kernel's buffer is full, so that the offset reached is known when a
         cancel comes: the frame it falls in is finished later (``_tail``)."""
-        # Where whole frames begin: after a tail, not at 0 (the tail is the end of one).
-        tail = self._tail
-        if tail:
-            data = tail + data
-            starts = [len(tail), *(len(tail) + end for end in ends)]
+        owed = len(self._tail)
+        if owed:
+            data = self._tail + data
             self._tail = b""
-        else:
-            starts = [0, *ends]
         view = memoryview(data)
         total = len(data)
         offset = 0
@@ -253,14 +244,14 @@ class ServerWebSocket:
                 self.close_code = ABNORMAL_CLOSURE
             raise ConnectionClosed(self.close_code) from None
         finally:
-            if offset < total:
-                self._tail = _rest_of_frame(data, offset, starts)
+            if offset < total:  # where whole frames begin: after the tail (it ends one), not at 0
+                self._tail = _rest_of_frame(data, offset, [owed, *(owed + end for end in ends)])
             del view
 
     def try_write_now(self, data: bytes) -> int:
         """Write without waiting: the number of bytes the kernel took (maybe
         fewer than ``len(data)``), or -1 if a write cannot be attempted now.
-        When only part was taken, the rest is owed (see :meth:`flush`)."""
+        When only part was taken, the rest is owed: the next write sends it first."""
         if self._tail or self._lock.locked() or self._proto.state is not _OPEN:
             return -1
         try:
@@ -275,7 +266,7 @@ class ServerWebSocket:
 
     @property
     def owes(self) -> bool:
-        """Part of a frame is on the wire and the rest is not: :meth:`flush` must come first."""
+        """Part of a frame is on the wire and the rest is not: the next write sends it first."""
         return bool(self._tail)
 
     async def ping(self) -> None:
