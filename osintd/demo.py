@@ -9,9 +9,10 @@ popularity; now and then one of them bursts (several times its usual rate for
 a while), which moves it up the ranking, makes it HOT and lets it cool down
 afterwards.  Every so often a simulated GitHub rate limit is reported, so
 dashboards can be seen handling ``error`` and ``system_status``; those are
-marked ``simulated``.  Everything random comes from one ``random.Random``
-seeded by ``--demo-seed``: the same seed gives the same events in the same
-order (timestamps follow the clock).
+marked ``simulated``.  Everything random comes from ``random.Random`` streams
+seeded by ``--demo-seed`` (one for what events say, one for when live events
+arrive): the same seed gives the same events in the same order (timestamps
+follow the clock).
 
 The warm-up history (past events that fill the ranking from the first second)
 is sent as :class:`~osintd.models.Backfill`: scored, never broadcast as
@@ -119,6 +120,10 @@ class DemoSource:
         self.settings = settings
         self._now = now
         self._random = random.Random(settings.seed)
+        # Live arrival times have a stream of their own, so that what an event says never
+        # shifts when the next one arrives: a seed gives the same Poisson arrivals as any
+        # other ``random.Random(seed).expovariate`` stream (the bench's reference uses one).
+        self._arrivals = random.Random(settings.seed)
         self._popularity = [1.0 / (rank + 1) ** 0.9 for rank in range(len(REPOSITORIES))]
         self._kind_weights = [weight for _, _, weight in KINDS]
         self._numbers = {repo: self._random.randint(200, 20000) for repo in REPOSITORIES}
@@ -174,8 +179,11 @@ class DemoSource:
 
     def _gap(self, elapsed: float | None = None) -> float:
         """Seconds to the next event (Poisson at the rate of the moment; history: the base rate)."""
-        rate = self.settings.rate if elapsed is None else self.settings.rate_at(elapsed)
-        return self._random.expovariate(rate) if rate > 0 else 3600.0
+        if elapsed is None:
+            rate, stream = self.settings.rate, self._random
+        else:
+            rate, stream = self.settings.rate_at(elapsed), self._arrivals
+        return stream.expovariate(rate) if rate > 0 else 3600.0
 
     # ---------------------------------------------------------------- events
 
