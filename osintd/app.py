@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import attrs
 import trio
 
 from osintd.clock import WallClock
@@ -85,7 +86,8 @@ class App:
         self.sources = sources = self._choose_sources(clock)
         live = all(source.live for source in sources)
         demo = any(source.name == "demo" for source in sources)
-        model = self._model or (ScoringModel.for_demo(settings.demo_rate) if demo else ScoringModel())
+        model = self._model or attrs.evolve(ScoringModel.for_demo(settings.demo_rate) if demo else ScoringModel(),
+                                            trend_people=settings.min_people)
         self.scorer = scorer = Scorer(model, clock.now if live else None)
         self.store, saved = await self._open_store(model)
         self.metrics = metrics_registry = Metrics()
@@ -145,7 +147,7 @@ class App:
         metrics_registry.add(lambda: daemon_families(hub, scorer, self.server, sources, self.webhooks, depths()))
         api = HttpApi(hub, max_clients=settings.max_clients, client_queue=settings.client_queue,
                       pipeline_depths=depths, webhooks=self.webhooks, source_status=source_status,
-                      metrics=metrics_registry.render, repo_score=scorer.score_of)
+                      metrics=metrics_registry.render, repo_standing=scorer.standing)
         session = SessionSettings(client_queue=settings.client_queue, slow_client_timeout=settings.slow_client_timeout,
                                   max_behind=settings.max_behind,
                                   send_timeout=settings.send_timeout,

@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between ranking/trend/summary announcements (default 1)")
     p.add_argument("--summary-interval", type=_ranged(float, 0, 86400, "seconds"),
                    help="minimum seconds between summaries of one repository (default 30; 10 in demo)")
+    p.add_argument("--min-people", type=_ranged(int, 1, 1000, "a count of people"),
+                   help="distinct people a repository needs in the window to be ranked and have a trend "
+                        "(default 3; 1 for a few repositories of a small team)")
     p.add_argument("--client-queue", type=_ranged(int, 4, 10_000_000, "a message count"),
                    help="messages waiting for one client before it is dropped as slow (default 100000)")
     p.add_argument("--slow-client-timeout", type=_ranged(float, 0.1, 3600, "seconds"),
@@ -188,6 +191,7 @@ def _file_argv(config: FileConfig) -> list[str]:
                         ("--replay-capacity", s.replay_capacity), ("--allowed-origin", s.allowed_origins),
                         ("--heartbeat-interval", s.heartbeat_interval), ("--metrics-interval", s.metrics_interval),
                         ("--announce-interval", s.announce_interval), ("--summary-interval", s.summary_interval),
+                        ("--min-people", s.min_people),
                         ("--repo", g.repos), ("--org", g.orgs), ("--github-api-url", g.api_url),
                         ("--github-token-file", g.token_file), ("--webhook-secret-file", g.webhook_secret_file),
                         ("--demo", d.enabled), ("--demo-rate", d.rate), ("--demo-seed", d.seed),
@@ -268,7 +272,7 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         "announce_interval": pick("announce_interval"), "client_queue": pick("client_queue"),
         "slow_client_timeout": pick("slow_client_timeout"), "max_behind": pick("max_behind"),
         "replay_capacity": pick("replay_capacity"), "max_clients": pick("max_clients"),
-        "log_level": pick("log_level"),
+        "log_level": pick("log_level"), "min_people": pick("min_people"),
     }
     summary_interval = pick("summary_interval")
     runs_demo = demo or not (repos or orgs or replay or secret)

@@ -49,6 +49,8 @@ class Settings:
     announce_interval: float = 1.0
     #: Minimum seconds between two summary_update messages of one repository.
     summary_interval: float = 30.0
+    #: Distinct people a repository needs in the window to be ranked in the Top 30 and to have a trend.
+    min_people: int = 3
     replay_capacity: int = 10_000
     #: Items the sources may queue ahead of the scorer; an item is one event or a batch of up to 64.
     event_queue: int = 8
@@ -89,6 +91,7 @@ class ServerSection:
     metrics_interval: float | None = None
     announce_interval: float | None = None
     summary_interval: float | None = None
+    min_people: int | None = None
 
 
 @attrs.frozen

@@ -16,9 +16,14 @@ Rules:
   longer tracked leaves to one past the last rank of the new ranking, 11 at
   the least).  Only the Top 10's ranks are kept across a restart: the first
   repository to enter after one enters from one past the last rank.
-* A trend is announced when the scorer's status differs from the last one
-  announced (repositories start ``QUIET``); the scorer lists the trends it
-  moved, so only those are compared.
+* A trend is announced for a repository in the scoreboard's Top 30 (the
+  ones with summaries: ranked high enough to matter) when the scorer's status
+  differs from the last one announced (repositories start ``QUIET``); the
+  scorer itself keeps repositories with few people ``QUIET`` and takes a new
+  status only once it has held (see ``scorer``).  A repository outside the
+  Top 30 keeps its last announced trend until it is back in it.
+* Each change carries its reasons when the scoreboard shows the repository:
+  ``people``, ``people_recent`` and ``drivers``.
 * A summary (the scorer writes one for the top 30) is announced when its text changed, at most once per
   ``summary_interval`` per repository and ``summaries_per_tick`` per
   scoreboard, Top 10 first: under an event flood the volume stays bounded.
@@ -75,8 +80,8 @@ class Differ:
         messages.extend(self._summary_updates(board, now, monotonic))
         gone: Sequence[str] = board.untracked
         if self._previous is None:  # after a restart: forget what left while osintd was down
-            tracked = set(board.order)
-            gone = [name for name in {*self.trends, *self.summaries} if name not in tracked]
+            # (the first scoreboard after a restore ranks every tracked repository)
+            gone = [name for name in {*self.trends, *self.summaries} if name not in board.ranks]
         for name in gone:  # forgotten, not announced: it has no events left to speak of
             if self.trends.pop(name, None) is not None or self.summaries.pop(name, None) is not None:
                 self._changed.add(name)
@@ -98,16 +103,23 @@ class Differ:
         previous = self._previous
         # "new" always enters from outside the Top 10, "dropped" always leaves to outside it,
         # even while fewer than ten repositories are ranked.
-        entering_from = max(len(previous.order) if previous else 0, TOP) + 1
-        leaving_to = max(len(board.order), TOP) + 1
+        entering_from = max(previous.tracked if previous else 0, TOP) + 1
+        leaving_to = max(board.tracked, TOP) + 1
+        shown = {score.repo_full_name: score for score in board.top}
         changes = []
         for name in {*old_ranks, *new_ranks}:
-            old = old_ranks.get(name) or (previous.rank(name) if previous else None) or entering_from
-            new = new_ranks.get(name) or board.rank(name) or leaving_to
+            # Outside the announced Top 10 a rank is never better than 11: while fewer than ten
+            # repositories have enough people, ranks 1-10 are not all announced.
+            old = old_ranks.get(name) or max(board.previous_ranks.get(name) or entering_from, TOP + 1)
+            new = new_ranks.get(name) or max(board.rank(name) or leaving_to, TOP + 1)
             kind = _rank_change(old, new)
             if kind is not None:
-                score = next((s.activity_score for s in board.top if s.repo_full_name == name), 0.0)
-                changes.append(RankingChange(now, name, old, new, score, kind))
+                score = shown.get(name)
+                if score is None:
+                    changes.append(RankingChange(now, name, old, new, 0.0, kind))
+                else:
+                    changes.append(RankingChange(now, name, old, new, score.activity_score, kind, score.people,
+                                                 score.people_recent, list(score.drivers)))
         self._changed.update(old_ranks.keys() ^ new_ranks.keys())
         self._changed.update(name for name in new_ranks if old_ranks.get(name) != new_ranks[name])
         self.ranks = new_ranks
@@ -115,7 +127,7 @@ class Differ:
         return changes
 
     def _trend_changes(self, board: Scoreboard, now: dt.datetime) -> Iterator[TrendChange]:
-        for score in board.trend_moves:
+        for score in board.top:
             name = score.repo_full_name
             old = self.trends.get(name, TrendStatus.QUIET)
             if old is not score.trend_status:
@@ -124,8 +136,8 @@ class Differ:
                 else:
                     self.trends[name] = score.trend_status
                 self._changed.add(name)
-                yield TrendChange(now, name, old, score.trend_status,
-                                  score.momentum, score.velocity, score.activity_score)
+                yield TrendChange(now, name, old, score.trend_status, score.momentum, score.velocity,
+                                  score.activity_score, score.people, score.people_recent, list(score.drivers))
 
     def _summary_updates(self, board: Scoreboard, now: dt.datetime, monotonic: float) -> Iterator[SummaryUpdate]:
         budget = self.settings.summaries_per_tick
@@ -150,7 +162,8 @@ class Differ:
 
 def summary_update(score: RepoScore, now: dt.datetime) -> SummaryUpdate:
     return SummaryUpdate(now, score.repo_full_name, score.summary, score.activity_score,
-                         score.trend_status, score.momentum, score.events_in_window)
+                         score.trend_status, score.momentum, score.events_in_window, score.people,
+                         score.people_recent, list(score.drivers))
 
 
 def _rank_change(old: int, new: int) -> RankChange | None:

@@ -141,11 +141,11 @@ class HttpApi:
                  pipeline_depths: Callable[[], dict[str, int]], webhooks: WebhookHandler | None = None,
                  source_status: Callable[[], dict[str, Any]] | None = None,
                  metrics: Callable[[], bytes] | None = None,
-                 repo_score: Callable[[str], RepoScore | None] | None = None) -> None:
-        """``repo_score`` gives a repository's current standing (the scorer's), for
-        one outside the scoreboard's Top 30."""
+                 repo_standing: Callable[[str], tuple[int, RepoScore] | None] | None = None) -> None:
+        """``repo_standing`` gives a repository's rank and current standing (the
+        scorer's), for one outside the scoreboard's Top 30."""
         self.hub = hub
-        self.repo_score = repo_score
+        self.repo_standing = repo_standing
         self.metrics = metrics
         self.webhooks = webhooks
         self.source_status = source_status
@@ -250,13 +250,15 @@ class HttpApi:
 
     def _repo(self, name: str) -> Response:
         board = self.hub.board
-        rank = board.rank(name) if board else None
         score = next((s for s in board.top if s.repo_full_name == name), None) if board else None
-        if score is None and rank is not None and self.repo_score is not None:
-            score = self.repo_score(name)  # outside the Top 30 the board has ranks only
-        if rank is None or score is None:
+        if score is not None:
+            rank = board.rank(name) if board else None
+            if rank is not None:
+                return Response(200, RankedRepo.of(rank, score))
+        standing = self.repo_standing(name) if self.repo_standing is not None else None
+        if standing is None:  # outside the Top 30 the scorer knows the rank of the last scoreboard
             return problem(404, "not_found", f"{name} is not tracked (no events inside the window)")
-        return Response(200, RankedRepo.of(rank, score))
+        return Response(200, RankedRepo.of(*standing))
 
     def _events(self) -> Response:
         newest_first = (json.loads(f.payload) for f in reversed(self.hub.ring) if f.type == NewEvent.TYPE)

@@ -72,6 +72,9 @@ class SummaryUpdate:
     trend_status: TrendStatus
     momentum: Momentum
     events_in_window: int
+    people: int | None = None
+    people_recent: int | None = None
+    drivers: list[str] | None = None
 
 
 @attrs.frozen
@@ -83,6 +86,10 @@ class RankingChange:
     new_rank: int
     activity_score: float
     change: RankChange
+    #: Why, for a repository the scoreboard still shows (left out for one gone from its Top 30).
+    people: int | None = None
+    people_recent: int | None = None
+    drivers: list[str] | None = None
 
 
 @attrs.frozen
@@ -95,6 +102,9 @@ class TrendChange:
     momentum: Momentum
     velocity: float
     activity_score: float
+    people: int | None = None
+    people_recent: int | None = None
+    drivers: list[str] | None = None
 
 
 @attrs.frozen
@@ -146,11 +156,15 @@ class RankedRepo:
     velocity: float
     events_in_window: int
     summary: str
+    people: int | None = None
+    people_recent: int | None = None
+    drivers: list[str] | None = None
 
     @classmethod
     def of(cls, rank: int, score: RepoScore) -> RankedRepo:
         return cls(rank, score.repo_full_name, score.activity_score, score.trend_status, score.momentum,
-                   score.velocity, score.events_in_window, score.summary)
+                   score.velocity, score.events_in_window, score.summary, score.people, score.people_recent,
+                   list(score.drivers))
 
 
 @attrs.frozen

@@ -104,6 +104,10 @@ class RepoScore:
     one only when the repository's rate limit allows an update, so most are
     never read.  Equality leaves the summary out; it follows from the rest
     and the titles, which a RepoScore does not show.
+
+    The reasons behind the standing: ``people`` (distinct non-bot actors in
+    the window), ``people_recent`` (in the model's recent span) and
+    ``drivers`` (the event kinds with the most weight in the recent span).
     """
 
     repo_full_name: str
@@ -112,6 +116,9 @@ class RepoScore:
     momentum: Momentum
     trend_status: TrendStatus
     events_in_window: int
+    people: int = 0
+    people_recent: int = 0
+    drivers: tuple[str, ...] = ()
     summarize: Callable[[], str] = attrs.field(default=no_summary, eq=False, repr=False)
 
     @functools.cached_property
@@ -123,26 +130,29 @@ class RepoScore:
 class Scoreboard:
     """The scorer's view at one moment.
 
-    ``top`` holds ranks 1 … ``len(top)`` (the best 30, with summaries);
-    ``order`` names every tracked repository, best first, so that any rank is
-    ``order.index(name) + 1``.  ``trend_moves`` are the repositories whose
-    trend the scorer changed since the previous scoreboard, ``untracked`` the
-    ones that left (a repository is tracked while it has at least one event
-    inside the window).  Only what changed is listed, so a scoreboard costs
-    the differ what changed, not what is tracked.
+    ``top`` holds ranks 1 … ``len(top)`` (the best 30, with summaries) of the
+    ``tracked`` repositories (a repository is tracked while it has at least one
+    event inside the window), of those with enough people to be ranked (the
+    scorer ranks them first: ``top`` may be shorter than 30).  ``ranks`` gives the exact rank of each
+    repository that is in the Top 30 (with the ties at its end) now or was in
+    the previous scoreboard's, or that the scorer brought up to date for this
+    one (after a restore: every tracked repository); ``previous_ranks`` the
+    rank in the previous scoreboard of each repository now in that head that
+    was ranked then.  ``untracked`` are the repositories that left since the
+    previous scoreboard.  Only what changed is listed (and the Top 30), so a
+    scoreboard costs the differ what changed, not what is tracked.
     """
 
     at: dt.datetime
     top: tuple[RepoScore, ...]
-    order: tuple[str, ...] = ()
-    trend_moves: tuple[RepoScore, ...] = ()
+    tracked: int = 0
+    ranks: Mapping[str, int] = attrs.field(factory=dict)
+    previous_ranks: Mapping[str, int] = attrs.field(factory=dict)
     untracked: tuple[str, ...] = ()
 
     def rank(self, name: str) -> int | None:
-        try:
-            return self.order.index(name) + 1
-        except ValueError:
-            return None
+        """``name``'s rank, if this scoreboard knows it (see ``ranks``)."""
+        return self.ranks.get(name)
 
 
 @attrs.frozen

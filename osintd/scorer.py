@@ -1,29 +1,47 @@
 """Scoring: turns a stream of events into per-repository scores and trends.
 
-Owns: the scoring model (weights, decay, velocity, momentum, trend hysteresis,
-summaries), the per-repository windows, and event-id dedupe.
+Owns: the scoring model (weights, per-person saturation, breadth, decay,
+velocity, momentum, trend hysteresis and hold, the reasons behind a standing,
+summaries), the per-repository windows, and the order of repositories.
 Must not: decide what to announce (``differ`` compares scoreboards) or talk to
 clients.
 
-The model, written down once more in the README:
+The model ranks what people do, not how many events machines make.  Written
+down once more, with the reasons, in the README ("Scoring"):
 
-* Each event has a weight by ``event_type.action`` (``weights``); bot authors
-  weigh nothing, and a star or fork counts once per actor within the window.
-* ``activity_score`` = Σ weight · 2^(−age / half_life) over the events inside
-  ``window`` (age measured in event time).
+* Each event has a base weight by ``event_type.action`` (``weights``): what
+  takes a person's attention (a star, a fork, a pull request, an issue, a
+  comment) weighs more than a push.  Bot authors (``[bot]``, type Bot) weigh
+  nothing, and a star or fork counts once per actor within the window.
+* Per person, per repository, contributions saturate: an actor's n-th event
+  inside the repository's window (counting the actor's events it holds when
+  the event comes) weighs base · ``repeat_factor``^(n−1), so one account adds at
+  most about twice its largest weight however many events it makes: a
+  heartbeat repository pushed every minute scores as one person pushing.
+* ``breadth`` = min(1, 2 · (1 − share)), where share is the fraction of the
+  repository's events in the window made by its busiest actor: a repository
+  where one account makes most of the events is that account's, not where
+  people gather (one actor: 0; no actor above half: 1).
+* ``activity_score`` = breadth · Σ weight · 2^(−age / half_life) over the
+  events inside ``window`` (age measured in event time).
 * ``velocity`` = the weighted rate over the last ``recent`` seconds divided by
   the weighted rate over the whole window (or over the time observed so far,
   if shorter), with one unit of weight added to both sides so that a handful of
   events cannot produce extreme values.  1.0 is a steady repository.
 * ``momentum``: ACCELERATING at velocity ≥ ``accelerating``, DECELERATING at
   ≤ ``decelerating``, STEADY between.
-* ``trend_status``, first match wins: HOT (score ≥ ``hot_score`` and velocity ≥
+* ``trend_status``, first match wins: QUIET with fewer than ``trend_people``
+  distinct people in the window; HOT (score ≥ ``hot_score`` and velocity ≥
   ``hot_velocity``), ACTIVE (score ≥ ``active_score`` and velocity ≥
   ``active_velocity``), COOLING (score ≥ ``quiet_score`` and velocity <
   ``cooling_velocity``), STABLE (score ≥ ``quiet_score``), else QUIET.
   Hysteresis: the thresholds of the status a repository already has are
   relaxed by ``hysteresis`` (lower bounds × (1 − h), upper bounds × (1 + h)),
-  so a value hovering at a threshold does not make the status flap.
+  so a value hovering at a threshold does not make the status flap; and a new
+  status is taken only once it has held for ``trend_hold`` seconds.
+* The reasons: ``people`` (distinct non-bot actors in the window),
+  ``people_recent`` (in the last ``recent`` seconds) and ``drivers`` (the
+  event kinds with the most weight in the last ``recent`` seconds).
 
 "Now" is event time: the newest event seen, or the wall clock when the source
 is live (so that scores decay while nothing happens).
@@ -39,6 +57,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Iterable
+from typing import TypeAlias, TypeVar
 
 import attrs
 import trio
@@ -47,25 +66,25 @@ from osintd.models import (Backfill, Event, EventType, Momentum, RepoScore, Scor
                            TrendStatus)
 
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "release": 8.0,
-    "pull_request.merged": 5.0,
+    "release": 4.0,
+    "public": 3.0,
+    "pull_request.merged": 3.0,
     "pull_request.opened": 2.5,
     "pull_request.closed": 1.0,
     "pull_request": 1.0,
-    "create.tag": 3.0,
-    "create": 0.5,
-    "delete": 0.2,
-    "review": 1.5,
-    "issue.opened": 1.5,
+    "star": 2.0,
+    "fork": 2.0,
+    "issue.opened": 2.0,
     "issue.closed": 1.0,
     "issue": 1.0,
-    "comment": 0.5,
-    "commit": 1.0,
-    "discussion": 1.0,
-    "fork": 2.0,
-    "star": 1.0,
+    "review": 1.5,
+    "discussion": 1.5,
+    "comment": 1.0,
+    "create.tag": 1.5,
+    "create": 0.3,
+    "delete": 0.1,
+    "commit": 0.5,
     "member": 0.5,
-    "public": 5.0,
 }
 
 #: How many repositories, from the top, get a summary in each scoreboard.
@@ -73,6 +92,14 @@ SUMMARIZED = 30
 
 #: Event types that count once per actor inside the window.
 ONCE_PER_ACTOR = frozenset({EventType.STAR, EventType.FORK})
+
+_Key = TypeVar("_Key")
+
+#: Where a repository sorts: repositories with ``trend_people`` people or more first, then by score.
+RankKey: TypeAlias = tuple[bool, float]
+
+#: How many event kinds a standing names as what drove it.
+DRIVERS = 3
 
 # Summary topics: the first topic whose pattern matches a title counts for it.  The patterns are
 # written in lower case and searched in the lower-cased title.
@@ -100,15 +127,18 @@ class ScoringModel:
     window: float = 86_400.0
     half_life: float = 6 * 3600.0
     recent: float = 3600.0
-    hot_score: float = 15.0
-    active_score: float = 6.0
-    quiet_score: float = 1.5
+    hot_score: float = 40.0
+    active_score: float = 15.0
+    quiet_score: float = 5.0
     hot_velocity: float = 1.5
     active_velocity: float = 1.0
     cooling_velocity: float = 0.67
     accelerating: float = 1.25
     decelerating: float = 0.8
     hysteresis: float = 0.2
+    trend_people: int = 3
+    trend_hold: float = 600.0
+    repeat_factor: float = 0.5
     window_label: str = "24h"
     summary_titles: int = 12
     weights: dict[str, float] = attrs.field(factory=lambda: dict(DEFAULT_WEIGHTS))
@@ -128,6 +158,7 @@ class ScoringModel:
             window=900.0,
             half_life=225.0,
             recent=60.0,
+            trend_hold=base.trend_hold / 96,
             hot_score=base.hot_score * scale,
             active_score=base.active_score * scale,
             quiet_score=base.quiet_score * scale,
@@ -135,6 +166,7 @@ class ScoringModel:
         )
 
     def weight_of(self, event: Event) -> float:
+        """The base weight of ``event`` (before the per-person saturation)."""
         if event.is_bot:
             return 0.0
         key = event.weight_key
@@ -143,12 +175,22 @@ class ScoringModel:
         return self.weights.get(str(event.event_type), 0.5)
 
 
+def breadth(top_count: int, count: int) -> float:
+    """The factor for a repository whose busiest actor made ``top_count`` of its ``count`` events."""
+    if count <= 0:
+        return 0.0
+    return min(1.0, 2.0 * (1.0 - top_count / count))
+
+
 @attrs.define(slots=True)
 class _Entry:
     at: float  # event time, seconds since the epoch
-    weight: float
+    weight: float  # after the per-person saturation
     title: str
-    actor_key: tuple[str, str] | None
+    actor: str
+    kind: str  # the event type's wire name: what a standing names as its drivers
+    person: bool  # not a bot: one of the repository's people
+    once: bool  # a star or fork: counts once per actor
     #: The summary topic of ``title`` ("" for none), worked out the first time a summary needs it.
     topic: str | None = None
 
@@ -159,40 +201,54 @@ def _entry_time(entry: _Entry) -> float:
 
 class RepoWindow:
     """The events of one repository inside the window, in event-time order, with
-    running sums so that a scoreboard need not walk them.
+    running sums and counts so that a scoreboard need not walk them.
 
     Invariants, as of ``refreshed`` (the last :meth:`advance`) plus every entry
     added since:
 
     * ``entries`` is sorted by ``at``;
     * ``mass`` = Σ weight · 2^(−(anchor − at) / half_life) over ``entries``
-      (a decayed sum anchored at ``anchor``: the score is ``mass`` decayed
-      from ``anchor`` to "now");
+      (a decayed sum anchored at ``anchor``: the score is breadth · ``mass``
+      decayed from ``anchor`` to "now");
     * ``total_weight`` = Σ weight over ``entries``;
+    * ``actors`` counts ``entries`` by actor, ``people`` by actor for the
+      non-bot ones, ``once_actors`` the star/fork entries by (kind, actor);
+      ``top_count`` is the largest count in ``actors`` (0 when stale:
+      worked out again when read);
     * ``entries[recent_index:]`` are the ones at or after ``refreshed − recent``
-      (or added since), and ``recent_weight`` is their Σ weight.
+      (or added since); ``recent_weight`` is their Σ weight, ``recent_people``
+      counts them by non-bot actor and ``recent_kinds`` sums their weight by kind.
 
     Subtracting expired entries from ``mass`` accumulates rounding error, so
     the sums are recomputed from scratch once as many entries have come and
     gone as the window holds (and after any out-of-order insert).
     """
 
-    __slots__ = ("name", "entries", "counted_actors", "trend", "mass", "anchor", "total_weight",
-                 "recent_index", "recent_weight", "rank_key", "scheduled", "titles_version",
+    __slots__ = ("name", "entries", "actors", "people", "once_actors", "_top_count", "trend", "candidate",
+                 "candidate_since", "mass", "anchor", "total_weight", "recent_index", "recent_weight",
+                 "recent_people", "recent_kinds", "rank_key", "scheduled", "titles_version",
                  "_focus", "_exact", "_churn", "shown", "shown_version")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.entries: list[_Entry] = []
-        self.counted_actors: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.actors: collections.Counter[str] = collections.Counter()
+        self.people: collections.Counter[str] = collections.Counter()
+        self.once_actors: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._top_count = 0
         self.trend = TrendStatus.QUIET
+        #: A status the classification gives but not yet held for ``trend_hold``, and since when.
+        self.candidate: TrendStatus | None = None
+        self.candidate_since = 0.0
         self.mass = 0.0
         self.anchor = 0.0
         self.total_weight = 0.0
         self.recent_index = 0
         self.recent_weight = 0.0
+        self.recent_people: collections.Counter[str] = collections.Counter()
+        self.recent_kinds: dict[str, float] = {}
         #: Where the repository sits in the scorer's order (None: not placed yet).
-        self.rank_key: float | None = None
+        self.rank_key: RankKey | None = None
         #: The time of this repository's live entry in the scorer's wake-up heap.
         self.scheduled = math.inf
         #: Bumped whenever entries come or go: the cached summary focus is then stale.
@@ -205,45 +261,73 @@ class RepoWindow:
         self.shown: RepoScore | None = None
         self.shown_version = -1
 
-    def add(self, entry: _Entry, decay: float) -> None:
-        if entry.actor_key is not None:
-            if self.counted_actors[entry.actor_key]:
-                entry.weight = 0.0
-            self.counted_actors[entry.actor_key] += 1
+    def add(self, at: float, base: float, title: str, actor: str, kind: str, person: bool, once: bool,
+            repeat_factor: float, decay: float) -> None:
+        """One more event: its weight is ``base`` after the per-person saturation."""
+        seen = self.actors[actor]
+        if once and self.once_actors[(kind, actor)]:
+            weight = 0.0
+        else:
+            weight = base * repeat_factor ** seen if seen else base
+        if once:
+            self.once_actors[(kind, actor)] += 1
+        self.actors[actor] = seen + 1
+        if self._top_count and seen + 1 > self._top_count:
+            self._top_count = seen + 1
+        if person:
+            self.people[actor] += 1
+        entry = _Entry(at, weight, title, actor, kind, person, once)
         self.titles_version += 1
         self._churn += 1
-        if not self.entries or self.entries[-1].at <= entry.at:
+        if not self.entries or self.entries[-1].at <= at:
             self.entries.append(entry)  # after the recent pointer: counted as recent until advance()
-            self.recent_weight += entry.weight
+            self._enter_recent(entry)
         else:  # out of order: rare (webhook vs poll); keep the list sorted, recount at advance()
             bisect.insort(self.entries, entry, key=_entry_time)
             self._exact = False
-        self.total_weight += entry.weight
-        if entry.at >= self.anchor:
-            self.mass = self.mass * math.exp(-decay * (entry.at - self.anchor)) + entry.weight
-            self.anchor = entry.at
+        self.total_weight += weight
+        if at >= self.anchor:
+            self.mass = self.mass * math.exp(-decay * (at - self.anchor)) + weight
+            self.anchor = at
         else:
-            self.mass += entry.weight * math.exp(-decay * (self.anchor - entry.at))
+            self.mass += weight * math.exp(-decay * (self.anchor - at))
+
+    def _enter_recent(self, entry: _Entry) -> None:
+        self.recent_weight += entry.weight
+        if entry.person:
+            self.recent_people[entry.actor] += 1
+        kinds = self.recent_kinds
+        kinds[entry.kind] = kinds.get(entry.kind, 0.0) + entry.weight
+
+    def _leave_recent(self, entry: _Entry) -> None:
+        self.recent_weight -= entry.weight
+        if entry.person:
+            _discount(self.recent_people, entry.actor)
+        kinds = self.recent_kinds
+        kinds[entry.kind] -= entry.weight
 
     def advance(self, now: float, model: ScoringModel, decay: float) -> None:
         """Bring the sums to ``now``: entries leave the recent span, then the window."""
         entries = self.entries
         recent_start = now - model.recent
-        index = self.recent_index
-        while index < len(entries) and entries[index].at < recent_start:
-            self.recent_weight -= entries[index].weight
-            index += 1
-        self.recent_index = index
+        if self._exact:  # else an out-of-order entry sits among them uncounted: recounted below
+            index = self.recent_index
+            while index < len(entries) and entries[index].at < recent_start:
+                self._leave_recent(entries[index])
+                index += 1
+            self.recent_index = index
         cutoff = now - model.window
         if entries and entries[0].at < cutoff:
             drop = bisect.bisect_left(entries, cutoff, key=_entry_time)
             for entry in entries[:drop]:
                 self.mass -= entry.weight * math.exp(-decay * (self.anchor - entry.at))
                 self.total_weight -= entry.weight
-                if entry.actor_key is not None:
-                    self.counted_actors[entry.actor_key] -= 1
-                    if not self.counted_actors[entry.actor_key]:
-                        del self.counted_actors[entry.actor_key]
+                if _discount(self.actors, entry.actor) + 1 >= self._top_count:
+                    self._top_count = 0  # it may have been the busiest: work it out again
+                if entry.person:
+                    _discount(self.people, entry.actor)
+                if entry.once:
+                    _discount(self.once_actors, (entry.kind, entry.actor))
             del entries[:drop]
             self.titles_version += 1  # with few entries left, the newest titles are different ones
             self.recent_index = max(self.recent_index - drop, 0)  # recent_start > cutoff: never negative
@@ -257,22 +341,46 @@ class RepoWindow:
         self.mass = math.fsum(e.weight * math.exp(-decay * (self.anchor - e.at)) for e in entries)
         self.total_weight = math.fsum(e.weight for e in entries)
         self.recent_index = bisect.bisect_left(entries, recent_start, key=_entry_time)
-        self.recent_weight = math.fsum(e.weight for e in entries[self.recent_index:])
+        recent = entries[self.recent_index:]
+        self.recent_weight = math.fsum(e.weight for e in recent)
+        self.recent_people = collections.Counter(e.actor for e in recent if e.person)
+        kinds: dict[str, list[float]] = {}
+        for e in recent:
+            kinds.setdefault(e.kind, []).append(e.weight)
+        self.recent_kinds = {kind: math.fsum(weights) for kind, weights in kinds.items()}
         self._exact = True
         self._churn = 0
+
+    @property
+    def top_count(self) -> int:
+        """How many of the window's events the busiest actor made."""
+        if not self._top_count and self.actors:
+            self._top_count = max(self.actors.values())
+        return self._top_count
+
+    def breadth(self) -> float:
+        return breadth(self.top_count, len(self.entries))
 
     def score_at(self, now: float, decay: float) -> float:
         """The exact (unrounded) activity score at ``now``."""
         if self.mass <= 0.0:
             return 0.0
-        return self.mass * math.exp(-decay * max(now - self.anchor, 0.0))
+        return self.breadth() * self.mass * math.exp(-decay * max(now - self.anchor, 0.0))
 
-    def key(self, decay: float, origin: float) -> float:
-        """log(score) + decay · (now − origin), the same at every "now": with no
-        event in or out, decay keeps every repository's order, so this orders them."""
-        if self.mass <= 1e-12:
-            return -math.inf
-        return math.log(self.mass) + decay * (self.anchor - origin)
+    def key(self, decay: float, origin: float, people_needed: int) -> RankKey:
+        """(enough people, log(score) + decay · (now − origin)), the same at every "now":
+        with no event in or out, decay keeps every repository's order, so this orders them."""
+        enough = len(self.people) >= people_needed
+        spread = self.breadth()
+        if self.mass <= 1e-12 or spread <= 0.0:
+            return enough, -math.inf
+        return enough, math.log(self.mass * spread) + decay * (self.anchor - origin)
+
+    def drivers(self) -> tuple[str, ...]:
+        """The event kinds with the most weight in the recent span (ties by name)."""
+        ranked = sorted(((round(weight, 6), kind) for kind, weight in self.recent_kinds.items()
+                         if round(weight, 6) > 0), key=lambda pair: (-pair[0], pair[1]))
+        return tuple(kind for _, kind in ranked[:DRIVERS])
 
     def focus_later(self, model: ScoringModel) -> Callable[[], str]:
         """The summary's "Recent focus on …" part as of now, worked out when first asked.
@@ -297,6 +405,16 @@ class RepoWindow:
         return work_out
 
 
+def _discount(counter: collections.Counter[_Key], key: _Key) -> int:
+    """One fewer of ``key`` (gone at zero, so ``len`` counts distinct keys); the count left."""
+    left = counter[key] - 1
+    if left:
+        counter[key] = left
+    else:
+        del counter[key]
+    return left
+
+
 class Scorer:
     """Holds every repository's window and computes scoreboards.
 
@@ -313,9 +431,13 @@ class Scorer:
 
     Invariants: an event id is scored at most once while it is remembered
     (the ``dedupe_capacity`` most recent ids); ``total_events`` counts events
-    accepted, duplicates excluded; ``_keys``/``_names`` are sorted together,
-    worst first (ascending key, then descending name: the best-first order
-    read backwards), and hold every tracked repository.
+    accepted, duplicates excluded; ``_order`` holds one ``(key, name)`` per
+    placed repository, sorted worst first (the best-first order read
+    backwards), and every tracked repository is placed by each scoreboard.
+    ``_head`` is the last scoreboard's head (its Top ``SUMMARIZED`` and the
+    ties at its end) in rank order: ranks 1 … len(_head); beyond it a
+    repository's rank is its place in ``_order``.  Both change only inside
+    :meth:`scoreboard`, so :meth:`rank_of` answers as of the last one.
     """
 
     def __init__(
@@ -339,15 +461,17 @@ class Scorer:
         self._first_event_at: float | None = None
         self._origin: float | None = None
         # Best last: the busiest repositories, which move the most, are near the end of the
-        # lists, where an insert or a delete shifts few entries (best first, it was 4x as many).
-        self._keys: list[float] = []
-        self._names: list[str] = []
+        # list, where an insert or a delete shifts few entries (best first, it was 4x as many).
+        # (key, name): ties of key, which repositories with one event each have by the
+        # thousand, are found by bisection too.
+        self._order: list[tuple[RankKey, str]] = []
+        self._head: list[str] = []
+        self._head_rank: dict[str, int] = {}
         self._wakeups: list[tuple[float, str]] = []
         self._dirty: set[str] = set()
         #: Bring every repository up to date at the next scoreboard (after a restore, or
         #: when an event older than all others changed the observed span).
         self._everything_dirty = False
-        self._trend_moves: dict[str, None] = {}
         self._untracked: list[str] = []
         self._board_time = -math.inf
         self.total_events = 0
@@ -380,12 +504,12 @@ class Scorer:
             self._origin = at
         if at < self._now() - self.model.window:
             return True  # too old to count, but still news to the clients
-        actor_key = (event_type, event.author) if event_type in ONCE_PER_ACTOR else None
         name = event.repo_full_name
         repo = self._repos.get(name)
         if repo is None:
             repo = self._repos[name] = RepoWindow(name)
-        repo.add(_Entry(at, self._weight_of(event), event.title, actor_key), self._decay)
+        repo.add(at, self._weight_of(event), event.title, event.author, event_type.value, not event.is_bot,
+                 event_type in ONCE_PER_ACTOR, self.model.repeat_factor, self._decay)
         self._dirty.add(name)
         return True
 
@@ -443,18 +567,79 @@ class Scorer:
                 repo.scheduled = math.inf
                 due.add(name)
         observed = self._observed(now)  # the same for every repository: worked out once
+        # Where the repositories about to move stood in the previous scoreboard.
+        before: dict[str, tuple[int, tuple[RankKey, str]]] = {}
+        for name in due:
+            repo = self._repos.get(name)
+            if repo is not None and repo.rank_key is not None:
+                before[name] = (self._rank_in_order(repo), (repo.rank_key, name))
+        previous_head = self._head_rank
         for name in due:
             repo = self._repos.get(name)
             if repo is not None:
                 self._refresh(repo, now, observed)
-        top, order = self._top(now, observed)
-        moves = tuple(self._score(self._repos[name], now, observed)
-                      for name in self._trend_moves if name in self._repos)
-        board = Scoreboard(at=dt.datetime.fromtimestamp(now, dt.UTC), top=top, order=order,
-                           trend_moves=moves, untracked=tuple(self._untracked))
-        self._trend_moves = {}
+        top = self._top(now, observed)
+        ranks = {}
+        for name in (*self._head, *previous_head, *due):
+            rank = self.rank_of(name)
+            if rank is not None:
+                ranks[name] = rank
+        previous_ranks = {}
+        for name in self._head:
+            rank = previous_head.get(name) or self._rank_before(name, before, due)
+            if rank is not None:
+                previous_ranks[name] = rank
+        board = Scoreboard(at=dt.datetime.fromtimestamp(now, dt.UTC), top=top, tracked=len(self._order),
+                           ranks=ranks, previous_ranks=previous_ranks, untracked=tuple(self._untracked))
         self._untracked = []
         return board
+
+    def rank_of(self, name: str) -> int | None:
+        """``name``'s rank in the last scoreboard (None: not ranked in it)."""
+        rank = self._head_rank.get(name)
+        if rank is not None:
+            return rank
+        repo = self._repos.get(name)
+        if repo is None or repo.rank_key is None:
+            return None
+        return self._rank_in_order(repo)
+
+    def standing(self, name: str) -> tuple[int, RepoScore] | None:
+        """One repository's rank in the last scoreboard and its standing now (the HTTP API)."""
+        rank = self.rank_of(name)
+        score = self.score_of(name)
+        return None if rank is None or score is None else (rank, score)
+
+    def order(self) -> tuple[str, ...]:
+        """Every repository ranked in the last scoreboard, best first (walks them all: for
+        tests and tools, never for a scoreboard)."""
+        rest = [name for _, name in reversed(self._order) if name not in self._head_rank]
+        return (*self._head, *rest)
+
+    def _rank_in_order(self, repo: RepoWindow) -> int:
+        """The rank of a placed repository by its place in ``_order`` (exact beyond the head)."""
+        assert repo.rank_key is not None
+        return len(self._order) - bisect.bisect_left(self._order, (repo.rank_key, repo.name))
+
+    def _rank_before(self, name: str, before: dict[str, tuple[int, tuple[RankKey, str]]],
+                     due: set[str]) -> int | None:
+        """``name``'s rank in the previous scoreboard, ``before`` holding each moved
+        repository's rank and place then.  One that did not move kept its place: only
+        moved ones passed it, either way (None: it was not ranked)."""
+        if name in before:
+            return before[name][0]
+        repo = self._repos.get(name)
+        if repo is None or repo.rank_key is None or name in due:
+            return None  # moved, yet not ranked before: new
+        place = (repo.rank_key, name)
+        rank = self._rank_in_order(repo)
+        for moved, (_, old_place) in before.items():
+            moved_repo = self._repos.get(moved)
+            if moved_repo is not None and moved_repo.rank_key is not None and (moved_repo.rank_key, moved) > place:
+                rank -= 1  # above it now
+            if old_place > place:
+                rank += 1  # above it then
+        return rank
 
     def score_of(self, name: str) -> RepoScore | None:
         """One repository's standing now (for the HTTP API), without side effects on trends."""
@@ -488,22 +673,33 @@ class Scorer:
             self._unplace(repo)
             del self._repos[repo.name]
             repo.shown = None  # its summary's closure refers back to it: a cycle only a full collection would free
-            self._trend_moves.pop(repo.name, None)
             self._untracked.append(repo.name)
             return
-        key = repo.key(self._decay, self._origin or 0.0)
+        key = repo.key(self._decay, self._origin or 0.0, self.model.trend_people)
         if key != repo.rank_key:
             self._move(repo, key)
         score = repo.score_at(now, self._decay)
         velocity = self._velocity(repo, observed)
-        trend = self._bounds[repo.trend].classify(round(score, 2), round(velocity, 2))
-        if trend is not repo.trend:
-            repo.trend = trend
-            self._trend_moves[repo.name] = None
+        self._update_trend(repo, now, score, velocity)
         wake = self._next_wakeup(repo, now, score, velocity, observed)
         if wake < repo.scheduled:
             repo.scheduled = wake
             heapq.heappush(self._wakeups, (wake, repo.name))
+
+    def _update_trend(self, repo: RepoWindow, now: float, score: float, velocity: float) -> None:
+        """Classify; a status other than the current one is taken once it has held for ``trend_hold``."""
+        model = self.model
+        if len(repo.people) < model.trend_people:
+            status = TrendStatus.QUIET
+        else:
+            status = self._bounds[repo.trend].classify(round(score, 2), round(velocity, 2))
+        if status is repo.trend:
+            repo.candidate = None
+            return
+        if status is not repo.candidate:
+            repo.candidate, repo.candidate_since = status, now
+        if now >= repo.candidate_since + model.trend_hold:
+            repo.trend, repo.candidate = status, None
 
     def _next_wakeup(self, repo: RepoWindow, now: float, score: float, velocity: float, observed: float) -> float:
         model = self.model
@@ -511,6 +707,8 @@ class Scorer:
         wake = entries[0].at + model.window
         if repo.recent_index < len(entries):
             wake = min(wake, entries[repo.recent_index].at + model.recent)
+        if repo.candidate is not None:
+            wake = min(wake, repo.candidate_since + model.trend_hold)
         # The score only falls: the next edge below it.
         below = bisect.bisect_left(self._score_edges, score) - 1
         if below >= 0:
@@ -526,108 +724,90 @@ class Scorer:
                         wake = min(wake, (self._first_event_at or now) + max(needed, model.recent))
         return max(wake, now)
 
-    def _move(self, repo: RepoWindow, key: float) -> None:
+    def _move(self, repo: RepoWindow, key: RankKey) -> None:
         """Give ``repo`` its new key.  Most moves keep the repository between the same
-        neighbours: then the key changes in place, without shifting the lists."""
+        neighbours: then the key changes in place, without shifting the list."""
+        name = repo.name
         if repo.rank_key is not None:
-            index = self._index_of(repo, repo.rank_key)
-            keys, names = self._keys, self._names
-            name = repo.name
-            after_previous = index == 0 or _stored_before(keys[index - 1], names[index - 1], key, name)
-            before_next = index + 1 == len(keys) or _stored_before(key, name, keys[index + 1], names[index + 1])
-            if after_previous and before_next:
-                keys[index] = key
+            order = self._order
+            index = bisect.bisect_left(order, (repo.rank_key, name))
+            place = (key, name)
+            if (index == 0 or order[index - 1] < place) and (index + 1 == len(order) or place < order[index + 1]):
+                order[index] = place
                 repo.rank_key = key
                 return
         self._unplace(repo)
-        self._place(repo, key)
-
-    def _index_of(self, repo: RepoWindow, key: float) -> int:
-        """Where ``repo``, placed under ``key`` (its ``rank_key``), is in the lists."""
-        index = bisect.bisect_left(self._keys, key)
-        while self._names[index] != repo.name:
-            index += 1
-        return index
-
-    def _place(self, repo: RepoWindow, key: float) -> None:
-        index = bisect.bisect_left(self._keys, key)
-        keys, names = self._keys, self._names
-        while index < len(keys) and _stored_before(keys[index], names[index], key, repo.name):
-            index += 1  # past equal keys stored before it (bisect_left leaves no smaller one)
-        keys.insert(index, key)
-        names.insert(index, repo.name)
+        bisect.insort(self._order, (key, name))
         repo.rank_key = key
 
     def _unplace(self, repo: RepoWindow) -> None:
         if repo.rank_key is None:
             return
-        index = self._index_of(repo, repo.rank_key)
-        del self._keys[index]
-        del self._names[index]
+        del self._order[bisect.bisect_left(self._order, (repo.rank_key, repo.name))]
         repo.rank_key = None
 
-    def _top(self, now: float, observed: float) -> tuple[tuple[RepoScore, ...], tuple[str, ...]]:
-        """The best ``SUMMARIZED`` with summaries, and the whole order.
+    def _top(self, now: float, observed: float) -> tuple[RepoScore, ...]:
+        """The best ``SUMMARIZED`` with summaries, of those with ``trend_people`` people
+        or more; sets the head (``_head``, ``_head_rank``).
 
         The order is by exact score; the ranking by the rounded score the
         clients see, then by name.  They agree except among equal rounded
         scores, so the head is re-sorted over the whole group of ties at its end.
         """
-        names = self._names  # best last
-        last = len(names) - 1
+        order = self._order  # best last
+        last = len(order) - 1
         decay = self._decay
-        head = [(round(self._repos[name].score_at(now, decay), 2), name) for name in names[:-SUMMARIZED - 1:-1]]
-        limit = min(len(names), SUMMARIZED + 200)
+        repos = self._repos
+        head = [(key[0], round(repos[name].score_at(now, decay), 2), name)
+                for key, name in order[:-SUMMARIZED - 1:-1]]
+        limit = min(len(order), SUMMARIZED + 200)
         while head and len(head) < limit:
-            name = names[last - len(head)]
-            score = round(self._repos[name].score_at(now, decay), 2)
-            if score != head[-1][0]:
+            key, name = order[last - len(head)]
+            score = round(repos[name].score_at(now, decay), 2)
+            if (key[0], score) != head[-1][:2]:
                 break
-            head.append((score, name))
-        head.sort(key=lambda pair: (-pair[0], pair[1]))
-        head_names = [name for _, name in head]
-        top = tuple(self._shown(self._repos[name], score, observed) for score, name in head[:SUMMARIZED])
-        if head_names == names[:-len(head) - 1:-1]:  # as a rule: one copy of the whole order, not two
-            return top, tuple(reversed(names))
-        return top, (*head_names, *reversed(names[:len(names) - len(head)]))
+            head.append((key[0], score, name))
+        head.sort(key=lambda row: (not row[0], -row[1], row[2]))
+        self._head = [name for *_, name in head]
+        self._head_rank = {name: rank for rank, name in enumerate(self._head, start=1)}
+        return tuple(self._shown(repos[name], score, observed) for enough, score, name in head[:SUMMARIZED]
+                     if enough)
 
     def _score(self, repo: RepoWindow, now: float, observed: float) -> RepoScore:
         """A repository's standing, without a summary (trend moves, the HTTP API)."""
         velocity = round(self._velocity(repo, observed), 2)
         return RepoScore(repo.name, round(repo.score_at(now, self._decay), 2), velocity,
-                         momentum_of(self.model, velocity), repo.trend, len(repo.entries))
+                         momentum_of(self.model, velocity), repo.trend, len(repo.entries),
+                         len(repo.people), len(repo.recent_people), repo.drivers())
 
     def _shown(self, repo: RepoWindow, score: float, observed: float) -> RepoScore:
         """A Top entry, with its summary (``score`` is the rounded score).
 
         Most of the Top is as it was one scoreboard ago: the last entry made
         is reused whole while nothing in it changed, and its summary while
-        the summary's own inputs (trend, count and titles) did not."""
+        the summary's own inputs (trend, count, people and titles) did not."""
         velocity = round(self._velocity(repo, observed), 2)
         count = len(repo.entries)
         trend = repo.trend
+        people, people_recent, drivers = len(repo.people), len(repo.recent_people), repo.drivers()
         shown = repo.shown
         if shown is not None and repo.shown_version == repo.titles_version \
                 and shown.trend_status is trend and shown.events_in_window == count:
-            if shown.activity_score == score and shown.velocity == velocity:
+            if shown.activity_score == score and shown.velocity == velocity \
+                    and shown.people_recent == people_recent and shown.drivers == drivers:
                 return shown
             summarize = shown.summarize
         else:
-            summarize = self._summary_later(repo, trend, count)
-        repo.shown = RepoScore(repo.name, score, velocity, momentum_of(self.model, velocity), trend, count, summarize)
+            summarize = self._summary_later(repo, trend, count, people)
+        repo.shown = RepoScore(repo.name, score, velocity, momentum_of(self.model, velocity), trend, count,
+                               people, people_recent, drivers, summarize)
         repo.shown_version = repo.titles_version
         return repo.shown
 
-    def _summary_later(self, repo: RepoWindow, trend: TrendStatus, count: int) -> Callable[[], str]:
+    def _summary_later(self, repo: RepoWindow, trend: TrendStatus, count: int, people: int) -> Callable[[], str]:
         model = self.model
         focus = repo.focus_later(model)
-        return lambda: summary_text(model, trend, count, focus())
-
-
-def _stored_before(key: float, name: str, other_key: float, other_name: str) -> bool:
-    """True if (key, name) comes before (other_key, other_name) in the scorer's lists:
-    worse first; of equal keys, the later name first (the best-first order backwards)."""
-    return key < other_key or key == other_key and name > other_name
+        return lambda: summary_text(model, trend, count, focus(), people)
 
 
 def _edges(model: ScoringModel) -> tuple[list[float], list[float]]:
@@ -738,9 +918,10 @@ def _focus_from(topics: Iterable[str]) -> str:
     return f"{ranked[0][0]} and {ranked[1][0]}"
 
 
-def summary_text(model: ScoringModel, status: TrendStatus, count: int, focus: str) -> str:
+def summary_text(model: ScoringModel, status: TrendStatus, count: int, focus: str, people: int) -> str:
     noun = "event" if count == 1 else "events"
-    text = f"{_LEVEL[status]} activity with {count} {noun} in {model.window_label}."
+    who = "" if people == 0 else " from 1 person" if people == 1 else f" from {people} people"
+    text = f"{_LEVEL[status]} activity with {count} {noun}{who} in {model.window_label}."
     if focus:
         text += f" Recent focus on {focus}."
     return text

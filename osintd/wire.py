@@ -30,7 +30,8 @@ from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn_from_attrs, override
 
 from osintd.clock import isoformat
-from osintd.messages import INCOMING_TYPES, SUBSCRIBABLE_TYPES, Incoming, Outgoing, ResumeRequest, SubscribeRequest
+from osintd.messages import (INCOMING_TYPES, SUBSCRIBABLE_TYPES, Incoming, Outgoing, RankedRepo, ResumeRequest,
+                             SubscribeRequest)
 
 
 class _LastTimestamp:
@@ -117,9 +118,21 @@ def _payload_function(cls: type) -> Callable[[Outgoing], dict[str, Any]]:
     return leaving_out_none
 
 
+def _row_leaving_out_none(row: RankedRepo) -> dict[str, Any]:
+    """A snapshot's row (nested in its ``top``), optional fields that are None left out
+    like a message's."""
+    return {k: v for k, v in _row(row).items() if v is not None}
+
+
+attrs.resolve_types(RankedRepo)
+_row = make_dict_unstructure_fn_from_attrs(list(attrs.fields(RankedRepo)), RankedRepo, converter)
+converter.register_unstructure_hook(RankedRepo, _row_leaving_out_none)
+
+
 _payload_functions: dict[type, Callable[[Outgoing], dict[str, Any]]] = {
     cls: _payload_function(cls) for cls in typing.get_args(Outgoing)
 }
+
 
 #: Datetimes anywhere in the payload go to ``default`` (the converter), as clock.isoformat
 #: writes them; orjson's own form drops the microseconds when they are zero.

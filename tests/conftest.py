@@ -122,11 +122,13 @@ class ScriptedSource:
             await health.send(report)
 
     def event(self, repo: str, event_type: EventType = EventType.COMMIT, *, action: str | None = None,
-              title: str = "Fix bug in parser", author: str = "alice", at: dt.datetime | None = None,
+              title: str = "Fix bug in parser", author: str | None = None, at: dt.datetime | None = None,
               event_id: str | None = None) -> Event:
+        """One event; by default its author is one of five people in turn, as osintd ranks
+        repositories where several people are active."""
         number = next(self._numbers)
         return Event(event_id=event_id or f"{event_type}_{number:06d}", repo_full_name=repo,
-                     event_type=event_type, title=title, author=author,
+                     event_type=event_type, title=title, author=author or f"dev{number % 5}",
                      url=f"https://github.com/{repo}/x/{number}",
                      created_at=at or self.now(), action=action, data={"n": number})
 

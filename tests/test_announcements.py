@@ -54,13 +54,18 @@ async def test_trend_goes_hot_then_cools_down(autojump_clock):
         async with trio_websocket.open_websocket_url(ws_url(app, "types=trend_change&snapshot=0")) as ws:
             await receive_json(ws)
             now = app.clock.now()
-            # A baseline from 20 hours ago, then a burst now: velocity far above 1.
+            # A baseline from 20 hours ago, then 25 people star a repository now: velocity far above 1.
             await source.emit(source.event("calm/base", at=now - dt.timedelta(hours=20)))
-            await source.emit(*(source.event("hot/repo", at=now) for _ in range(20)))
+            await source.emit(*(source.event("hot/repo", EventType.STAR, action="started", author=f"fan{n}", at=now)
+                                for n in range(25)))
             up = await receive_until(ws, lambda m: m.get("repo_full_name") == "hot/repo")
             up = up[-1]
             assert (up["old_status"], up["new_status"], up["momentum"]) == ("💤 QUIET", "🔥 HOT", "ACCELERATING")
-            assert up["velocity"] > 1.5 and up["activity_score"] >= 15
+            assert up["velocity"] > 1.5 and up["activity_score"] >= 40
+            # The reasons: 25 people, all in the last hour, starring.
+            assert (up["people"], up["people_recent"], up["drivers"]) == (25, 25, ["star"])
+            # Taken only once it held for the model's trend_hold (10 minutes), on the 60 s ticks.
+            assert dt.datetime.fromisoformat(up["timestamp"]) - now >= dt.timedelta(minutes=10)
             # Two quiet hours later: the score has decayed a little, the rate has fallen away.
             down = (await receive_until(ws, lambda m: m["type"] == "trend_change"))[-1]  # heartbeats pass filters
             assert down["repo_full_name"] == "hot/repo"
@@ -72,12 +77,14 @@ async def test_trend_goes_hot_then_cools_down(autojump_clock):
 def test_hysteresis_keeps_a_status_at_its_threshold():
     model = ScoringModel()
     S = TrendStatus
-    assert classify(model, 15.0, 1.5, S.ACTIVE) is S.HOT           # enters at the threshold
-    assert classify(model, 13.0, 1.4, S.HOT) is S.HOT              # stays just below it
-    assert classify(model, 13.0, 1.4, S.ACTIVE) is S.ACTIVE        # but does not enter there
-    assert classify(model, 11.0, 1.4, S.HOT) is S.ACTIVE           # leaves well below it
-    assert classify(model, 5.0, 0.7, S.COOLING) is S.COOLING       # cooling holds up to 0.67 × 1.2
-    assert classify(model, 5.0, 0.7, S.STABLE) is S.STABLE
+    hot, active, quiet = model.hot_score, model.active_score, model.quiet_score
+    assert classify(model, hot, 1.5, S.ACTIVE) is S.HOT                 # enters at the threshold
+    assert classify(model, hot * 0.87, 1.4, S.HOT) is S.HOT             # stays just below it
+    assert classify(model, hot * 0.87, 1.4, S.ACTIVE) is S.ACTIVE       # but does not enter there
+    assert classify(model, hot * 0.73, 1.4, S.HOT) is S.ACTIVE          # leaves well below it
+    assert active < hot * 0.73
+    assert classify(model, quiet * 3, 0.7, S.COOLING) is S.COOLING      # cooling holds up to 0.67 × 1.2
+    assert classify(model, quiet * 3, 0.7, S.STABLE) is S.STABLE
 
 
 def _event(repo, kind, action=None, author="alice", at=None, n=[0]):
@@ -86,23 +93,38 @@ def _event(repo, kind, action=None, author="alice", at=None, n=[0]):
                  action=action, is_bot=author.endswith("[bot]"))
 
 
-def test_weights_once_per_actor_bots_and_decay():
+def test_people_count_machines_saturate_bots_weigh_nothing_and_scores_decay():
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     model = ScoringModel()
+    w = model.weights
     scorer = Scorer(model)
-    scorer.accept(_event("a/merged", EventType.PULL_REQUEST, "merged", at=t0))
-    scorer.accept(_event("a/push", EventType.COMMIT, at=t0))
-    for _ in range(3):
+    for person in ("ann", "bob", "cy"):
+        scorer.accept(_event("a/people", EventType.PULL_REQUEST, "merged", author=person, at=t0))
+    for _ in range(40):  # one account pushing like a machine, two people once each
+        scorer.accept(_event("a/machine", EventType.COMMIT, author="cron", at=t0))
+    for person in ("ann", "bob"):
+        scorer.accept(_event("a/machine", EventType.COMMIT, author=person, at=t0))
+    for _ in range(3):  # a star counts once per actor
         scorer.accept(_event("a/stars", EventType.STAR, "started", author="same", at=t0))
+    scorer.accept(_event("a/stars", EventType.STAR, "started", author="other", at=t0))
     scorer.accept(_event("a/bot", EventType.COMMIT, author="dependabot[bot]", at=t0))
-    scores = {s.repo_full_name: s.activity_score for s in scorer.scoreboard().top}
-    assert scores["a/merged"] == model.weights["pull_request.merged"] > scores["a/push"] == model.weights["commit"]
-    assert scores["a/stars"] == model.weights["star"]      # three stars by one actor count once
-    assert scores["a/bot"] == 0.0
+    scorer.accept(_event("a/bot", EventType.COMMIT, author="ann", at=t0))
+    scorer.scoreboard()
+    score = {name: scorer.score_of(name).activity_score for name in ("a/people", "a/machine", "a/stars", "a/bot")}
+    assert score["a/people"] == 3 * w["pull_request.merged"]
+    # 40 pushes add at most twice one push (1 + 1/2 + 1/4 …), and one account making 40 of
+    # the 42 events leaves a breadth of 2 · (1 − 40/42).
+    saturated = w["commit"] * (2 - 0.5 ** 39)
+    assert score["a/machine"] == round((saturated + 2 * w["commit"]) * 2 * (1 - 40 / 42), 2) < 0.5
+    assert score["a/stars"] == round(2 * w["star"] * 2 * (1 - 3 / 4), 2)  # "same" made 3 of the 4 events
+    assert score["a/bot"] == w["commit"]  # ann's push: the bot's weighs nothing
+    people = scorer.score_of("a/people")
+    assert (people.people, people.people_recent, people.drivers) == (3, 3, ("pull_request",))
+    assert scorer.score_of("a/bot").people == 1  # a bot is not one of the people
     # One half-life later every score has halved (event time moves "now").
     scorer.accept(_event("a/clock", EventType.COMMIT, at=t0 + dt.timedelta(seconds=model.half_life)))
-    later = {s.repo_full_name: s.activity_score for s in scorer.scoreboard().top}
-    assert later["a/merged"] == round(scores["a/merged"] / 2, 2)
+    scorer.scoreboard()
+    assert scorer.score_of("a/people").activity_score == round(score["a/people"] / 2, 2)
     # A duplicate id is not scored twice.
     duplicate = _event("a/push", EventType.COMMIT, at=t0)
     assert scorer.accept(duplicate) and not scorer.accept(duplicate)
@@ -119,5 +141,5 @@ async def test_summary_names_recent_focus(autojump_clock):
             summary = await receive_json(ws)
         nursery.cancel_scope.cancel()
     assert summary["repo_full_name"] == "docs/repo" and summary["events_in_window"] == 4
-    assert summary["summary"].startswith("Moderate activity with 4 events in 24h. Recent focus on bug fixes")
+    assert summary["summary"].startswith("Low activity with 4 events from 4 people in 24h. Recent focus on bug fixes")
     assert "documentation" in summary["summary"]

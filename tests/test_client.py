@@ -23,6 +23,7 @@ from osintd.client import (
     Backoff, ClientSettings, ConnectionState, Gap, HandshakeRefused, LiveUpdatesClient, Resync,
     SequenceTracker,
 )
+from osintd.scorer import ScoringModel
 
 CONTROL = {"connection", "snapshot", "heartbeat", "resumed"}
 
@@ -298,7 +299,8 @@ def test_bad_types_and_urls_are_refused_at_construction():
 async def test_handlers_sync_async_star_and_default_ping_and_close(autojump_clock):
     source = ScriptedSource()
     async with trio.open_nursery() as nursery:
-        app = await start_app(nursery, source=source)
+        # One person is enough to be ranked here: the ranking_change goes to the default handler.
+        app = await start_app(nursery, source=source, model=attrs.evolve(ScoringModel(), trend_people=1))
         plain, awaited, defaulted, raised = [], [], [], []
 
         async def slow_handler(message: dict) -> None:

@@ -535,8 +535,11 @@ def test_dashboard_fills_streams_and_moves(daemons, browser, observers):
     assert [row["rank"] for row in board] == list(range(1, 11))
     assert [row["repo"] for row in board] == [row["repo_full_name"] for row in state["top"]]
     assert all(re.fullmatch(r"\d+\.\d", row["score"]) for row in board), board
-    assert browser.eval(f"{ROWS}.every((tr) => /^(HOT|ACTIVE|STABLE|COOLING|QUIET)$/"
-                        ".test(tr.querySelector('.badge').textContent))")
+    # A newcomer's trend comes from the board the page fetches for it; every row says why.
+    browser.wait(f"{ROWS}.every((tr) => /^(HOT|ACTIVE|STABLE|COOLING|QUIET)$/"
+                 ".test(tr.querySelector('.badge').textContent))", "a trend on every row", timeout=5)
+    browser.wait(f"{ROWS}.every((tr) => /^\\d+ people( · [a-z_]+(, [a-z_]+)*)?$/"
+                 ".test(tr.querySelector('.why').textContent))", "people and drivers on every row", timeout=5)
 
     # Events stream into the feed, newest first, capped.
     first_seq = state["lastSeq"]
@@ -585,7 +588,8 @@ def test_dashboard_fills_streams_and_moves(daemons, browser, observers):
     detail = browser.wait(f"""(() => {{ const d = document.getElementById('detail-body');
         return d.dataset.repo === {json.dumps(name)} && d.querySelector('.summary').textContent; }})()""",
                           "the selected repository's summary")
-    assert re.fullmatch(r"\w[\w ]* activity with \d+ events in \d+\w+\. Recent focus on .+\.", detail), detail
+    assert re.fullmatch(r"\w[\w ]* activity with \d+ events from \d+ people in \d+\w+\. Recent focus on .+\.",
+                        detail), detail
     assert browser.state()["selected"] == name
     assert browser.eval(f"document.querySelector(\"#board tr[data-repo='{name}']\").classList.contains('selected')")
 

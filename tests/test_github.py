@@ -76,7 +76,7 @@ async def test_the_first_poll_is_backfill_scored_not_broadcast_and_later_polls_a
     stored for it): they rank the repository but are no new_event; what later polls find is."""
     fake = await _fake(nursery)
     clock = WallClock()
-    old = [events_api_item(n, REPO, kind="PushEvent", at=(clock.now() - dt.timedelta(minutes=300 - n)).isoformat())
+    old = [events_api_item(n, REPO, kind="WatchEvent", at=(clock.now() - dt.timedelta(minutes=300 - n)).isoformat())
            for n in range(300)]
     fake.add_events(PATH, *old)
     app = await _app(nursery, fake)

@@ -64,7 +64,8 @@ async def test_connection_then_snapshot_then_live_with_rising_seq(autojump_clock
     source = ScriptedSource()
     async with trio.open_nursery() as nursery:
         app = await start_app(nursery, source=source)
-        await source.emit(source.event("a/one"), source.event("b/two"))
+        # Ranked: repositories where at least three people are active (authors take turns).
+        await source.emit(*(source.event("a/one") for _ in range(4)), *(source.event("b/two") for _ in range(3)))
         await trio.sleep(2)
         async with trio_websocket.open_websocket_url(ws_url(app)) as ws:
             connection = await receive_json(ws)

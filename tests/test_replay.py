@@ -19,49 +19,59 @@ from fakegithub import events_api_item
 from osintd.models import Event, EventType
 from osintd.replay_reader import (CHUNK_EVENTS, Reader, ReplayStats, decode_chunk, encode_chunk, event_fields,
                                   event_from_fields)
+from osintd.scorer import ScoringModel
 
 END = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 HOUR = 3600.0
 
 
 def _recording() -> list[tuple[str, float]]:
-    """(repo, age in hours before END) for every push in the file."""
-    events = [("base/old", 23.0), ("base/old", 23.0)]
-    events += [("hot/a", 0.5 * i / 30) for i in range(30)]                      # a burst in the last half hour
-    events += [("active/b", 0.9 * i / 8) for i in range(8)] + [("active/b", a) for a in (5, 10, 15, 19)]
-    events += [("stable/c", a) for a in (0.5, 3, 6, 9, 12)]
-    events += [("cooling/d", 2 + i // 2) for i in range(24)]                   # busy until two hours ago
-    for k in (1, 3, 4, 20, 22):
+    """(repo, age in hours before END) for every star in the file (each by its own person)."""
+    events = [("base/old", 23.0)] * 3
+    events += [("hot/a", 0.3 + 0.6 * i / 30) for i in range(30)]            # a burst that ended 20 minutes ago
+    events += [("active/b", 0.3 + 0.6 * i / 12) for i in range(12)]
+    events += [("stable/c", a) for a in (0.5, 2, 3, 5, 6, 8, 9, 12)]
+    events += [("cooling/d", 2 + i // 2) for i in range(24)]                 # busy until two hours ago
+    for k in (1, 2, 3, 20, 22):
         events += [(f"fill/r{k:02d}", 4.0)] * k
     return events
 
 
 def _expected(events: list[tuple[str, float]]) -> tuple[list[str], dict[str, str]]:
-    """The README's model, without hysteresis (the data keeps clear of the thresholds)."""
-    observed = min(24 * HOUR, max(max(age for _, age in events) * HOUR, HOUR))
+    """The README's model, worked out here: stars by distinct people (weight 2, breadth 1
+    from two events on), ranked if three people or more; without hysteresis or hold (the
+    data keeps clear of the thresholds, and each status held for the last 15 minutes)."""
+    model = ScoringModel()
+    star = model.weights["star"]
     repos = sorted({repo for repo, _ in events})
-    score = {r: sum(2 ** (-age / 6) for repo, age in events if repo == r) for r in repos}
-    window = {r: sum(1 for repo, _ in events if repo == r) for r in repos}
-    recent = {r: sum(1 for repo, age in events if repo == r and age * HOUR <= HOUR) for r in repos}
+    count = {r: sum(1 for repo, _ in events if repo == r) for r in repos}
     status = {}
-    for r in repos:
-        velocity = (recent[r] + 1) / (window[r] * HOUR / observed + 1)
-        # Hysteresis moves thresholds by up to 20 %; the data must give one answer across that range.
-        answers = {_classify(score[r], velocity, scale) for scale in (0.8, 1.0, 1.2)}
-        assert len(answers) == 1, (r, score[r], velocity, answers)
-        status[r] = answers.pop()
-    order = sorted(repos, key=lambda r: (-round(score[r], 2), r))
+    for shift in (0.0, 0.25):  # at END, and 15 minutes before
+        inside = [(repo, age - shift) for repo, age in events if age >= shift]
+        observed = min(24.0, max(max(age for _, age in inside), 1.0))
+        score = {r: star * sum(2 ** (-age / 6) for repo, age in inside if repo == r) for r in repos}
+        window = {r: star * sum(1 for repo, _ in inside if repo == r) for r in repos}
+        recent = {r: star * sum(1 for repo, age in inside if repo == r and age <= 1.0) for r in repos}
+        for r in repos:
+            velocity = (recent[r] + 1) / (window[r] / observed + 1)
+            # Hysteresis moves thresholds by up to 20 %; the data must give one answer across that range.
+            answers = {_classify(model, score[r], velocity, scale) for scale in (0.8, 1.0, 1.2)}
+            assert len(answers) == 1, (r, shift, score[r], velocity, answers)
+            assert status.setdefault(r, answers.pop()) == _classify(model, score[r], velocity, 1.0), (r, shift)
+        if shift == 0.0:
+            ranked = [r for r in repos if count[r] >= model.trend_people]
+            order = sorted(ranked, key=lambda r: (-round(score[r], 2), r))
     return order[:10], status
 
 
-def _classify(s: float, velocity: float, k: float) -> str:
-    if s >= 15 * k and velocity >= 1.5 * k:
+def _classify(m: ScoringModel, s: float, velocity: float, k: float) -> str:
+    if s >= m.hot_score * k and velocity >= m.hot_velocity * k:
         return "🔥 HOT"
-    if s >= 6 * k and velocity >= 1.0 * k:
+    if s >= m.active_score * k and velocity >= m.active_velocity * k:
         return "📈 ACTIVE"
-    if s >= 1.5 * k and velocity < 0.67 / k:
+    if s >= m.quiet_score * k and velocity < m.cooling_velocity / k:
         return "📉 COOLING"
-    if s >= 1.5 * k:
+    if s >= m.quiet_score * k:
         return "📊 STABLE"
     return "💤 QUIET"
 
@@ -72,7 +82,7 @@ async def test_replay_ranks_by_event_time(tmp_path, nursery, autojump_clock, com
     lines = []
     for n, (repo, age) in enumerate(sorted(events, key=lambda e: -e[1])):
         at = (END - dt.timedelta(hours=age)).isoformat().replace("+00:00", "Z")
-        lines.append(json.dumps(events_api_item(n, repo, kind="PushEvent", at=at)))
+        lines.append(json.dumps(events_api_item(n, repo, kind="WatchEvent", at=at)))
     lines.insert(3, "{this line is broken")
     lines.insert(5, json.dumps({"id": "1", "type": "SponsorshipEvent", "repo": {"name": "x/y"},
                                 "actor": {"login": "z"}, "payload": {}, "created_at": "2026-03-01T00:00:00Z"}))

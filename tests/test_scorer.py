@@ -4,7 +4,8 @@ The scorer brings a repository up to date only when it got events or its
 wake-up time came; the reference here recomputes every repository from its
 raw events at every tick, exactly as the README states the model.  Over a
 random stream with bursts, quiet spells, out-of-order and expired events,
-both must agree at every tick on the order, the Top 30 and every trend.
+accounts that push like machines and bots, both must agree at every tick on
+the order, the Top 30 with its reasons, and every trend.
 """
 
 from __future__ import annotations
@@ -14,78 +15,123 @@ import datetime as dt
 import math
 import random
 
+import attrs
 import pytest
 import trio
 
 from osintd.models import Backfill, CursorMark, Event, EventType, TrendStatus
-from osintd.scorer import (ONCE_PER_ACTOR, SUMMARIZED, ScoringModel, Scorer, classify, momentum_of, run_scorer,
-                           summary_text, topic_of)
+from osintd.scorer import (DRIVERS, ONCE_PER_ACTOR, SUMMARIZED, ScoringModel, Scorer, breadth, classify,
+                           momentum_of, run_scorer, summary_text, topic_of)
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc).timestamp()
 KINDS = [(EventType.COMMIT, None), (EventType.PULL_REQUEST, "merged"), (EventType.ISSUE, "opened"),
          (EventType.STAR, "started"), (EventType.COMMENT, None), (EventType.RELEASE, "published")]
 
 
+@attrs.define
+class RawEvent:
+    at: float
+    weight: float  # after the per-person saturation
+    actor: str
+    kind: str
+    person: bool
+    once: bool
+    title: str
+
+
 class ReferenceModel:
-    """Every repository from its raw events, at every tick; trends with hysteresis."""
+    """Every repository from its raw events, at every tick; trends with hysteresis and hold."""
 
     def __init__(self, model: ScoringModel) -> None:
         self.model = model
-        self.events: dict[str, list[tuple[float, float, tuple | None, str]]] = {}
+        self.events: dict[str, list[RawEvent]] = {}
         self.trends: dict[str, TrendStatus] = {}
+        self.candidates: dict[str, tuple[TrendStatus, float]] = {}
         self.first: float | None = None
 
-    def add(self, repo: str, at: float, weight: float, actor_key, now: float, title: str = "") -> None:
+    def add(self, event: Event, now: float) -> None:
+        m = self.model
+        at = event.created_at.timestamp()
         self.first = at if self.first is None else min(self.first, at)
-        if at < now - self.model.window:
+        if at < now - m.window:
             return
-        events = self.events.setdefault(repo, [])
-        # Once per actor: an actor with an event still in the window (as of the last board) adds nothing.
-        if actor_key is not None and any(actor == actor_key for _, _, actor, _ in events):
+        events = self.events.setdefault(event.repo_full_name, [])
+        kind, actor = event.event_type.value, event.author
+        once = event.event_type in ONCE_PER_ACTOR
+        # The events held as of the last board (expired ones go at a board), plus those added since.
+        if once and any(e.once and e.kind == kind and e.actor == actor for e in events):
             weight = 0.0
-        events.append((at, weight, actor_key, title))
+        else:
+            weight = m.weight_of(event) * m.repeat_factor ** sum(1 for e in events if e.actor == actor)
+        events.append(RawEvent(at, weight, actor, kind, not event.is_bot, once, event.title))
 
-    def board(self, now: float) -> list[tuple[str, float, float, TrendStatus, int]]:
+    def board(self, now: float) -> list[tuple]:
+        """(name, score, velocity, trend, count, people, people_recent, drivers, enough), ranked."""
         m = self.model
         decay = math.log(2) / m.half_life
         rows = []
         for repo in list(self.events):
-            inside = sorted((e for e in self.events[repo] if e[0] >= now - m.window), key=lambda e: e[0])
+            inside = sorted((e for e in self.events[repo] if e.at >= now - m.window), key=lambda e: e.at)
             self.events[repo] = inside
             if not inside:
                 del self.events[repo]
                 self.trends.pop(repo, None)
+                self.candidates.pop(repo, None)
                 continue
-            score = window_weight = recent_weight = 0.0
-            for at, weight, actor, _ in inside:
-                score += weight * math.exp(-decay * max(now - at, 0.0))
-                window_weight += weight
-                if at >= now - m.recent:
-                    recent_weight += weight
+            mass = sum(e.weight * math.exp(-decay * max(now - e.at, 0.0)) for e in inside)
+            top_count = max(collections.Counter(e.actor for e in inside).values())
+            score = breadth(top_count, len(inside)) * mass
+            recent = [e for e in inside if e.at >= now - m.recent]
+            window_weight = sum(e.weight for e in inside)
+            recent_weight = sum(e.weight for e in recent)
             observed = min(m.window, max(now - self.first, m.recent))
             velocity = (recent_weight + 1) / (window_weight * m.recent / observed + 1)
             score, velocity = round(score, 2), round(velocity, 2)
-            trend = classify(m, score, velocity, self.trends.get(repo, TrendStatus.QUIET))
-            self.trends[repo] = trend
-            rows.append((repo, score, velocity, trend, len(inside)))
-        rows.sort(key=lambda r: (-r[1], r[0]))
+            people = len({e.actor for e in inside if e.person})
+            people_recent = len({e.actor for e in recent if e.person})
+            kinds: dict[str, float] = collections.defaultdict(float)
+            for e in recent:
+                kinds[e.kind] += e.weight
+            drivers = tuple(k for w, k in sorted((-round(w, 6), k) for k, w in kinds.items() if round(w, 6) > 0))
+            trend = self._trend(repo, now, score, velocity, people)
+            rows.append((repo, score, velocity, trend, len(inside), people, people_recent, drivers[:DRIVERS],
+                         people >= m.trend_people))
+        rows.sort(key=lambda r: (not r[8], -r[1], r[0]))
         return rows
 
+    def _trend(self, repo: str, now: float, score: float, velocity: float, people: int) -> TrendStatus:
+        m = self.model
+        current = self.trends.get(repo, TrendStatus.QUIET)
+        status = TrendStatus.QUIET if people < m.trend_people else classify(m, score, velocity, current)
+        if status is current:
+            self.candidates.pop(repo, None)
+            return current
+        candidate = self.candidates.get(repo)
+        if candidate is None or candidate[0] is not status:
+            candidate = self.candidates[repo] = (status, now)
+        if now >= candidate[1] + m.trend_hold:
+            self.trends[repo] = status
+            del self.candidates[repo]
+            return status
+        return current
+
     def summary(self, repo: str, trend: TrendStatus) -> str:
-        """The summary of ``repo`` as of the last :meth:`board`: level, count, and the two
+        """The summary of ``repo`` as of the last :meth:`board`: level, count, people, and the two
         most frequent topics of the newest titles (ties to the one seen first, newest first)."""
         inside = self.events[repo]
-        newest_first = [title for *_, title in inside[::-1][:self.model.summary_titles]]
+        newest_first = [e.title for e in inside[::-1][:self.model.summary_titles]]
         topics = collections.Counter(topic for topic in map(topic_of, newest_first) if topic)
         focus = " and ".join(topic for topic, _ in topics.most_common(2))
-        return summary_text(self.model, trend, len(inside), focus)
+        return summary_text(self.model, trend, len(inside), focus, len({e.actor for e in inside if e.person}))
 
 
 def _stream(seed: int, ticks: int):
-    """(tick, events) with bursts on a few repositories, quiet spells and stragglers."""
+    """(tick, events) with bursts on a few repositories, quiet spells, stragglers, and
+    accounts that push to their own repository like machines."""
     rng = random.Random(seed)
     repos = [f"org{i % 7}/repo-{i}" for i in range(40)]
     hot = rng.sample(repos, 4)
+    machines = {"logger/data": ["cron"], "beat/heartbeat": ["beat", "beat-helper"]}
     serial = 0
     for tick in range(ticks):
         count = rng.choice([0, 0, 1, 2, 3, 5, 8]) if tick % 300 < 200 else 0  # quiet spells
@@ -105,6 +151,14 @@ def _stream(seed: int, ticks: int):
             batch.append(Event(f"e{serial}", repo, kind, rng.choice(["Fix crash", "Add API", "Bump deps", "Docs"]),
                                author, "https://github.com/x", dt.datetime.fromtimestamp(at, dt.timezone.utc),
                                action=action, is_bot=author.endswith("[bot]")))
+        for repo, accounts in machines.items():
+            if tick % 5 == 0:
+                serial += 1
+                author = accounts[0] if rng.random() < 0.9 else accounts[-1]
+                if rng.random() < 0.1:
+                    author = f"user{rng.randrange(12)}"  # now and then a person comes by
+                batch.append(Event(f"e{serial}", repo, EventType.COMMIT, "Update data", author, "https://github.com/x",
+                                   dt.datetime.fromtimestamp(T0 + tick + 0.5, dt.timezone.utc)))
         yield tick, batch
 
 
@@ -113,17 +167,15 @@ def test_incremental_scoreboards_match_the_model_at_every_tick(seed):
     model = ScoringModel.for_demo(3.0)
     scorer = Scorer(model)
     reference = ReferenceModel(model)
-    announced: dict[str, TrendStatus] = {}
     trend_changes = 0
+    trends: dict[str, TrendStatus] = {}
     previous_top, previous_summaries = (), []
     for tick, batch in _stream(seed, 2400):
         now = T0 + tick
         for event in batch:
             before = scorer._now()
             assert scorer.accept(event)
-            actor = (event.event_type.value, event.author) if event.event_type in ONCE_PER_ACTOR else None
-            reference.add(event.repo_full_name, event.created_at.timestamp(), model.weight_of(event), actor,
-                          max(before, event.created_at.timestamp()), event.title)
+            reference.add(event, max(before, event.created_at.timestamp()))
         # Summaries are written when read: read one tick late, after more events came,
         # they must still be the ones of their own scoreboard.
         if tick % 3 == 0:
@@ -132,25 +184,27 @@ def test_incremental_scoreboards_match_the_model_at_every_tick(seed):
         expected = reference.board(now + 1)
         previous_top = board.top
         previous_summaries = [reference.summary(s.repo_full_name, s.trend_status) for s in board.top]
+        order = scorer.order()
         # Beyond the Top 30, equal rounded scores may come in any order (the exact one).
-        assert sorted(board.order) == sorted(r[0] for r in expected), f"tracked at tick {tick}"
-        score_of = {r[0]: r[1] for r in expected}
-        along = [score_of[name] for name in board.order]
+        assert sorted(order) == sorted(r[0] for r in expected), f"tracked at tick {tick}"
+        assert board.tracked == len(expected)
+        row_of = {r[0]: r for r in expected}
+        along = [(row_of[name][8], row_of[name][1]) for name in order]
         assert along == sorted(along, reverse=True), f"order at tick {tick}"
-        assert board.order[:SUMMARIZED] == tuple(r[0] for r in expected[:SUMMARIZED])
-        assert [(s.repo_full_name, s.activity_score, s.velocity, s.trend_status, s.events_in_window)
-                for s in board.top] == expected[:SUMMARIZED], f"top at tick {tick}"
+        head = [r for r in expected if r[8]][:SUMMARIZED]
+        assert [(s.repo_full_name, s.activity_score, s.velocity, s.trend_status, s.events_in_window, s.people,
+                 s.people_recent, s.drivers, True) for s in board.top] == head, f"top at tick {tick}"
+        assert order[:len(head)] == tuple(r[0] for r in head)
         assert all(s.momentum is momentum_of(model, s.velocity) for s in board.top)
-        for score in board.trend_moves:
-            if announced.get(score.repo_full_name, TrendStatus.QUIET) is not score.trend_status:
-                trend_changes += 1
-            announced[score.repo_full_name] = score.trend_status
-        for name in board.untracked:
-            announced.pop(name, None)
-        # Only the moves are listed, yet following them gives every repository's trend.
-        assert {n: t for n, t in announced.items() if t is not TrendStatus.QUIET} == \
+        for rank, name in enumerate(order[:SUMMARIZED], start=1):
+            assert board.rank(name) == scorer.rank_of(name) == rank
+        current = {name: scorer.score_of(name).trend_status for name in order}
+        trend_changes += sum(1 for name, trend in current.items() if trends.get(name, TrendStatus.QUIET) is not trend)
+        trends = current
+        assert {n: t for n, t in current.items() if t is not TrendStatus.QUIET} == \
             {r[0]: r[3] for r in expected if r[3] is not TrendStatus.QUIET}, f"trends at tick {tick}"
     assert trend_changes > 20  # the stream does exercise trends
+    assert board.top and all(s.people >= model.trend_people for s in board.top)
 
 
 def test_a_scoreboard_brings_up_to_date_only_what_changed():
@@ -163,11 +217,11 @@ def test_a_scoreboard_brings_up_to_date_only_what_changed():
     refreshed = []
     original = scorer._refresh
     scorer._refresh = lambda repo, now, observed: (refreshed.append(repo.name), original(repo, now, observed))
-    scorer.accept(Event("one-more", "org/r7", EventType.COMMIT, "t", "a", "u",
+    scorer.accept(Event("one-more", "org/r7", EventType.COMMIT, "t", "b", "u",  # a second person
                         dt.datetime.fromtimestamp(T0 + 1.5, dt.timezone.utc)))
     board = scorer.scoreboard(at=T0 + 2)
     assert refreshed == ["org/r7"]
-    assert board.order[0] == "org/r7" and len(board.order) == 2000
+    assert scorer.order()[0] == "org/r7" and board.tracked == 2000 and board.rank("org/r7") == 1
 
 
 async def test_a_batch_of_events_passes_as_one_item_without_its_duplicates(autojump_clock):
@@ -185,7 +239,7 @@ async def test_a_batch_of_events_passes_as_one_item_without_its_duplicates(autoj
         await events_in.aclose()
         items = [item async for item in scored_out]
     assert [[e.event_id for e in item] for item in items[:2]] == [["e1", "e2"], ["e3"]]
-    assert len(items) == 3 and items[2].order == ("org/r",)  # then the last scoreboard
+    assert len(items) == 3 and items[2].tracked == 1  # then the last scoreboard
 
 
 @pytest.mark.parametrize("live", [True, False], ids=["live", "event-time"])
@@ -208,7 +262,7 @@ async def test_a_backfill_passes_as_one_backfill_without_its_duplicates(autojump
     assert type(items[1]) is Backfill and [e.event_id for e in items[1].events] == ["b1", "b2"]
     assert items[2] == CursorMark("org/r", '"etag"')
     assert type(items[3]) is list and [e.event_id for e in items[3]] == ["e2"]
-    assert len(items) == 5 and items[4].order == ("org/r",)  # then the last scoreboard
+    assert len(items) == 5 and items[4].tracked == 1  # then the last scoreboard
     assert (scorer.total_events, scorer.backfilled, scorer.duplicates) == (4, 2, 5)
 
 
@@ -241,12 +295,12 @@ def test_a_repository_that_leaves_the_window_is_freed_at_once():
 
     from osintd.scorer import RepoWindow
 
-    model = ScoringModel.for_demo(3.0)
+    model = attrs.evolve(ScoringModel.for_demo(3.0), trend_people=1)
     scorer = Scorer(model)
     scorer.accept(Event("e1", "org/gone", EventType.COMMIT, "Fix crash", "a", "u",
                         dt.datetime.fromtimestamp(T0, dt.timezone.utc)))
     board = scorer.scoreboard(at=T0 + 1)
-    assert board.top[0].summary.startswith("Low activity with 1 event")  # the summary was made
+    assert board.top[0].summary.startswith("Low activity with 1 event from 1 person")  # the summary was made
     del board
     gc.disable()
     try:
