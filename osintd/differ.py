@@ -32,6 +32,7 @@ Rules:
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -69,15 +70,29 @@ class Differ:
                                                 if trend is not TrendStatus.QUIET} if announced else {})
         self.summaries: dict[str, str] = dict(announced.summaries) if announced else {}
         self._summary_at: dict[str, float] = {}
+        #: Each Top entry found to have nothing new to say, as that very RepoScore: skipped
+        #: while the scorer hands over the same object; and the moment the first summary held
+        #: back by the rate limit may go out.
+        self._said: dict[str, RepoScore] = {}
+        self._summary_wake = math.inf
         self._previous: Scoreboard | None = None
         self._changed: set[str] = set()
 
     def changes(self, board: Scoreboard, now: dt.datetime, monotonic: float) -> list[Announcement]:
-        """All announcements ``board`` justifies, rankings first; updates what was announced."""
+        """All announcements ``board`` justifies, rankings first; updates what was announced.
+
+        A scoreboard whose Top is the very one of the last (the scorer reuses it while
+        nothing in it changed) changes no rank and no trend: only a summary held back by
+        the rate limit can be due, and only once its time has come."""
         self._changed = set()
-        messages: list[Announcement] = list(self._ranking_changes(board, now))
-        messages.extend(self._trend_changes(board, now))
-        messages.extend(self._summary_updates(board, now, monotonic))
+        previous = self._previous
+        same_top = previous is not None and board.top is previous.top
+        messages: list[Announcement] = []
+        if not same_top:
+            messages.extend(self._ranking_changes(board, now))
+            messages.extend(self._trend_changes(board, now))
+        if not same_top or monotonic >= self._summary_wake:
+            messages.extend(self._summary_updates(board, now, monotonic))
         gone: Sequence[str] = board.untracked
         if self._previous is None:  # after a restart: forget what left while osintd was down
             # (the first scoreboard after a restore ranks every tracked repository)
@@ -87,6 +102,7 @@ class Differ:
                 self._changed.add(name)
             self.summaries.pop(name, None)
             self._summary_at.pop(name, None)
+            self._said.pop(name, None)
         self._previous = board
         return messages
 
@@ -139,25 +155,34 @@ class Differ:
                 yield TrendChange(now, name, old, score.trend_status, score.momentum, score.velocity,
                                   score.activity_score, score.people, score.people_recent, list(score.drivers))
 
-    def _summary_updates(self, board: Scoreboard, now: dt.datetime, monotonic: float) -> Iterator[SummaryUpdate]:
+    def _summary_updates(self, board: Scoreboard, now: dt.datetime, monotonic: float) -> list[SummaryUpdate]:
         budget = self.settings.summaries_per_tick
+        interval = self.settings.summary_interval
+        said = self._said
+        self._summary_wake = math.inf
+        updates = []
         for score in board.top:
-            if budget <= 0:
-                return
-            if not self._summary_due(score, monotonic):
+            name = score.repo_full_name
+            if said.get(name) is score:
                 continue
+            # The rate limit first: it is the cheap test, and the summary is written only when read.
+            last = self._summary_at.get(name)
+            if last is not None and monotonic - last < interval:
+                self._summary_wake = min(self._summary_wake, last + interval)
+                continue
+            if not score.summary or self.summaries.get(name) == score.summary:
+                said[name] = score
+                continue
+            if budget <= 0:
+                self._summary_wake = monotonic  # more to say at the next scoreboard
+                break
             budget -= 1
-            self.summaries[score.repo_full_name] = score.summary
-            self._summary_at[score.repo_full_name] = monotonic
-            self._changed.add(score.repo_full_name)
-            yield summary_update(score, now)
-
-    def _summary_due(self, score: RepoScore, monotonic: float) -> bool:
-        # The rate limit first: it is the cheap test, and the summary is written only when read.
-        last = self._summary_at.get(score.repo_full_name)
-        if last is not None and monotonic - last < self.settings.summary_interval:
-            return False
-        return bool(score.summary) and self.summaries.get(score.repo_full_name) != score.summary
+            self.summaries[name] = score.summary
+            self._summary_at[name] = monotonic
+            said[name] = score
+            self._changed.add(name)
+            updates.append(summary_update(score, now))
+        return updates
 
 
 def summary_update(score: RepoScore, now: dt.datetime) -> SummaryUpdate:

@@ -227,7 +227,8 @@ class RepoWindow:
     __slots__ = ("name", "entries", "actors", "people", "once_actors", "_top_count", "trend", "candidate",
                  "candidate_since", "mass", "anchor", "total_weight", "recent_index", "recent_weight",
                  "recent_people", "recent_kinds", "rank_key", "scheduled", "titles_version",
-                 "_focus", "_exact", "_churn", "shown", "shown_version")
+                 "_focus", "_exact", "_churn", "shown", "shown_version", "shown_until",
+                 "score_until", "score_shown")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -256,10 +257,14 @@ class RepoWindow:
         self._focus: tuple[int, str] | None = None
         self._exact = True
         self._churn = 0
-        #: The last RepoScore made for a scoreboard's Top, reused while nothing in it changed,
-        #: and the ``titles_version`` its summary is of.
+        #: The last RepoScore made for a scoreboard's Top, the ``titles_version`` its summary
+        #: is of, and until when it holds as it is (reset when the repository is refreshed).
         self.shown: RepoScore | None = None
         self.shown_version = -1
+        self.shown_until = -math.inf
+        #: The rounded score last worked out for the head, and until when it holds (likewise).
+        self.score_shown = 0.0
+        self.score_until = -math.inf
 
     def add(self, at: float, base: float, title: str, actor: str, kind: str, person: bool, once: bool,
             repeat_factor: float, decay: float) -> None:
@@ -467,6 +472,10 @@ class Scorer:
         self._order: list[tuple[RankKey, str]] = []
         self._head: list[str] = []
         self._head_rank: dict[str, int] = {}
+        #: The last scoreboard, and until when its Top holds while no repository is refreshed.
+        self._last_board: Scoreboard | None = None
+        self._top_until = -math.inf
+        self._after_head: str | None = None
         self._wakeups: list[tuple[float, str]] = []
         self._dirty: set[str] = set()
         #: Bring every repository up to date at the next scoreboard (after a restore, or
@@ -566,6 +575,13 @@ class Scorer:
             if repo is not None and repo.scheduled == when:
                 repo.scheduled = math.inf
                 due.add(name)
+        last = self._last_board
+        if not due and last is not None and now < self._top_until and not self._untracked:
+            # Nothing moved and time has not changed a rounded score or velocity in the head:
+            # the same Top, ranks and head as the last scoreboard, at a later moment.
+            board = attrs.evolve(last, at=dt.datetime.fromtimestamp(now, dt.UTC), previous_ranks=self._head_rank)
+            self._last_board = board
+            return board
         observed = self._observed(now)  # the same for every repository: worked out once
         # Where the repositories about to move stood in the previous scoreboard.
         before: dict[str, tuple[int, tuple[RankKey, str]]] = {}
@@ -578,20 +594,28 @@ class Scorer:
             repo = self._repos.get(name)
             if repo is not None:
                 self._refresh(repo, now, observed)
-        top = self._top(now, observed)
-        ranks = {}
-        for name in (*self._head, *previous_head, *due):
-            rank = self.rank_of(name)
-            if rank is not None:
-                ranks[name] = rank
-        previous_ranks = {}
-        for name in self._head:
-            rank = previous_head.get(name) or self._rank_before(name, before, due)
-            if rank is not None:
-                previous_ranks[name] = rank
+        if last is not None and now < self._top_until and self._same_head(due):
+            top = last.top  # the repositories that moved are all below the head
+        else:
+            top = self._top(now, observed)
+        ranks = dict(self._head_rank)
+        for name in (*previous_head, *due):
+            if name not in ranks:
+                rank = self.rank_of(name)
+                if rank is not None:
+                    ranks[name] = rank
+        if not due:
+            previous_ranks = previous_head  # nothing moved
+        else:
+            previous_ranks = {}
+            for name in self._head:
+                rank = previous_head.get(name) or self._rank_before(name, before, due)
+                if rank is not None:
+                    previous_ranks[name] = rank
         board = Scoreboard(at=dt.datetime.fromtimestamp(now, dt.UTC), top=top, tracked=len(self._order),
                            ranks=ranks, previous_ranks=previous_ranks, untracked=tuple(self._untracked))
         self._untracked = []
+        self._last_board = board
         return board
 
     def rank_of(self, name: str) -> int | None:
@@ -668,6 +692,7 @@ class Scorer:
 
     def _refresh(self, repo: RepoWindow, now: float, observed: float) -> None:
         """Bring one repository to ``now``: sums, place in the order, trend, next wake-up."""
+        repo.score_until = repo.shown_until = -math.inf  # what it shows is worked out again
         repo.advance(now, self.model, self._decay)
         if not repo.entries:
             self._unplace(repo)
@@ -748,7 +773,8 @@ class Scorer:
 
     def _top(self, now: float, observed: float) -> tuple[RepoScore, ...]:
         """The best ``SUMMARIZED`` with summaries, of those with ``trend_people`` people
-        or more; sets the head (``_head``, ``_head_rank``).
+        or more; sets the head (``_head``, ``_head_rank``) and until when it holds
+        (``_top_until``) while no repository is brought up to date.
 
         The order is by exact score; the ranking by the rounded score the
         clients see, then by name.  They agree except among equal rounded
@@ -756,22 +782,69 @@ class Scorer:
         """
         order = self._order  # best last
         last = len(order) - 1
-        decay = self._decay
         repos = self._repos
-        head = [(key[0], round(repos[name].score_at(now, decay), 2), name)
-                for key, name in order[:-SUMMARIZED - 1:-1]]
+        rounded = self._rounded_score
+        head = [(key[0], rounded(repos[name], now), name) for key, name in order[:-SUMMARIZED - 1:-1]]
         limit = min(len(order), SUMMARIZED + 200)
         while head and len(head) < limit:
             key, name = order[last - len(head)]
-            score = round(repos[name].score_at(now, decay), 2)
+            score = rounded(repos[name], now)
             if (key[0], score) != head[-1][:2]:
                 break
             head.append((key[0], score, name))
+        # The first repository after the head joins it once its rounded score ties the last one's.
+        until = min((repos[name].score_until for *_, name in head), default=math.inf)
+        self._after_head = None
+        if len(head) < len(order):
+            next_name = self._after_head = order[last - len(head)][1]
+            rounded(repos[next_name], now)
+            until = min(until, repos[next_name].score_until)
         head.sort(key=lambda row: (not row[0], -row[1], row[2]))
         self._head = [name for *_, name in head]
         self._head_rank = {name: rank for rank, name in enumerate(self._head, start=1)}
-        return tuple(self._shown(repos[name], score, observed) for enough, score, name in head[:SUMMARIZED]
-                     if enough)
+        top = tuple(self._shown(repos[name], score, now, observed) for enough, score, name in head[:SUMMARIZED]
+                    if enough)
+        self._top_until = min((repos[s.repo_full_name].shown_until for s in top), default=until)
+        self._top_until = min(self._top_until, until)
+        return top
+
+    def _same_head(self, moved: set[str]) -> bool:
+        """True if the head and the repository after it are the last scoreboard's, and the
+        repositories brought up to date since then (``moved``) stayed below them."""
+        size = len(self._head)
+        order = self._order
+        if len(order) < size or not size or any(name in self._head_rank for name in moved):
+            return False
+        after = order[-size - 1][1] if len(order) > size else None
+        return after == self._after_head and all(name in self._head_rank for _, name in order[-size:])
+
+    def _rounded_score(self, repo: RepoWindow, now: float) -> float:
+        """``repo``'s score rounded as clients see it, worked out again only once it can
+        have changed (decay crossed a rounding step, or the repository was refreshed)."""
+        if now < repo.score_until:
+            return repo.score_shown
+        exact = repo.score_at(now, self._decay)
+        score = round(exact, 2)
+        repo.score_shown = score
+        # It falls: it rounds to something else once below score − 0.005 (a little before, to be safe).
+        step = score - 0.005
+        repo.score_until = now + math.log(exact / step) / self._decay * (1 - 1e-9) if step > 0 else math.inf
+        return score
+
+    def _velocity_until(self, repo: RepoWindow, velocity: float, now: float) -> float:
+        """Until when ``repo``'s rounded velocity stays ``velocity`` without new events:
+        it rises while the observed span grows (up to the window), as expected_recent falls."""
+        model = self.model
+        first = self._first_event_at if self._first_event_at is not None else now
+        if repo.total_weight <= 0 or now - first >= model.window:
+            return math.inf
+        expected = (repo.recent_weight + 1.0) / (velocity + 0.005) - 1.0  # expected_recent at the next step
+        if expected <= 0:
+            return math.inf
+        needed = repo.total_weight * model.recent / expected  # the observed span that gives it
+        if needed >= model.window:
+            return math.inf
+        return first + max(needed, model.recent) - 1e-6
 
     def _score(self, repo: RepoWindow, now: float, observed: float) -> RepoScore:
         """A repository's standing, without a summary (trend moves, the HTTP API)."""
@@ -780,17 +853,22 @@ class Scorer:
                          momentum_of(self.model, velocity), repo.trend, len(repo.entries),
                          len(repo.people), len(repo.recent_people), repo.drivers())
 
-    def _shown(self, repo: RepoWindow, score: float, observed: float) -> RepoScore:
+    def _shown(self, repo: RepoWindow, score: float, now: float, observed: float) -> RepoScore:
         """A Top entry, with its summary (``score`` is the rounded score).
 
         Most of the Top is as it was one scoreboard ago: the last entry made
-        is reused whole while nothing in it changed, and its summary while
-        the summary's own inputs (trend, count, people and titles) did not."""
-        velocity = round(self._velocity(repo, observed), 2)
+        is reused whole until the repository is refreshed or time moves its
+        rounded score or velocity (``shown_until``), and its summary while the
+        summary's own inputs (trend, count, people and titles) did not change."""
+        shown = repo.shown
+        if shown is not None and now < repo.shown_until:
+            return shown
+        exact_velocity = self._velocity(repo, observed)
+        velocity = round(exact_velocity, 2)
         count = len(repo.entries)
         trend = repo.trend
         people, people_recent, drivers = len(repo.people), len(repo.recent_people), repo.drivers()
-        shown = repo.shown
+        repo.shown_until = min(repo.score_until, self._velocity_until(repo, velocity, now))
         if shown is not None and repo.shown_version == repo.titles_version \
                 and shown.trend_status is trend and shown.events_in_window == count:
             if shown.activity_score == score and shown.velocity == velocity \
