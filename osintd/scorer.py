@@ -730,6 +730,10 @@ class Scorer:
         model = self.model
         entries = repo.entries
         wake = entries[0].at + model.window
+        if len(repo.people) < model.trend_people and repo.candidate is None:
+            # Not ranked among the others, QUIET whatever its score and velocity, shown nowhere:
+            # only an event leaving the window (its place in the order) matters until it gets people.
+            return max(wake, now)
         if repo.recent_index < len(entries):
             wake = min(wake, entries[repo.recent_index].at + model.recent)
         if repo.candidate is not None:
