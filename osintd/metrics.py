@@ -92,7 +92,9 @@ def daemon_families(hub: Hub, scorer: Scorer, server: Server, sources: Sequence[
                    ["channel"], depths)
     yield labelled(CounterMetricFamily, "osintd_events_ingested", "Events accepted, by source and type",
                    ["source", "type"], scorer.ingested)
-    yield counter("osintd_events_duplicate", "Events dropped as already seen", scorer.duplicates)
+    yield counter("osintd_events_duplicate", "Events dropped as already seen (the same event id)", scorer.duplicates)
+    yield counter("osintd_events_merged", "Events not scored again: the same activity already came through the "
+                  "other kind of source (webhook or Events API)", scorer.merged)
     yield counter("osintd_events_backfilled", "Events accepted as backfill (already old when first seen): "
                   "scored and stored, not broadcast", scorer.backfilled)
     yield gauge("osintd_seq", "Last seq delivered to clients", hub.delivered)

@@ -50,7 +50,7 @@ LENGTH = struct.Struct(">I")
 _EVENT_TYPES = {member.value: member for member in EventType}
 
 #: An event as :func:`event_fields` lays it out: :class:`Event`'s fields, the type by its value.
-EventFields = tuple[str, str, str, str, str, str, dt.datetime, str | None, bool, Mapping[str, Any], str]
+EventFields = tuple[str, str, str, str, str, str, dt.datetime, str | None, bool, Mapping[str, Any], str, str]
 
 
 @attrs.define
@@ -73,13 +73,13 @@ class Chunk:
 def event_fields(event: Event) -> EventFields:
     """``event`` as a plain tuple, in :class:`Event`'s field order; see :func:`event_from_fields`."""
     return (event.event_id, event.repo_full_name, event.event_type.value, event.title, event.author, event.url,
-            event.created_at, event.action, event.is_bot, event.data, event.source)
+            event.created_at, event.action, event.is_bot, event.data, event.source, event.activity_key)
 
 
 def event_from_fields(fields: EventFields) -> Event:
-    (event_id, repo, event_type, title, author, url, created_at, action, is_bot, data, source) = fields
+    (event_id, repo, event_type, title, author, url, created_at, action, is_bot, data, source, key) = fields
     return Event(event_id, repo, _EVENT_TYPES[event_type], title, author, url, created_at, action, is_bot, data,
-                 source)
+                 source, key)
 
 
 def encode_chunk(chunk: Chunk) -> bytes:

@@ -472,7 +472,7 @@ def test_event_field_order():
     """normalize builds Event positionally (it is faster): reordering its fields must fail here."""
     assert [field.name for field in attrs.fields(Event)] == [
         "event_id", "repo_full_name", "event_type", "title", "author", "url", "created_at",
-        "action", "is_bot", "data", "source"]
+        "action", "is_bot", "data", "source", "activity_key"]
 
 
 def test_naive_received_at_is_taken_as_utc():

@@ -114,8 +114,9 @@ async def test_replay_speed_paces_by_event_time(tmp_path, nursery, autojump_cloc
 
 def test_event_fields_round_trip_every_field():
     """The reader sends events as tuples; a field added to Event and not to the tuple fails here."""
-    event = Event("commit_a/b_1", "a/b", EventType.COMMIT, "Fix it", "octocat", "https://github.com/a/b",
-                  END, action="created", is_bot=True, data={"ref": "main", "n": [1, 2]}, source="replay")
+    event = Event("2489368070", "a/b", EventType.COMMIT, "Fix it", "octocat", "https://github.com/a/b",
+                  END, action="created", is_bot=True, data={"ref": "main", "n": [1, 2]}, source="replay",
+                  activity_key="commit:a/b:main:1")
     assert len(event_fields(event)) == len(attrs.fields(Event))
     assert {field.name for field in attrs.fields(Event)} == {
         field.name for field in attrs.fields(Event) if getattr(event, field.name) != field.default}, \
