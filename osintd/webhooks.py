@@ -1,8 +1,9 @@
 """The webhook receiver: ``POST /webhooks/github`` as an event source.
 
 Owns: signature verification (HMAC-SHA256 over the raw body, constant-time
-compare), delivery dedupe by ``X-GitHub-Delivery``, and handing normalised
-events to the pipeline.
+compare), delivery dedupe by ``X-GitHub-Delivery`` (also the event's id:
+``osintd.identity`` merges it with the poll of the same activity), and handing
+normalised events to the pipeline.
 Must not: log the secret or a signature; block GitHub for long (it gives up
 after 10 s, so a busy pipeline gets a 503 and GitHub's redelivery instead).
 
@@ -80,7 +81,7 @@ class WebhookReceiver:
             payload = json.loads(body)
             if not isinstance(payload, dict):
                 raise ValueError("the body is not a JSON object")
-            event = from_webhook(kind, payload, self._now())
+            event = from_webhook(kind, payload, self._now(), delivery or None)
         except ValueError as exc:  # bad JSON, or Unusable (a ValueError)
             self.stats.deliveries["unusable"] += 1
             return problem(400, "bad_payload", f"cannot read this {kind or 'unnamed'} delivery: {exc}")

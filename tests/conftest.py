@@ -11,7 +11,10 @@ Two ways to run osintd here, both on real loopback sockets:
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
+import gzip
 import json
 import os
 import re
@@ -31,6 +34,30 @@ from osintd.config import Settings
 from osintd.models import Event, EventType, SourceHealth
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Real recorded GitHub events beside the repository (see its README for provenance and quirks).
+REAL_GITHUB = ROOT.parent / "shared" / "real-github"
+
+
+@functools.cache
+def _real_lines(name: str) -> tuple[bytes, ...]:
+    # Split on "\n" only: some lines hold a raw U+2028 inside a JSON string.
+    with gzip.open(REAL_GITHUB / name, "rb") as handle:
+        return tuple(line for line in handle.read().split(b"\n") if line.strip())
+
+
+def real_items(name: str) -> list[dict]:
+    """Every item of a shared real file (``gharchive/2015-01-01-0.json.gz`` …), freshly parsed."""
+    return [json.loads(line) for line in _real_lines(name)]
+
+
+@functools.cache
+def _real_by_id(name: str) -> dict[str, dict]:
+    return {item["id"]: item for item in real_items(name)}
+
+
+def real_item(name: str, item_id: str) -> dict:
+    """One item of a shared real file, by its GitHub id (a copy: change it freely)."""
+    return copy.deepcopy(_real_by_id(name)[item_id])
 
 
 # ------------------------------------------------------------------ subprocess
