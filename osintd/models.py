@@ -37,6 +37,7 @@ class EventType(enum.StrEnum):
     DISCUSSION = "discussion"
     MEMBER = "member"
     PUBLIC = "public"
+    WIKI = "wiki"
 
 
 class TrendStatus(enum.StrEnum):

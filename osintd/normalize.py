@@ -57,6 +57,7 @@ star                           ``star:<owner/repo>:<login>``
 fork                           ``fork:<forkee full name>``
 member                         ``member:<owner/repo>:<login>:<action>``
 public                         ``public:<owner/repo>``
+wiki                           ``wiki:<owner/repo>:<wiki commit sha>[,<sha>…]``
 =============================  ==============================================
 
 Left out on purpose: a push's ``before`` (for a push that creates its branch
@@ -106,7 +107,14 @@ Decisions on GitHub's quirks
   ``created`` is a ``comment``.  ``member``: ``added``, ``removed``,
   ``edited``.  ``create``/``delete`` of a tag or branch, ``create`` of a
   repository (whose legacy ``ref`` is null).
-* Anything else (``check_suite``, ``ping``, GollumEvent …) is skipped.
+* ``gollum``/GollumEvent (wiki pages created or edited, one event for all
+  the pages of one wiki push) is a ``wiki`` event, action ``created`` if any
+  page was created, else ``edited``: people writing documentation are real
+  activity (scored low, like a comment).  PullRequestReviewCommentEvent is a
+  ``comment`` (above).
+* Anything else is skipped: ``check_suite``, ``ping`` …, and the old Events
+  API types that are not activity in a repository (GistEvent, FollowEvent,
+  DownloadEvent, TeamAddEvent …); the sources count what they skip by type.
 * Authors: the webhook ``sender``/Events API ``actor`` login.  ``is_bot`` is
   ``sender.type == "Bot"`` or a login ending in ``[bot]`` (Events API actors
   have no type).  An Organization sender (forks) is not a bot.
@@ -121,7 +129,8 @@ Decisions on GitHub's quirks
   ``review.submitted_at``, ``release.published_at``, ``starred_at``,
   ``forkee.created_at``, ``repository.pushed_at`` (a unix integer) then
   ``head_commit.timestamp`` for pushes …) and fall back to ``received_at``
-  (watch, create, delete, member and public carry no time of their own).
+  (watch, create, delete, member, public and gollum carry no time of their
+  own).
   Always timezone-aware UTC.
 * ``data`` holds JSON primitives only, and leaves out what the payload does
   not say (``None``): e.g. ``sha``/``branch``/``ref``/``before``/``commits``/
@@ -163,6 +172,7 @@ DELETE = EventType.DELETE
 DISCUSSION = EventType.DISCUSSION
 MEMBER = EventType.MEMBER
 PUBLIC = EventType.PUBLIC
+WIKI = EventType.WIKI
 
 #: Events API ``type`` → the webhook event name that carries the same activity.
 EVENTS_API_TYPES: Mapping[str, str] = {
@@ -181,6 +191,7 @@ EVENTS_API_TYPES: Mapping[str, str] = {
     "DiscussionEvent": "discussion",
     "MemberEvent": "member",
     "PublicEvent": "public",
+    "GollumEvent": "gollum",
 }
 
 
@@ -596,11 +607,17 @@ def _commit_comment(c: _Context) -> Event | None:
 
 def _review_comment(c: _Context) -> Event | None:
     p = c.payload
-    action = _req_str(p, "action", "pull_request_review_comment")
+    # Events before 2014 have neither an action nor a pull_request: only the comment, whose
+    # pull_request_url names the PR.
+    action = "created" if p.get("action") is None else _req_str(p, "action", "pull_request_review_comment")
     comment = _req_obj(p, "comment", "pull_request_review_comment")
     comment_id = _req_int(comment, "id", "comment")
-    pr = _req_obj(p, "pull_request", "pull_request_review_comment")
-    number = _req_int(pr, "number", "pull_request")
+    pr = _opt_obj(p, "pull_request")
+    if pr is not None:
+        number = _req_int(pr, "number", "pull_request")
+    else:
+        number = _number_from_url(comment.get("pull_request_url"), "comment.pull_request_url")
+        pr = {}
     if action != "created":
         return None
     subject = _opt_str(pr, "title")
@@ -611,6 +628,14 @@ def _review_comment(c: _Context) -> Event | None:
                    _http_url(comment.get("html_url"))
                    or f"{c.repo_url}/pull/{number}#discussion_r{comment_id}",
                    c.time(comment.get("created_at")), "created", data)
+
+
+def _number_from_url(url: object, where: str) -> int:
+    """The number at the end of an API URL such as ``…/pulls/110``."""
+    tail = url.rstrip("/").rsplit("/", 1)[-1] if isinstance(url, str) else ""
+    if not (tail.isascii() and tail.isdigit()):
+        raise Unusable(f"{where} is {url!r}, not a URL ending in a number")
+    return int(tail)
 
 
 def _review(c: _Context) -> Event | None:
@@ -730,6 +755,30 @@ def _public(c: _Context) -> Event | None:
                    c.time(), None, {})
 
 
+def _gollum(c: _Context) -> Event | None:
+    pages = c.payload.get("pages")
+    if not isinstance(pages, list):
+        raise Unusable(f"gollum.pages is {pages!r}, not a list")
+    if not pages:
+        return None  # no page changed: nothing happened
+    names, actions, revisions = [], [], set()
+    objects = [page if type(page) is dict else _as_obj(page, "gollum.pages[]") for page in pages]
+    for page in objects:
+        name = _req_str(page, "page_name", "gollum.pages[]")
+        action = _opt_str(page, "action") or "edited"
+        names.append(_opt_str(page, "title") or name)
+        actions.append(action)
+        # The wiki commit each page is at (one push to the wiki: often one sha for all pages).
+        revisions.add(_opt_str(page, "sha") or f"{action}/{name}")
+    action = "created" if "created" in actions else "edited"
+    title = f"Wiki page {names[0]} {actions[0]}" if len(names) == 1 else \
+        f"Wiki pages {names[0]} and {len(names) - 1} more {action}"
+    first = objects[0]
+    data = {"pages": len(pages), "page_name": _opt_str(first, "page_name"), "sha": _opt_str(first, "sha")}
+    return c.event(f"wiki:{c.repo}:{','.join(sorted(revisions))}", WIKI, title,
+                   _http_url(first.get("html_url")) or f"{c.repo_url}/wiki", c.time(), action, data)
+
+
 _BUILDERS: Mapping[str, Callable[[_Context], Event | None]] = {
     "push": _push,
     "pull_request": _pull_request,
@@ -748,6 +797,7 @@ _BUILDERS: Mapping[str, Callable[[_Context], Event | None]] = {
     "discussion_comment": _discussion_comment,
     "member": _member,
     "public": _public,
+    "gollum": _gollum,
 }
 
 

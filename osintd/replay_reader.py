@@ -57,8 +57,13 @@ EventFields = tuple[str, str, str, str, str, str, dt.datetime, str | None, bool,
 class ReplayStats:
     lines: int = 0
     events: int = 0
-    skipped_unknown: int = 0
+    #: Lines osintd does not use (their type, or their action), by Events API type.
+    skipped: dict[str, int] = attrs.field(factory=dict)
     unusable: int = 0
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
 
 
 @attrs.define
@@ -127,20 +132,23 @@ class Reader:
         if not line:
             return
         try:
-            event = from_events_api(orjson.loads(line), source="replay")
+            item = orjson.loads(line)
+            event = from_events_api(item, source="replay")
         except ValueError as exc:  # bad JSON or UTF-8 (orjson.JSONDecodeError), or Unusable
             stats.unusable += 1
             if stats.unusable <= WARNED_LINES:
                 self._warnings.append(f"{self.path.name} line {stats.lines}: skipped: {exc}")
             return
         if event is None:
-            stats.skipped_unknown += 1
+            kind = str(item.get("type"))  # from_events_api returns None only for an object with a type
+            stats.skipped[kind] = stats.skipped.get(kind, 0) + 1
             return
         stats.events += 1
         self._events.append(event_fields(event))
 
     def _chunk(self, done: bool = False, error: str | None = None) -> Chunk:
-        chunk = Chunk(self._events, attrs.evolve(self.stats), self._warnings, done, error)
+        chunk = Chunk(self._events, attrs.evolve(self.stats, skipped=dict(self.stats.skipped)), self._warnings,
+                      done, error)
         self._events, self._warnings = [], []
         return chunk
 

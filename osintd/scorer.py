@@ -68,6 +68,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "star": 1.0,
     "member": 0.5,
     "public": 5.0,
+    "wiki": 0.5,
 }
 
 #: How many repositories, from the top, get a summary in each scoreboard.

@@ -225,3 +225,30 @@ async def app(nursery):
     started._test_nursery = nursery
     yield started
     nursery.cancel_scope.cancel()
+
+
+def retired_type_items() -> list[dict]:
+    """One Events API item of each type GitHub retired (in the shared README's list, absent
+    from its files), shaped as GitHub listed them: a FollowEvent as a public project's
+    2013 recording has it (``repo`` is ``"/"``), the others as GitHub's Events API docs
+    described their payloads.  osintd skips them: none is activity in a repository."""
+    actor = {"id": 3097493, "login": "Pr0tectedV0id", "gravatar_id": "",
+             "url": "https://api.github.com/users/Pr0tectedV0id", "avatar_url": ""}
+    repo = {"id": 7089213, "name": "electricpixels/MCSquared",
+            "url": "https://api.github.com/repos/electricpixels/MCSquared"}
+    return [
+        {"id": "1649737771", "type": "FollowEvent", "public": True, "created_at": "2013-01-04T02:13:02Z",
+         "actor": actor, "repo": {"url": "https://api.github.com/repos//", "name": "/"},
+         "payload": {"target": {"login": "octocat", "id": 583231, "followers": 20, "repos": 8}}},
+        {"id": "1649737772", "type": "GistEvent", "public": True, "created_at": "2013-01-04T02:13:05Z",
+         "actor": actor, "repo": {"url": "https://api.github.com/repos//", "name": "/"},
+         "payload": {"action": "create", "gist": {"id": "4449842", "url": "https://gist.github.com/4449842",
+                                                  "public": True, "description": "notes"}}},
+        {"id": "1649737773", "type": "DownloadEvent", "public": True, "created_at": "2013-01-04T02:13:09Z",
+         "actor": actor, "repo": repo,
+         "payload": {"download": {"id": 390203, "name": "MCSquared-1.0.zip", "size": 1024, "download_count": 0,
+                                  "content_type": "application/zip"}}},
+        {"id": "1649737774", "type": "TeamAddEvent", "public": False, "created_at": "2013-01-04T02:13:11Z",
+         "actor": actor, "repo": repo,
+         "payload": {"team": {"id": 292112, "name": "Owners", "permission": "admin"}, "repo": repo}},
+    ]

@@ -17,6 +17,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from conftest import REAL_GITHUB, real_item, real_items
 from osintd.models import Event, EventType
 from osintd.normalize import Unusable, from_events_api, from_webhook, parse_time
 
@@ -237,6 +238,64 @@ def test_different_activities_get_different_activity_keys():
                                      hook("release.published.json"), hook("issue_comment.created.json"),
                                      hook("pull_request_review.submitted.json"))]
     assert len(set(keys)) == len(keys)
+
+
+# ---------------------------------------------------------- real data, every type
+
+REAL_FILES = sorted(str(p.relative_to(REAL_GITHUB)) for p in REAL_GITHUB.glob("*/*.json.gz"))
+
+
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_every_real_event_is_normalized(name):
+    """Every item of the shared real files becomes an event: no type or shape there is skipped or unusable."""
+    items = real_items(name)
+    events = [from_events_api(item, source="replay") for item in items]
+    assert None not in events
+    for item, event in zip(items, events):
+        assert_well_formed(event)
+        assert event.event_id == item["id"]
+    kinds = {item["type"]: event.event_type for item, event in zip(items, events)}
+    assert kinds.get("GollumEvent", EventType.WIKI) is EventType.WIKI
+    assert kinds.get("PullRequestReviewCommentEvent", EventType.COMMENT) is EventType.COMMENT
+
+
+def test_the_real_files_hold_the_types_their_readme_lists():
+    kinds = {item["type"] for name in REAL_FILES for item in real_items(name)}
+    assert kinds == {"PushEvent", "CreateEvent", "WatchEvent", "IssueCommentEvent", "PullRequestEvent",
+                     "IssuesEvent", "ForkEvent", "DeleteEvent", "GollumEvent", "PullRequestReviewCommentEvent",
+                     "ReleaseEvent", "CommitCommentEvent", "MemberEvent", "PublicEvent", "PullRequestReviewEvent"}
+
+
+def test_gollum_is_a_wiki_event_by_either_shape():
+    created = from_events_api(real_item("gharchive/2015-01-01-0.json.gz", "2489373111"))  # mmisw/orr-ont
+    assert (created.event_type, created.action, created.weight_key) == (EventType.WIKI, "created", "wiki.created")
+    assert created.title == "Wiki page specification created"
+    assert created.url == "https://github.com/mmisw/orr-ont/wiki/specification"
+    assert created.activity_key == "wiki:mmisw/orr-ont:965c341fec0317dac106cfbc55400ac1e1fe1003"
+    # Two pages in one wiki push (crossbario/crossbar): one event, both pages at one commit.
+    item = real_item("gharchive/2015-01-01-12.json.gz", "2489600554")
+    both = from_events_api(item)
+    assert (both.action, both.title, both.data["pages"]) == ("edited", "Wiki pages FAQ and 1 more edited", 2)
+    assert both.activity_key == "wiki:crossbario/crossbar:c428fe18fbfe22ce9c268cddfcc7a51e014f9e64"
+    # The gollum webhook: the same pages, with repository and sender; no time of its own.
+    body = load("push.branch-created.json")
+    body["repository"].update(full_name="crossbario/crossbar", html_url="https://github.com/crossbario/crossbar")
+    body["sender"]["login"] = "oberstet"
+    webhook = from_webhook("gollum", {"pages": item["payload"]["pages"], "repository": body["repository"],
+                                      "sender": body["sender"]}, RECEIVED, "d-1")
+    assert (webhook.event_id, webhook.activity_key, webhook.title) == ("d-1", both.activity_key, both.title)
+    assert webhook.created_at == RECEIVED
+
+
+def test_review_comments_before_2014_have_no_action_and_no_pull_request():
+    item = next(i for i in real_items("events-api/octokit_rb_cassettes_events.json.gz")
+                if i["type"] == "PullRequestReviewCommentEvent" and "action" not in i["payload"])
+    event = from_events_api(item)
+    assert (event.event_type, event.action, event.data["number"]) == (EventType.COMMENT, "created", 110)
+    assert event.url == "https://github.com/MatthewMueller/cheerio/pull/110#discussion_r4730607"
+    del item["payload"]["comment"]["pull_request_url"]
+    with pytest.raises(Unusable, match="pull_request_url"):
+        from_events_api(item)
 
 
 # ------------------------------------------------------------- field values
@@ -666,7 +725,9 @@ def test_odd_file_lists_in_commits_are_ignored():
 def test_unused_types_are_none_not_errors():
     assert from_webhook("ping", {"zen": "Keep it logically awesome."}, RECEIVED) is None
     assert from_webhook("check_suite", load("check_suite.rerequested.bot-sender.json"), RECEIVED) is None
-    assert from_events_api(_api(type="GollumEvent", payload={"pages": []})) is None
+    assert from_events_api(_api(type="GollumEvent", payload={"pages": []})) is None  # no page: nothing happened
+    for kind in ("GistEvent", "FollowEvent", "DownloadEvent", "TeamAddEvent", "SponsorshipEvent"):
+        assert from_events_api(_api(type=kind, payload={})) is None
 
 
 _GARBAGE = (None, 42, "text", [], {}, [{}], {"x": 1}, True, -1.5)

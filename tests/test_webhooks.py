@@ -76,6 +76,11 @@ async def test_every_signed_sample_yields_its_new_event(nursery, autojump_clock)
     assert {m["event_id"]: m["event_type"] for m in received} == expected
     assert len(received) == len(expected)
     assert (app.scorer.merged, app.scorer.duplicates) == (0, 0)
+    assert app.webhooks.stats.skipped == {"check_suite": 1, "pull_request": 1, "star": 1}
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"http://127.0.0.1:{app.port}/metrics")).text
+    for kind in ("check_suite", "pull_request", "star"):  # by X-GitHub-Event
+        assert f'osintd_events_skipped_total{{source="webhook",type="{kind}"}} 1.0' in metrics
 
 
 async def test_bad_signatures_are_401_and_nothing_is_broadcast(nursery, autojump_clock):
