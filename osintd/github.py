@@ -92,7 +92,8 @@ class RateLimit:
 class PollerStats:
     requests_by_status: collections.Counter[str] = attrs.field(factory=collections.Counter)
     events_fetched: int = 0
-    skipped_unknown: int = 0
+    #: Items osintd does not use (their type, or their action), by Events API type.
+    skipped: collections.Counter[str] = attrs.field(factory=collections.Counter)
     unusable: int = 0
     gaps: int = 0
 
@@ -210,7 +211,7 @@ class GitHubPoller:
                 log.warning("%s: skipped an unusable event: %s", target.label, exc)
                 continue
             if event is None:
-                self.stats.skipped_unknown += 1
+                self.stats.skipped[str(item.get("type"))] += 1
                 continue
             self.stats.events_fetched += 1
             if backfill is None:

@@ -92,7 +92,12 @@ def daemon_families(hub: Hub, scorer: Scorer, server: Server, sources: Sequence[
                    ["channel"], depths)
     yield labelled(CounterMetricFamily, "osintd_events_ingested", "Events accepted, by source and type",
                    ["source", "type"], scorer.ingested)
-    yield counter("osintd_events_duplicate", "Events dropped as already seen", scorer.duplicates)
+    yield counter("osintd_events_duplicate", "Events dropped as already seen (the same event id)", scorer.duplicates)
+    yield counter("osintd_events_merged", "Events not scored again: the same activity already came through the "
+                  "other kind of source (webhook or Events API)", scorer.merged)
+    yield labelled(CounterMetricFamily, "osintd_events_skipped",
+                   "GitHub events osintd does not use (their type or their action), by source and GitHub type",
+                   ["source", "type"], _skipped(sources, webhooks))
     yield counter("osintd_events_backfilled", "Events accepted as backfill (already old when first seen): "
                   "scored and stored, not broadcast", scorer.backfilled)
     yield gauge("osintd_seq", "Last seq delivered to clients", hub.delivered)
@@ -115,3 +120,24 @@ def daemon_families(hub: Hub, scorer: Scorer, server: Server, sources: Sequence[
     if webhooks is not None:
         yield labelled(CounterMetricFamily, "osintd_webhook_deliveries", "Webhook deliveries, by outcome",
                        ["outcome"], webhooks.stats.deliveries)
+
+
+def _skipped(sources: Sequence[Source], webhooks: WebhookReceiver | None) -> dict[tuple[str, str], int]:
+    """(source, GitHub type) → events skipped: the Events API type for polls and replays,
+    ``X-GitHub-Event`` for webhooks."""
+    from osintd.github import GitHubPoller  # here, as in daemon_families: no hard imports
+    from osintd.replay import ReplaySource
+
+    counts: list[tuple[str, Mapping[str, int]]] = []
+    for source in sources:
+        if isinstance(source, GitHubPoller):
+            counts.append(("poll", source.stats.skipped))
+        elif isinstance(source, ReplaySource):
+            counts.append(("replay", source.stats.skipped))
+    if webhooks is not None:
+        counts.append(("webhook", webhooks.stats.skipped))
+    skipped: dict[tuple[str, str], int] = {}
+    for name, by_type in counts:
+        for kind, count in by_type.items():
+            skipped[(name, kind)] = skipped.get((name, kind), 0) + count
+    return skipped

@@ -37,6 +37,7 @@ class EventType(enum.StrEnum):
     DISCUSSION = "discussion"
     MEMBER = "member"
     PUBLIC = "public"
+    WIKI = "wiki"
 
 
 class TrendStatus(enum.StrEnum):
@@ -69,6 +70,12 @@ class Event:
     ``action`` refines ``event_type`` for scoring (``merged``, ``opened``,
     ``closed``, ``tag`` …); ``created_at`` is the event's own time, never the
     time osintd saw it, so that replays score exactly like the live run.
+
+    ``event_id`` is GitHub's identity of this sighting (the Events API ``id``, the
+    webhook's ``X-GitHub-Delivery``); ``activity_key`` names the activity itself,
+    the same whichever way it arrives (``osintd.normalize`` builds both;
+    ``osintd.identity`` uses both).  Events stored by older versions have no
+    ``activity_key``: "" (they are then deduped by id only).
     """
 
     event_id: str
@@ -81,8 +88,9 @@ class Event:
     action: str | None = None
     is_bot: bool = False
     data: Mapping[str, Any] = attrs.field(factory=dict)
-    #: Which source saw it: ``demo``, ``poll``, ``webhook``, ``replay`` (for metrics).
+    #: Which source saw it: ``demo``, ``poll``, ``webhook``, ``replay`` (for metrics and merging).
     source: str = "unknown"
+    activity_key: str = ""
 
     @property
     def weight_key(self) -> str:

@@ -3,7 +3,8 @@
 Owns: the mapping of both GitHub shapes to :class:`osintd.models.Event` —
 which GitHub types and actions osintd uses, the ``event_type``/``action``,
 ``title``, ``author``, ``url``, ``created_at``, ``is_bot`` and ``data`` of each,
-the ``event_id`` rule below, and timestamp parsing (:func:`parse_time`).
+the ``event_id`` and ``activity_key`` rules below, and timestamp parsing
+(:func:`parse_time`).
 Must not: do any I/O (no network, no files, no clock), score, dedupe or
 announce.  Every function here is pure (parse_time remembers recent timestamps,
 which changes no result).
@@ -11,48 +12,61 @@ which changes no result).
 Entry points
 ------------
 * :func:`from_events_api` takes one Events API item (also one GH Archive line).
-* :func:`from_webhook` takes one webhook delivery body and the value of its
-  ``X-GitHub-Event`` header.
+* :func:`from_webhook` takes one webhook delivery body and the values of its
+  ``X-GitHub-Event`` and ``X-GitHub-Delivery`` headers.
 
 Both return ``None`` for a type or action osintd does not use, and raise
 :class:`Unusable` (a ``ValueError``) for input that is malformed: never any
 other exception.  Callers count both and carry on.
 
-``event_id``: one rule for both shapes
---------------------------------------
-The id is a natural key built from the content, never from the Events API
-``id`` or the webhook delivery id, so the same activity gets the same id
-whichever way it arrives (osintd dedupes on it) and different activities get
-different ids.  It starts with the event type:
+``event_id`` and ``activity_key``
+---------------------------------
+``event_id`` is GitHub's own identity of what arrived: the Events API item's
+``id`` (also a GH Archive line's), or the webhook's ``X-GitHub-Delivery``.  Two
+items with distinct ids are two events, even when they look alike: on real GH
+Archive hours, one push in five has the head SHA of another push to another
+ref, branches and tags are deleted and re-created under one name, pull
+requests closed, reopened and closed again, stars removed and given again.
+Only an item without an id (old archives, a webhook without the header) gets
+its activity key as its id.
+
+``activity_key`` names the activity, the same whichever way it arrives, so
+that :mod:`osintd.identity` can merge a webhook delivery with the Events API
+item for the same activity (the rule and its horizon are there).  It holds
+everything that tells two activities apart that both shapes carry; ``:``
+separates the parts (no repository name, login or git ref can contain one):
 
 =============================  ==============================================
-commit (push to a branch)      ``commit_<owner/repo>_<head sha>`` (the repo too: a fork
-                               pushing the same commit is its own activity)
-pull_request                   ``pull_request_<owner/repo>#<number>_<GitHub action>``
-                               (the raw action: a merge is ``…_closed`` even
-                               though its ``action`` is ``merged``, because the
-                               Events API's minimal payload cannot tell)
-issue                          ``issue_<owner/repo>#<number>_<action>``
-comment                        ``comment_<id>`` (issue and PR conversation),
-                               ``comment_pr_<id>`` (PR diff/review comment),
-                               ``comment_commit_<id>``, ``comment_discussion_<id>``
-                               (the four comment kinds have separate id spaces)
-review                         ``review_<review id>``
-release                        ``release_<release id>``
-star                           ``star_<owner/repo>_<login>`` (watch.started and
-                               star.created for one star share it)
-fork                           ``fork_<forkee full name>``
-create                         ``create_<owner/repo>_<tag|branch>_<short ref>``,
-                               ``create_<owner/repo>_repository``
-delete                         ``delete_<owner/repo>_<tag|branch>_<short ref>``
-discussion                     ``discussion_<owner/repo>#<number>_<action>``
-member                         ``member_<owner/repo>_<login>_<action>``
-public                         ``public_<owner/repo>``
+commit (push to a branch)      ``commit:<owner/repo>:<branch>:<head sha>``
+create                         ``create:<owner/repo>:<tag|branch>:<short ref>``,
+                               ``create:<owner/repo>:repository``
+delete                         ``delete:<owner/repo>:<tag|branch>:<short ref>``
+pull_request                   ``pull_request:<owner/repo>:<number>:<GitHub action>``
+                               (the raw action: a merge is ``…:closed`` although
+                               its ``action`` is ``merged``: the Events API's
+                               minimal payload cannot tell)
+issue                          ``issue:<owner/repo>:<number>:<action>``
+discussion                     ``discussion:<owner/repo>:<number>:<action>``
+comment                        ``comment:issue:<id>`` (issue and PR conversation),
+                               ``comment:pr:<id>`` (PR diff/review comment),
+                               ``comment:commit:<id>``, ``comment:discussion:<id>``
+                               (GitHub's own comment ids; four id spaces)
+review                         ``review:<review id>``
+release                        ``release:<release id>``
+star                           ``star:<owner/repo>:<login>``
+fork                           ``fork:<forkee full name>``
+member                         ``member:<owner/repo>:<login>:<action>``
+public                         ``public:<owner/repo>``
+wiki                           ``wiki:<owner/repo>:<wiki commit sha>[,<sha>…]``
 =============================  ==============================================
 
-Consequence, accepted: repeating exactly the same activity (a PR closed,
-reopened and closed again; a star removed and given again) yields the same id,
-so the repeat is dropped while the first one is still in the dedupe memory.
+Left out on purpose: a push's ``before`` (for a push that creates its branch
+the webhook says ``000…`` while the Events API names the commit the branch
+started from: not one of the 9,291 real PushEvents in ``shared/real-github``
+has a zero ``before``, though hundreds follow the CreateEvent of their
+branch), and the object's own timestamps (the current Events API's
+pull request, create and delete payloads carry none).  Repeats of one key are
+not lost for that: they are told apart by counting (see ``identity``).
 
 Decisions on GitHub's quirks
 ----------------------------
@@ -62,13 +76,16 @@ Decisions on GitHub's quirks
   the head commit's first line when a message is known, else "Pushed N commits
   to <branch>" or "Pushed to <branch>".  A push that deletes a ref (``after``/
   ``head`` all zeros, ``deleted: true``, ``head_commit: null``) is a ``delete``
-  event with the same id as the ``delete`` webhook/DeleteEvent GitHub also
-  sends, so the two collapse into one.  Likewise a push that creates a tag
-  (``refs/tags/…`` with ``before`` all zeros) is a ``create`` event (action
-  ``tag``) sharing the CreateEvent's id; a push that moves an existing tag is
-  skipped.  A push that creates a branch (``before`` all zeros) is an ordinary
-  ``commit`` event (data ``created: true``); GitHub's separate ``create``
-  event for the branch is kept as well.  Pushes to refs other than
+  event with the activity key of the ``delete`` webhook/DeleteEvent GitHub
+  also sends, and ``data.via`` ``push``: identity merges the two.  Likewise a
+  push that creates a tag (``refs/tags/…`` with ``before`` all zeros) is a
+  ``create`` event (action ``tag``) keyed like the CreateEvent (GitHub sends
+  the push and the create webhook for one tag, and the Events API only the
+  CreateEvent: none of the real PushEvents in the shared data is to a tag or
+  deletes a ref); a push that moves an existing tag is skipped.  A push that
+  creates a branch (``before`` all zeros) is an ordinary ``commit`` event
+  (data ``created: true``); GitHub's separate ``create`` event for the
+  branch is kept as well (another activity key).  Pushes to refs other than
   ``refs/heads/`` and ``refs/tags/`` are skipped.
 * ``pull_request``: ``opened``, ``reopened`` and ``closed`` are used; a
   ``closed`` with ``merged: true`` (or a ``merged_at``) has action ``merged``,
@@ -90,7 +107,14 @@ Decisions on GitHub's quirks
   ``created`` is a ``comment``.  ``member``: ``added``, ``removed``,
   ``edited``.  ``create``/``delete`` of a tag or branch, ``create`` of a
   repository (whose legacy ``ref`` is null).
-* Anything else (``check_suite``, ``ping``, GollumEvent …) is skipped.
+* ``gollum``/GollumEvent (wiki pages created or edited, one event for all
+  the pages of one wiki push) is a ``wiki`` event, action ``created`` if any
+  page was created, else ``edited``: people writing documentation are real
+  activity (scored low, like a comment).  PullRequestReviewCommentEvent is a
+  ``comment`` (above).
+* Anything else is skipped: ``check_suite``, ``ping`` …, and the old Events
+  API types that are not activity in a repository (GistEvent, FollowEvent,
+  DownloadEvent, TeamAddEvent …); the sources count what they skip by type.
 * Authors: the webhook ``sender``/Events API ``actor`` login.  ``is_bot`` is
   ``sender.type == "Bot"`` or a login ending in ``[bot]`` (Events API actors
   have no type).  An Organization sender (forks) is not a bot.
@@ -105,7 +129,8 @@ Decisions on GitHub's quirks
   ``review.submitted_at``, ``release.published_at``, ``starred_at``,
   ``forkee.created_at``, ``repository.pushed_at`` (a unix integer) then
   ``head_commit.timestamp`` for pushes …) and fall back to ``received_at``
-  (watch, create, delete, member and public carry no time of their own).
+  (watch, create, delete, member, public and gollum carry no time of their
+  own).
   Always timezone-aware UTC.
 * ``data`` holds JSON primitives only, and leaves out what the payload does
   not say (``None``): e.g. ``sha``/``branch``/``ref``/``before``/``commits``/
@@ -147,6 +172,7 @@ DELETE = EventType.DELETE
 DISCUSSION = EventType.DISCUSSION
 MEMBER = EventType.MEMBER
 PUBLIC = EventType.PUBLIC
+WIKI = EventType.WIKI
 
 #: Events API ``type`` → the webhook event name that carries the same activity.
 EVENTS_API_TYPES: Mapping[str, str] = {
@@ -165,6 +191,7 @@ EVENTS_API_TYPES: Mapping[str, str] = {
     "DiscussionEvent": "discussion",
     "MemberEvent": "member",
     "PublicEvent": "public",
+    "GollumEvent": "gollum",
 }
 
 
@@ -254,15 +281,17 @@ def from_events_api(item: Mapping[str, Any], source: str = "unknown") -> Event |
         raise _malformed("Events API item", exc) from exc
 
 
-def from_webhook(event_name: str, payload: Mapping[str, Any], received_at: dt.datetime) -> Event | None:
+def from_webhook(event_name: str, payload: Mapping[str, Any], received_at: dt.datetime,
+                 delivery: str | None = None) -> Event | None:
     """The ``Event`` for one webhook delivery body, ``None`` if osintd does not use it.
 
-    ``event_name`` is the ``X-GitHub-Event`` header; ``received_at`` is the
-    fallback time for payloads that carry no time of their own.  Raises
-    :class:`Unusable` (and nothing else) for a malformed body.
+    ``event_name`` is the ``X-GitHub-Event`` header, ``delivery`` the
+    ``X-GitHub-Delivery`` header (the event's id; without it, the activity key
+    is); ``received_at`` is the fallback time for payloads that carry no time of
+    their own.  Raises :class:`Unusable` (and nothing else) for a malformed body.
     """
     try:
-        return _from_webhook(event_name, payload, received_at)
+        return _from_webhook(event_name, payload, received_at, delivery)
     except Unusable:
         raise
     except _SLIPS as exc:
@@ -291,6 +320,7 @@ class _Context:
     fallback_time: dt.datetime      # Events API: created_at; webhook: received_at
     fixed_time: bool                # Events API: always fallback_time, never a payload time
     source: str = "unknown"         # Event.source
+    github_id: str | None = None    # the Events API id or X-GitHub-Delivery; None: unknown
 
     def time(self, *candidates: object) -> dt.datetime:
         """The event time: fixed for Events API items, else the first parseable candidate."""
@@ -301,13 +331,14 @@ class _Context:
                     return parsed
         return self.fallback_time
 
-    def event(self, event_id: str, event_type: EventType, title: str, url: str,
+    def event(self, key: str, event_type: EventType, title: str, url: str,
               created_at: dt.datetime, action: str | None = None,
               data: Mapping[str, Any] | None = None) -> Event:
+        """The Event; ``key`` is its activity key, and its id too when GitHub gave none."""
         # Positional, in Event's field order (test_event_field_order pins it): keyword
         # arguments cost ~270 ns more per event.
-        return Event(event_id, self.repo, event_type, _one_line(title), self.author, url,
-                     created_at, action, self.is_bot, _clean(data or {}), self.source)
+        return Event(self.github_id or key, self.repo, event_type, _one_line(title), self.author, url,
+                     created_at, action, self.is_bot, _clean(data or {}), self.source, key)
 
 
 def _from_events_api(item: Mapping[str, Any], source: str) -> Event | None:
@@ -334,13 +365,17 @@ def _from_events_api(item: Mapping[str, Any], source: str) -> Event | None:
     if type(payload) is not dict:
         payload = _req_obj(item, "payload", "Events API item")
     web_base = _web_base_from_api_url(repo_obj.get("url"))
+    github_id = item.get("id")
+    if type(github_id) is not str:  # ids are strings; very old archives had integers
+        github_id = str(github_id) if type(github_id) is int else None
     # Positional, in _Context's field order: keyword arguments cost ~200 ns more per event.
     context = _Context(kind, payload, repo, f"{web_base}/{repo}", web_base, login,
-                       _is_bot(login, actor.get("type")), created_at, True, source)
+                       _is_bot(login, actor.get("type")), created_at, True, source, github_id or None)
     return _BUILDERS[kind](context)
 
 
-def _from_webhook(event_name: str, payload: Mapping[str, Any], received_at: dt.datetime) -> Event | None:
+def _from_webhook(event_name: str, payload: Mapping[str, Any], received_at: dt.datetime,
+                  delivery: str | None) -> Event | None:
     if not isinstance(event_name, str):
         raise Unusable(f"event name is a {type(event_name).__name__}, not a string")
     if not isinstance(received_at, dt.datetime):
@@ -365,9 +400,12 @@ def _from_webhook(event_name: str, payload: Mapping[str, Any], received_at: dt.d
     else:
         repo_url = repo_url.rstrip("/")
         web_base = repo_url[: -len(repo) - 1] if repo_url.endswith("/" + repo) else "https://github.com"
+    if delivery is not None and not isinstance(delivery, str):
+        raise Unusable(f"delivery id is a {type(delivery).__name__}, not a string")
     context = _Context(kind=kind, payload=payload, repo=repo, repo_url=repo_url,
                        web_base=web_base, author=login, is_bot=_is_bot(login, sender.get("type")),
-                       fallback_time=received, fixed_time=False)
+                       fallback_time=received, fixed_time=False,
+                       github_id=(delivery.strip() or None) if delivery else None)
     return builder(context)
 
 
@@ -424,7 +462,7 @@ def _push(c: _Context) -> Event | None:
         "forced": p.get("forced") if isinstance(p.get("forced"), bool) else None,
         "files_changed": _files_changed(commits),
     }
-    return c.event(f"commit_{c.repo}_{head}", COMMIT, title, url or f"{c.repo_url}/commit/{head}",
+    return c.event(f"commit:{c.repo}:{short}:{head}", COMMIT, title, url or f"{c.repo_url}/commit/{head}",
                    when, None, data)
 
 
@@ -459,7 +497,7 @@ def _create(c: _Context) -> Event | None:
     if ref_type == "repository" and c.kind == "create":
         data = {"ref_type": "repository", "master_branch": _opt_str(p, "master_branch"),
                 "description": _opt_str(p, "description")}
-        return c.event(f"create_{c.repo}_repository", CREATE, f"Repository {c.repo} created",
+        return c.event(f"create:{c.repo}:repository", CREATE, f"Repository {c.repo} created",
                        c.repo_url, when, "repository", data)
     if ref_type not in ("tag", "branch"):
         return None
@@ -476,7 +514,7 @@ def _ref_event(c: _Context, event_type: EventType, ref_type: str, ref: str, when
     url = f"{c.repo_url}/tree/{_quote(ref, safe='/')}" if creating else c.repo_url
     data = {"ref": ref, "ref_type": ref_type, "sha": sha, "via": via}
     # "create"/"delete" spelled out: formatting the StrEnum member costs ~60 ns.
-    return c.event(f"{'create' if creating else 'delete'}_{c.repo}_{ref_type}_{ref}", event_type,
+    return c.event(f"{'create' if creating else 'delete'}:{c.repo}:{ref_type}:{ref}", event_type,
                    f"{ref_type.capitalize()} {ref} {verb}", url, when, ref_type, data)
 
 
@@ -507,7 +545,7 @@ def _pull_request(c: _Context) -> Event | None:
         "commits": _opt_int(pr, "commits"), "additions": _opt_int(pr, "additions"),
         "deletions": _opt_int(pr, "deletions"), "files_changed": _opt_int(pr, "changed_files"),
     }
-    return c.event(f"pull_request_{c.repo}#{number}_{action}", PULL_REQUEST,
+    return c.event(f"pull_request:{c.repo}:{number}:{action}", PULL_REQUEST,
                    _opt_str(pr, "title") or f"Pull request #{number}",
                    _http_url(pr.get("html_url")) or f"{c.repo_url}/pull/{number}",
                    when, refined, data)
@@ -527,7 +565,7 @@ def _issues(c: _Context) -> Event | None:
     data = {"number": number, "state": _opt_str(issue, "state"),
             "comments": _opt_int(issue, "comments"),
             "transferred_from": _opt_str(old_repo, "full_name") if old_repo else None}
-    return c.event(f"issue_{c.repo}#{number}_{action}", ISSUE,
+    return c.event(f"issue:{c.repo}:{number}:{action}", ISSUE,
                    _opt_str(issue, "title") or f"Issue #{number}",
                    _http_url(issue.get("html_url")) or f"{c.repo_url}/issues/{number}",
                    when, action, data)
@@ -545,7 +583,7 @@ def _issue_comment(c: _Context) -> Event | None:
     subject = _opt_str(issue, "title")
     data = {"issue_number": number, "comment_id": comment_id,
             "is_pull_request": "pull_request" in issue}
-    return c.event(f"comment_{comment_id}", COMMENT,
+    return c.event(f"comment:issue:{comment_id}", COMMENT,
                    f"Comment on: {subject}" if subject else f"Comment on #{number}",
                    _http_url(comment.get("html_url"))
                    or f"{c.repo_url}/issues/{number}#issuecomment-{comment_id}",
@@ -561,7 +599,7 @@ def _commit_comment(c: _Context) -> Event | None:
     if action != "created":
         return None
     data = {"sha": sha, "comment_id": comment_id, "path": _opt_str(comment, "path")}
-    return c.event(f"comment_commit_{comment_id}", COMMENT, f"Comment on commit {sha[:7]}",
+    return c.event(f"comment:commit:{comment_id}", COMMENT, f"Comment on commit {sha[:7]}",
                    _http_url(comment.get("html_url"))
                    or f"{c.repo_url}/commit/{sha}#commitcomment-{comment_id}",
                    c.time(comment.get("created_at")), "created", data)
@@ -569,21 +607,35 @@ def _commit_comment(c: _Context) -> Event | None:
 
 def _review_comment(c: _Context) -> Event | None:
     p = c.payload
-    action = _req_str(p, "action", "pull_request_review_comment")
+    # Events before 2014 have neither an action nor a pull_request: only the comment, whose
+    # pull_request_url names the PR.
+    action = "created" if p.get("action") is None else _req_str(p, "action", "pull_request_review_comment")
     comment = _req_obj(p, "comment", "pull_request_review_comment")
     comment_id = _req_int(comment, "id", "comment")
-    pr = _req_obj(p, "pull_request", "pull_request_review_comment")
-    number = _req_int(pr, "number", "pull_request")
+    pr = _opt_obj(p, "pull_request")
+    if pr is not None:
+        number = _req_int(pr, "number", "pull_request")
+    else:
+        number = _number_from_url(comment.get("pull_request_url"), "comment.pull_request_url")
+        pr = {}
     if action != "created":
         return None
     subject = _opt_str(pr, "title")
     data = {"number": number, "comment_id": comment_id, "path": _opt_str(comment, "path"),
             "review_id": _opt_int(comment, "pull_request_review_id")}
-    return c.event(f"comment_pr_{comment_id}", COMMENT,
+    return c.event(f"comment:pr:{comment_id}", COMMENT,
                    f"Review comment on: {subject}" if subject else f"Review comment on #{number}",
                    _http_url(comment.get("html_url"))
                    or f"{c.repo_url}/pull/{number}#discussion_r{comment_id}",
                    c.time(comment.get("created_at")), "created", data)
+
+
+def _number_from_url(url: object, where: str) -> int:
+    """The number at the end of an API URL such as ``…/pulls/110``."""
+    tail = url.rstrip("/").rsplit("/", 1)[-1] if isinstance(url, str) else ""
+    if not (tail.isascii() and tail.isdigit()):
+        raise Unusable(f"{where} is {url!r}, not a URL ending in a number")
+    return int(tail)
 
 
 def _review(c: _Context) -> Event | None:
@@ -599,7 +651,7 @@ def _review(c: _Context) -> Event | None:
     subject = _opt_str(pr, "title") or f"#{number}"
     data = {"number": number, "state": state, "review_id": review_id,
             "sha": _opt_str(review, "commit_id")}
-    return c.event(f"review_{review_id}", REVIEW, f"Review ({state}): {subject}",
+    return c.event(f"review:{review_id}", REVIEW, f"Review ({state}): {subject}",
                    _http_url(review.get("html_url"))
                    or f"{c.repo_url}/pull/{number}#pullrequestreview-{review_id}",
                    c.time(review.get("submitted_at"), review.get("updated_at")), state, data)
@@ -618,7 +670,7 @@ def _release(c: _Context) -> Event | None:
     data = {"tag_name": tag, "name": name, "release_id": release_id,
             "prerelease": release.get("prerelease") if isinstance(release.get("prerelease"), bool) else None,
             "assets": len(assets) if isinstance(assets, list) else None}
-    return c.event(f"release_{release_id}", RELEASE,
+    return c.event(f"release:{release_id}", RELEASE,
                    f"Release {name.strip() if name and name.strip() else tag}",
                    _http_url(release.get("html_url"))
                    or f"{c.repo_url}/releases/tag/{_quote(tag, safe='')}",
@@ -630,7 +682,7 @@ def _star(c: _Context) -> Event | None:
     action = _req_str(p, "action", c.kind)
     if (c.kind, action) not in (("watch", "started"), ("star", "created")):
         return None
-    return c.event(f"star_{c.repo}_{c.author}", STAR, f"Starred {c.repo}", c.repo_url,
+    return c.event(f"star:{c.repo}:{c.author}", STAR, f"Starred {c.repo}", c.repo_url,
                    c.time(p.get("starred_at")), "started", {"via": c.kind})
 
 
@@ -639,7 +691,7 @@ def _fork(c: _Context) -> Event | None:
     full_name = _repo_name(forkee.get("full_name"), "forkee.full_name")
     owner = _opt_obj(forkee, "owner")
     data = {"forkee": full_name, "forkee_owner_type": _opt_str(owner, "type") if owner else None}
-    return c.event(f"fork_{full_name}", FORK, f"Forked to {full_name}",
+    return c.event(f"fork:{full_name}", FORK, f"Forked to {full_name}",
                    _http_url(forkee.get("html_url")) or f"{c.web_base}/{full_name}",
                    c.time(forkee.get("created_at")), None, data)
 
@@ -655,7 +707,7 @@ def _discussion(c: _Context) -> Event | None:
     category = _opt_obj(discussion, "category")
     data = {"number": number, "state": _opt_str(discussion, "state"),
             "category": _opt_str(category, "name") if category else None}
-    return c.event(f"discussion_{c.repo}#{number}_{action}", DISCUSSION,
+    return c.event(f"discussion:{c.repo}:{number}:{action}", DISCUSSION,
                    _opt_str(discussion, "title") or f"Discussion #{number}",
                    _http_url(discussion.get("html_url")) or f"{c.repo_url}/discussions/{number}",
                    c.time(first, discussion.get("updated_at")), action, data)
@@ -671,7 +723,7 @@ def _discussion_comment(c: _Context) -> Event | None:
     if action != "created":
         return None
     subject = _opt_str(discussion, "title")
-    return c.event(f"comment_discussion_{comment_id}", COMMENT,
+    return c.event(f"comment:discussion:{comment_id}", COMMENT,
                    f"Comment on discussion: {subject}" if subject else f"Comment on discussion #{number}",
                    _http_url(comment.get("html_url"))
                    or f"{c.repo_url}/discussions/{number}#discussioncomment-{comment_id}",
@@ -694,13 +746,37 @@ def _member(c: _Context) -> Event | None:
              "edited": f"{login}'s collaborator permission changed"}[action]
     data = {"member": login, "old_permission": _opt_str(old, "from"),
             "permission": _opt_str(new, "to")}
-    return c.event(f"member_{c.repo}_{login}_{action}", MEMBER, title, c.repo_url,
+    return c.event(f"member:{c.repo}:{login}:{action}", MEMBER, title, c.repo_url,
                    c.time(), action, data)
 
 
 def _public(c: _Context) -> Event | None:
-    return c.event(f"public_{c.repo}", PUBLIC, f"{c.repo} made public", c.repo_url,
+    return c.event(f"public:{c.repo}", PUBLIC, f"{c.repo} made public", c.repo_url,
                    c.time(), None, {})
+
+
+def _gollum(c: _Context) -> Event | None:
+    pages = c.payload.get("pages")
+    if not isinstance(pages, list):
+        raise Unusable(f"gollum.pages is {pages!r}, not a list")
+    if not pages:
+        return None  # no page changed: nothing happened
+    names, actions, revisions = [], [], set()
+    objects = [page if type(page) is dict else _as_obj(page, "gollum.pages[]") for page in pages]
+    for page in objects:
+        name = _req_str(page, "page_name", "gollum.pages[]")
+        action = _opt_str(page, "action") or "edited"
+        names.append(_opt_str(page, "title") or name)
+        actions.append(action)
+        # The wiki commit each page is at (one push to the wiki: often one sha for all pages).
+        revisions.add(_opt_str(page, "sha") or f"{action}/{name}")
+    action = "created" if "created" in actions else "edited"
+    title = f"Wiki page {names[0]} {actions[0]}" if len(names) == 1 else \
+        f"Wiki pages {names[0]} and {len(names) - 1} more {action}"
+    first = objects[0]
+    data = {"pages": len(pages), "page_name": _opt_str(first, "page_name"), "sha": _opt_str(first, "sha")}
+    return c.event(f"wiki:{c.repo}:{','.join(sorted(revisions))}", WIKI, title,
+                   _http_url(first.get("html_url")) or f"{c.repo_url}/wiki", c.time(), action, data)
 
 
 _BUILDERS: Mapping[str, Callable[[_Context], Event | None]] = {
@@ -721,6 +797,7 @@ _BUILDERS: Mapping[str, Callable[[_Context], Event | None]] = {
     "discussion_comment": _discussion_comment,
     "member": _member,
     "public": _public,
+    "gollum": _gollum,
 }
 
 

@@ -72,8 +72,8 @@ class ReplaySource:
             log.error("replay stopped early, after %d events from %d lines: %s", stats.events, stats.lines, error)
             await health.send(SourceHealth("replay", "down", f"Replay stopped early: {error}"))
         else:
-            log.info("replay of %s finished: %d events from %d lines (%d unknown types, %d unusable)",
-                     self.path, stats.events, stats.lines, stats.skipped_unknown, stats.unusable)
+            log.info("replay of %s finished: %d events from %d lines (%d skipped, %d unusable)",
+                     self.path, stats.events, stats.lines, stats.skipped_total, stats.unusable)
             await health.send(SourceHealth("replay", "ok", f"Replay of {self.path.name} finished"))
         self.finished.set()
 

@@ -50,15 +50,20 @@ LENGTH = struct.Struct(">I")
 _EVENT_TYPES = {member.value: member for member in EventType}
 
 #: An event as :func:`event_fields` lays it out: :class:`Event`'s fields, the type by its value.
-EventFields = tuple[str, str, str, str, str, str, dt.datetime, str | None, bool, Mapping[str, Any], str]
+EventFields = tuple[str, str, str, str, str, str, dt.datetime, str | None, bool, Mapping[str, Any], str, str]
 
 
 @attrs.define
 class ReplayStats:
     lines: int = 0
     events: int = 0
-    skipped_unknown: int = 0
+    #: Lines osintd does not use (their type, or their action), by Events API type.
+    skipped: dict[str, int] = attrs.field(factory=dict)
     unusable: int = 0
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
 
 
 @attrs.define
@@ -73,13 +78,13 @@ class Chunk:
 def event_fields(event: Event) -> EventFields:
     """``event`` as a plain tuple, in :class:`Event`'s field order; see :func:`event_from_fields`."""
     return (event.event_id, event.repo_full_name, event.event_type.value, event.title, event.author, event.url,
-            event.created_at, event.action, event.is_bot, event.data, event.source)
+            event.created_at, event.action, event.is_bot, event.data, event.source, event.activity_key)
 
 
 def event_from_fields(fields: EventFields) -> Event:
-    (event_id, repo, event_type, title, author, url, created_at, action, is_bot, data, source) = fields
+    (event_id, repo, event_type, title, author, url, created_at, action, is_bot, data, source, key) = fields
     return Event(event_id, repo, _EVENT_TYPES[event_type], title, author, url, created_at, action, is_bot, data,
-                 source)
+                 source, key)
 
 
 def encode_chunk(chunk: Chunk) -> bytes:
@@ -127,20 +132,23 @@ class Reader:
         if not line:
             return
         try:
-            event = from_events_api(orjson.loads(line), source="replay")
+            item = orjson.loads(line)
+            event = from_events_api(item, source="replay")
         except ValueError as exc:  # bad JSON or UTF-8 (orjson.JSONDecodeError), or Unusable
             stats.unusable += 1
             if stats.unusable <= WARNED_LINES:
                 self._warnings.append(f"{self.path.name} line {stats.lines}: skipped: {exc}")
             return
         if event is None:
-            stats.skipped_unknown += 1
+            kind = str(item.get("type"))  # from_events_api returns None only for an object with a type
+            stats.skipped[kind] = stats.skipped.get(kind, 0) + 1
             return
         stats.events += 1
         self._events.append(event_fields(event))
 
     def _chunk(self, done: bool = False, error: str | None = None) -> Chunk:
-        chunk = Chunk(self._events, attrs.evolve(self.stats), self._warnings, done, error)
+        chunk = Chunk(self._events, attrs.evolve(self.stats, skipped=dict(self.stats.skipped)), self._warnings,
+                      done, error)
         self._events, self._warnings = [], []
         return chunk
 

@@ -2,7 +2,8 @@
 
 Owns: the scoring model (weights, per-person saturation, breadth, decay,
 velocity, momentum, trend hysteresis and hold, the reasons behind a standing,
-summaries), the per-repository windows, and the order of repositories.
+summaries), the per-repository windows, and the order of repositories; it asks
+``identity`` which events are new (duplicates and merges are not scored).
 Must not: decide what to announce (``differ`` compares scoreboards) or talk to
 clients.
 
@@ -62,6 +63,7 @@ from typing import TypeAlias, TypeVar
 import attrs
 import trio
 
+from osintd.identity import Identity, Verdict
 from osintd.models import (Backfill, Event, EventType, Momentum, RepoScore, ScoredItem, Scoreboard, SourceItem,
                            TrendStatus)
 
@@ -85,6 +87,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "delete": 0.1,
     "commit": 0.5,
     "member": 0.5,
+    "wiki": 0.3,
 }
 
 #: How many repositories, from the top, get a summary in each scoreboard.
@@ -434,15 +437,16 @@ class Scorer:
     shrinks by the same factor), so the order is kept sorted by a key that
     does not depend on "now".
 
-    Invariants: an event id is scored at most once while it is remembered
-    (the ``dedupe_capacity`` most recent ids); ``total_events`` counts events
-    accepted, duplicates excluded; ``_order`` holds one ``(key, name)`` per
-    placed repository, sorted worst first (the best-first order read
-    backwards), and every tracked repository is placed by each scoreboard.
-    ``_head`` is the last scoreboard's head (its Top ``SUMMARIZED`` and the
-    ties at its end) in rank order: ranks 1 … len(_head); beyond it a
-    repository's rank is its place in ``_order``.  Both change only inside
-    :meth:`scoreboard`, so :meth:`rank_of` answers as of the last one.
+    Invariants: an event is scored only if ``identity`` finds it new (an id at
+    most once while it is remembered, the ``dedupe_capacity`` most recent ids;
+    one activity seen by webhook and by polling once); ``total_events`` counts
+    events accepted, duplicates and merges excluded; ``_order`` holds one
+    ``(key, name)`` per placed repository, sorted worst first (the best-first
+    order read backwards), and every tracked repository is placed by each
+    scoreboard.  ``_head`` is the last scoreboard's head (its Top
+    ``SUMMARIZED`` and the ties at its end) in rank order: ranks 1 … len(_head);
+    beyond it a repository's rank is its place in ``_order``.  Both change only
+    inside :meth:`scoreboard`, so :meth:`rank_of` answers as of the last one.
     """
 
     def __init__(
@@ -457,11 +461,9 @@ class Scorer:
         self._bounds = {status: _Bounds.of(model, status) for status in TrendStatus}
         self._wall_clock = wall_clock
         self._repos: dict[str, RepoWindow] = {}
-        #: The remembered ids, as a set to look up and a queue to forget the oldest from
-        #: (half the cost of an OrderedDict doing both).
-        self._seen_ids: set[str] = set()
-        self._seen_order: collections.deque[str] = collections.deque()
-        self._dedupe_capacity = dedupe_capacity
+        #: Which events are new, duplicates (an id seen before) or merged (the same activity
+        #: seen through the other kind of source).
+        self.identity = Identity(dedupe_capacity)
         self._watermark: float | None = None
         self._first_event_at: float | None = None
         self._origin: float | None = None
@@ -485,6 +487,8 @@ class Scorer:
         self._board_time = -math.inf
         self.total_events = 0
         self.duplicates = 0
+        #: Events not scored because the same activity came through the other kind of source.
+        self.merged = 0
         #: Events accepted from a Backfill (counted in ``total_events`` too): scored, not news.
         self.backfilled = 0
         #: Events accepted by (source, type).
@@ -494,11 +498,14 @@ class Scorer:
     # ------------------------------------------------------------------ input
 
     def accept(self, event: Event) -> bool:
-        """Score ``event``; False if its id was already scored (a duplicate)."""
-        if event.event_id in self._seen_ids:
-            self.duplicates += 1
+        """Score ``event``; False if it is a duplicate or merged with one already scored."""
+        verdict = self.identity.see(event)
+        if verdict is not Verdict.NEW:
+            if verdict is Verdict.DUPLICATE:
+                self.duplicates += 1
+            else:
+                self.merged += 1
             return False
-        self._remember(event.event_id)
         self.total_events += 1
         event_type = event.event_type
         self.ingested[(event.source, event_type)] += 1
@@ -531,24 +538,19 @@ class Scorer:
         return weight
 
     def restore(self, events: list[Event], seen: list[str], trends: dict[str, TrendStatus]) -> None:
-        """Rebuild from the state store: stored events scored silently, older ids
-        remembered for dedupe, and each repository's last announced trend (hysteresis)."""
+        """Rebuild from the state store: stored events scored silently (their activity
+        keys registered again for merging), older ids remembered for dedupe, and each
+        repository's last announced trend (hysteresis)."""
         rescored = {event.event_id for event in events}
         for event_id in seen:
             if event_id not in rescored:  # remembered once, in its turn as an event: never queued twice
-                self._remember(event_id)
+                self.identity.remember(event_id)
         for event in events:
             self.accept(event)
         for name, trend in trends.items():
             if name in self._repos:
                 self._repos[name].trend = trend
         self._everything_dirty = True
-
-    def _remember(self, event_id: str) -> None:
-        self._seen_ids.add(event_id)
-        self._seen_order.append(event_id)
-        if len(self._seen_order) > self._dedupe_capacity:
-            self._seen_ids.discard(self._seen_order.popleft())
 
     # ----------------------------------------------------------------- output
 

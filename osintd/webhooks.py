@@ -1,8 +1,10 @@
 """The webhook receiver: ``POST /webhooks/github`` as an event source.
 
 Owns: signature verification (HMAC-SHA256 over the raw body, constant-time
-compare), delivery dedupe by ``X-GitHub-Delivery``, and handing normalised
-events to the pipeline.
+compare), delivery dedupe by ``X-GitHub-Delivery`` (also the event's id:
+``osintd.identity`` merges it with the poll of the same activity), handing
+normalised events to the pipeline, and counting the deliveries it skips by
+``X-GitHub-Event``.
 Must not: log the secret or a signature; block GitHub for long (it gives up
 after 10 s, so a busy pipeline gets a 503 and GitHub's redelivery instead).
 
@@ -43,6 +45,8 @@ class Accepted:
 @attrs.define
 class WebhookStats:
     deliveries: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    #: Deliveries osintd does not use (its type, or its action), by ``X-GitHub-Event``.
+    skipped: collections.Counter[str] = attrs.field(factory=collections.Counter)
 
 
 class WebhookReceiver:
@@ -80,13 +84,14 @@ class WebhookReceiver:
             payload = json.loads(body)
             if not isinstance(payload, dict):
                 raise ValueError("the body is not a JSON object")
-            event = from_webhook(kind, payload, self._now())
+            event = from_webhook(kind, payload, self._now(), delivery or None)
         except ValueError as exc:  # bad JSON, or Unusable (a ValueError)
             self.stats.deliveries["unusable"] += 1
             return problem(400, "bad_payload", f"cannot read this {kind or 'unnamed'} delivery: {exc}")
         if event is None:
             self._remember(delivery)
             self.stats.deliveries["ignored"] += 1
+            self.stats.skipped[kind or "unnamed"] += 1
             return Response(202, Accepted("ignored", reason=f"osintd does not use {kind} events"))
         with trio.move_on_after(self._enqueue_timeout):
             await self._events.send(attrs.evolve(event, source="webhook"))

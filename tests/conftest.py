@@ -11,7 +11,10 @@ Two ways to run osintd here, both on real loopback sockets:
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
+import gzip
 import json
 import os
 import re
@@ -31,6 +34,30 @@ from osintd.config import Settings
 from osintd.models import Event, EventType, SourceHealth
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Real recorded GitHub events beside the repository (see its README for provenance and quirks).
+REAL_GITHUB = ROOT.parent / "shared" / "real-github"
+
+
+@functools.cache
+def _real_lines(name: str) -> tuple[bytes, ...]:
+    # Split on "\n" only: some lines hold a raw U+2028 inside a JSON string.
+    with gzip.open(REAL_GITHUB / name, "rb") as handle:
+        return tuple(line for line in handle.read().split(b"\n") if line.strip())
+
+
+def real_items(name: str) -> list[dict]:
+    """Every item of a shared real file (``gharchive/2015-01-01-0.json.gz`` …), freshly parsed."""
+    return [json.loads(line) for line in _real_lines(name)]
+
+
+@functools.cache
+def _real_by_id(name: str) -> dict[str, dict]:
+    return {item["id"]: item for item in real_items(name)}
+
+
+def real_item(name: str, item_id: str) -> dict:
+    """One item of a shared real file, by its GitHub id (a copy: change it freely)."""
+    return copy.deepcopy(_real_by_id(name)[item_id])
 
 
 # ------------------------------------------------------------------ subprocess
@@ -200,3 +227,30 @@ async def app(nursery):
     started._test_nursery = nursery
     yield started
     nursery.cancel_scope.cancel()
+
+
+def retired_type_items() -> list[dict]:
+    """One Events API item of each type GitHub retired (in the shared README's list, absent
+    from its files), shaped as GitHub listed them: a FollowEvent as a public project's
+    2013 recording has it (``repo`` is ``"/"``), the others as GitHub's Events API docs
+    described their payloads.  osintd skips them: none is activity in a repository."""
+    actor = {"id": 3097493, "login": "Pr0tectedV0id", "gravatar_id": "",
+             "url": "https://api.github.com/users/Pr0tectedV0id", "avatar_url": ""}
+    repo = {"id": 7089213, "name": "electricpixels/MCSquared",
+            "url": "https://api.github.com/repos/electricpixels/MCSquared"}
+    return [
+        {"id": "1649737771", "type": "FollowEvent", "public": True, "created_at": "2013-01-04T02:13:02Z",
+         "actor": actor, "repo": {"url": "https://api.github.com/repos//", "name": "/"},
+         "payload": {"target": {"login": "octocat", "id": 583231, "followers": 20, "repos": 8}}},
+        {"id": "1649737772", "type": "GistEvent", "public": True, "created_at": "2013-01-04T02:13:05Z",
+         "actor": actor, "repo": {"url": "https://api.github.com/repos//", "name": "/"},
+         "payload": {"action": "create", "gist": {"id": "4449842", "url": "https://gist.github.com/4449842",
+                                                  "public": True, "description": "notes"}}},
+        {"id": "1649737773", "type": "DownloadEvent", "public": True, "created_at": "2013-01-04T02:13:09Z",
+         "actor": actor, "repo": repo,
+         "payload": {"download": {"id": 390203, "name": "MCSquared-1.0.zip", "size": 1024, "download_count": 0,
+                                  "content_type": "application/zip"}}},
+        {"id": "1649737774", "type": "TeamAddEvent", "public": False, "created_at": "2013-01-04T02:13:11Z",
+         "actor": actor, "repo": repo,
+         "payload": {"team": {"id": 292112, "name": "Owners", "permission": "admin"}, "repo": repo}},
+    ]

@@ -9,7 +9,7 @@ import httpx
 import trio
 import trio_websocket
 
-from conftest import collect_for, make_settings, receive_json, start_app, ws_url
+from conftest import collect_for, make_settings, receive_json, retired_type_items, start_app, ws_url
 from fakegithub import FakeGitHub, events_api_item
 from osintd.clock import WallClock
 from osintd.normalize import from_events_api
@@ -225,3 +225,17 @@ async def test_one_failing_repository_does_not_stop_the_others(nursery, autojump
     assert app.scorer.total_events == 1
     status = app.sources[0].status()
     assert [t["last_status"] for t in status["targets"]] == ["GITHUB_HTTP_404", "ok"]
+
+
+async def test_items_osintd_does_not_use_are_counted_by_type_in_metrics(nursery, autojump_clock):
+    fake = await _fake(nursery)
+    unused_action = events_api_item(7, REPO, kind="WatchEvent")
+    unused_action.update(type="IssuesEvent", payload={"action": "labeled", "issue": {"number": 3}})
+    fake.add_events(PATH, events_api_item(1, REPO), unused_action, *retired_type_items())
+    app = await _app(nursery, fake)
+    await trio.sleep(5)
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"http://127.0.0.1:{app.port}/metrics")).text
+    assert app.scorer.total_events == 1
+    for kind in ("IssuesEvent", "FollowEvent", "GistEvent", "DownloadEvent", "TeamAddEvent"):
+        assert f'osintd_events_skipped_total{{source="poll",type="{kind}"}} 1.0' in metrics

@@ -17,6 +17,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from conftest import REAL_GITHUB, real_item, real_items
 from osintd.models import Event, EventType
 from osintd.normalize import Unusable, from_events_api, from_webhook, parse_time
 
@@ -54,7 +55,7 @@ def utc(text: str) -> dt.datetime:
 
 def assert_well_formed(event: Event) -> None:
     assert isinstance(event.event_type, EventType)
-    assert event.event_id.startswith(f"{event.event_type}_")
+    assert event.activity_key.startswith(f"{event.event_type}:") and event.event_id
     assert event.title and "\n" not in event.title
     assert event.author
     assert event.url.startswith("https://")
@@ -66,47 +67,47 @@ def assert_well_formed(event: Event) -> None:
 
 # ------------------------------------------------------- every sample file
 
-#: file → (event_type, action, event_id); None = skipped on purpose (see normalize's docstring).
+#: file → (event_type, action, activity_key); None = skipped on purpose (see normalize's docstring).
 WEBHOOK_EXPECTED: dict[str, tuple[EventType, str | None, str] | None] = {
     "check_suite.rerequested.bot-sender.json": None,  # type osintd does not use
-    "create.tag.json": (EventType.CREATE, "tag", "create_Codertocat/Hello-World_tag_simple-tag"),
-    "create.tag.with-organization.json": (EventType.CREATE, "tag", "create_Codertocat/Hello-World_tag_simple-tag"),
-    "delete.tag.json": (EventType.DELETE, "tag", "delete_Codertocat/Hello-World_tag_simple-tag"),
-    "discussion.created.json": (EventType.DISCUSSION, "created", "discussion_octo-org/octo-repo#90_created"),
+    "create.tag.json": (EventType.CREATE, "tag", "create:Codertocat/Hello-World:tag:simple-tag"),
+    "create.tag.with-organization.json": (EventType.CREATE, "tag", "create:Codertocat/Hello-World:tag:simple-tag"),
+    "delete.tag.json": (EventType.DELETE, "tag", "delete:Codertocat/Hello-World:tag:simple-tag"),
+    "discussion.created.json": (EventType.DISCUSSION, "created", "discussion:octo-org/octo-repo:90:created"),
     "discussion.created.with-installation.json": (
-        EventType.DISCUSSION, "created", "discussion_Codertocat/Hello-World#4_created"),
-    "fork.json": (EventType.FORK, None, "fork_Octocoders/Hello-World"),
-    "issue_comment.created.json": (EventType.COMMENT, "created", "comment_492700400"),
-    "issue_comment.created.with-organization.json": (EventType.COMMENT, "created", "comment_492700400"),
-    "issues.opened.after-transfer.json": (EventType.ISSUE, "opened", "issue_Codertocat/Hello-World#1_opened"),
-    "issues.opened.json": (EventType.ISSUE, "opened", "issue_Codertocat/Hello-World#1_opened"),
-    "issues.opened.with-null-body.json": (EventType.ISSUE, "opened", "issue_Codertocat/Hello-World#1_opened"),
-    "issues.opened.with-organization.json": (EventType.ISSUE, "opened", "issue_Codertocat/Hello-World#1_opened"),
-    "issues.reopened.json": (EventType.ISSUE, "reopened", "issue_Codertocat/Hello-World#1_reopened"),
-    "member.added.json": (EventType.MEMBER, "added", "member_Codertocat/Hello-World_hacktocat_added"),
-    "member.edited.json": (EventType.MEMBER, "edited", "member_Codertocat/Hello-World_octocat_edited"),
-    "public.json": (EventType.PUBLIC, None, "public_Codertocat/Hello-World"),
-    "pull_request.closed.json": (EventType.PULL_REQUEST, "closed", "pull_request_Codertocat/Hello-World#2_closed"),
+        EventType.DISCUSSION, "created", "discussion:Codertocat/Hello-World:4:created"),
+    "fork.json": (EventType.FORK, None, "fork:Octocoders/Hello-World"),
+    "issue_comment.created.json": (EventType.COMMENT, "created", "comment:issue:492700400"),
+    "issue_comment.created.with-organization.json": (EventType.COMMENT, "created", "comment:issue:492700400"),
+    "issues.opened.after-transfer.json": (EventType.ISSUE, "opened", "issue:Codertocat/Hello-World:1:opened"),
+    "issues.opened.json": (EventType.ISSUE, "opened", "issue:Codertocat/Hello-World:1:opened"),
+    "issues.opened.with-null-body.json": (EventType.ISSUE, "opened", "issue:Codertocat/Hello-World:1:opened"),
+    "issues.opened.with-organization.json": (EventType.ISSUE, "opened", "issue:Codertocat/Hello-World:1:opened"),
+    "issues.reopened.json": (EventType.ISSUE, "reopened", "issue:Codertocat/Hello-World:1:reopened"),
+    "member.added.json": (EventType.MEMBER, "added", "member:Codertocat/Hello-World:hacktocat:added"),
+    "member.edited.json": (EventType.MEMBER, "edited", "member:Codertocat/Hello-World:octocat:edited"),
+    "public.json": (EventType.PUBLIC, None, "public:Codertocat/Hello-World"),
+    "pull_request.closed.json": (EventType.PULL_REQUEST, "closed", "pull_request:Codertocat/Hello-World:2:closed"),
     "pull_request.closed.with-organization.json": (
-        EventType.PULL_REQUEST, "closed", "pull_request_Codertocat/Hello-World#2_closed"),
-    "pull_request.opened.json": (EventType.PULL_REQUEST, "opened", "pull_request_Codertocat/Hello-World#2_opened"),
+        EventType.PULL_REQUEST, "closed", "pull_request:Codertocat/Hello-World:2:closed"),
+    "pull_request.opened.json": (EventType.PULL_REQUEST, "opened", "pull_request:Codertocat/Hello-World:2:opened"),
     "pull_request.opened.with-null-body.json": (
-        EventType.PULL_REQUEST, "opened", "pull_request_Codertocat/Hello-World#2_opened"),
+        EventType.PULL_REQUEST, "opened", "pull_request:Codertocat/Hello-World:2:opened"),
     "pull_request.synchronize.json": None,  # new commits arrive as their own push
-    "pull_request_review.submitted.json": (EventType.REVIEW, "commented", "review_237895671"),
-    "pull_request_review.submitted.with-organization.json": (EventType.REVIEW, "commented", "review_237895671"),
+    "pull_request_review.submitted.json": (EventType.REVIEW, "commented", "review:237895671"),
+    "pull_request_review.submitted.with-organization.json": (EventType.REVIEW, "commented", "review:237895671"),
     "push.branch-created.author-without-username.json": (
-        EventType.COMMIT, None, "commit_Codertocat/Hello-World_6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
-    "push.branch-created.json": (EventType.COMMIT, None, "commit_Codertocat/Hello-World_6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
+        EventType.COMMIT, None, "commit:Codertocat/Hello-World:master:6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
+    "push.branch-created.json": (EventType.COMMIT, None, "commit:Codertocat/Hello-World:master:6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
     # A tag push is the tag's creation/deletion, with the id of GitHub's own create/delete event.
-    "push.tag-created.ghes-3.5.json": (EventType.CREATE, "tag", "create_Codertocat/Hello-World_tag_simple-tag"),
-    "push.tag-created.json": (EventType.CREATE, "tag", "create_Codertocat/Hello-World_tag_simple-tag"),
+    "push.tag-created.ghes-3.5.json": (EventType.CREATE, "tag", "create:Codertocat/Hello-World:tag:simple-tag"),
+    "push.tag-created.json": (EventType.CREATE, "tag", "create:Codertocat/Hello-World:tag:simple-tag"),
     "push.tag-deleted.with-organization.json": (
-        EventType.DELETE, "tag", "delete_Codertocat/Hello-World_tag_simple-tag"),
-    "release.published.json": (EventType.RELEASE, "published", "release_17372790"),
-    "star.created.json": (EventType.STAR, "started", "star_Codertocat/Hello-World_Codertocat"),
+        EventType.DELETE, "tag", "delete:Codertocat/Hello-World:tag:simple-tag"),
+    "release.published.json": (EventType.RELEASE, "published", "release:17372790"),
+    "star.created.json": (EventType.STAR, "started", "star:Codertocat/Hello-World:Codertocat"),
     "star.deleted.json": None,  # an un-star is not activity
-    "watch.started.json": (EventType.STAR, "started", "star_Codertocat/Hello-World_Codertocat"),
+    "watch.started.json": (EventType.STAR, "started", "star:Codertocat/Hello-World:Codertocat"),
 }
 
 
@@ -124,7 +125,10 @@ def test_every_webhook_sample(path: Path):
         assert event is None
         return
     assert event is not None
-    assert (event.event_type, event.action, event.event_id) == expected
+    assert (event.event_type, event.action, event.activity_key) == expected
+    assert event.event_id == event.activity_key  # no X-GitHub-Delivery: the activity key stands in
+    assert from_webhook(path.name.split(".")[0], json.loads(path.read_text()), RECEIVED,
+                        "72d3162e-cc78-11e3-81ab-4c9367dc0958").event_id == "72d3162e-cc78-11e3-81ab-4c9367dc0958"
     assert_well_formed(event)
 
 
@@ -136,10 +140,12 @@ def test_every_events_api_item(name: str, index: int, item: dict):
     assert event.repo_full_name == item["repo"]["name"]
     assert event.author == "octocat" and not event.is_bot
     assert event.created_at == utc(item["created_at"])
-    expected = {"PushEvent": (EventType.COMMIT, None, f"commit_{item['repo']['name']}_{HEAD}"),
-                "WatchEvent": (EventType.STAR, "started", f"star_{item['repo']['name']}_octocat"),
-                "CreateEvent": (EventType.CREATE, "repository", f"create_{item['repo']['name']}_repository")}
-    assert (event.event_type, event.action, event.event_id) == expected[item["type"]]
+    assert event.event_id == item["id"]  # GitHub's own id
+    repo = item["repo"]["name"]
+    expected = {"PushEvent": (EventType.COMMIT, None, f"commit:{repo}:master:{HEAD}"),
+                "WatchEvent": (EventType.STAR, "started", f"star:{repo}:octocat"),
+                "CreateEvent": (EventType.CREATE, "repository", f"create:{repo}:repository")}
+    assert (event.event_type, event.action, event.activity_key) == expected[item["type"]]
 
 
 # ---------------------------------------------------- the same activity twice
@@ -170,17 +176,17 @@ def _envelope(event_name: str, body: dict) -> dict:
 
 @pytest.mark.parametrize("name", [n for n, e in WEBHOOK_EXPECTED.items()
                                   if e is not None and not n.startswith("check_suite")])
-def test_webhook_and_events_api_forms_of_one_activity_share_the_event_id(name: str):
+def test_webhook_and_events_api_forms_of_one_activity_share_the_activity_key(name: str):
     body = load(name)
     webhook_event = hook(name, body)
     api_event = from_events_api(_envelope(name.split(".")[0], body))
     assert webhook_event is not None and api_event is not None
-    assert api_event.event_id == webhook_event.event_id
+    assert api_event.activity_key == webhook_event.activity_key
     assert (api_event.event_type, api_event.action) == (webhook_event.event_type, webhook_event.action)
     assert api_event.created_at == dt.datetime(2026, 1, 15, 10, 30, tzinfo=UTC)
 
 
-def test_push_from_list_repo_events_and_its_webhook_share_the_event_id():
+def test_push_from_list_repo_events_and_its_webhook_share_the_activity_key():
     item = json.loads((SAMPLES / "events-api" / "list-repo-events.json").read_text())[0]
     assert item["type"] == "PushEvent" and "commits" not in item["payload"]
     # The webhook for that push, derived from push.branch-created: same repo, sender, ref, before and head.
@@ -192,43 +198,104 @@ def test_push_from_list_repo_events_and_its_webhook_share_the_event_id():
                                url=f"https://github.com/octocat/Hello-World/commit/{HEAD}")
     body["commits"] = [dict(body["head_commit"])]
     webhook_event, api_event = hook("push.x", body), from_events_api(item)
-    assert webhook_event.event_id == api_event.event_id == f"commit_octocat/Hello-World_{HEAD}"
+    assert webhook_event.activity_key == api_event.activity_key == f"commit:octocat/Hello-World:master:{HEAD}"
     assert webhook_event.title == "Fix the parser"
     assert api_event.title == "Pushed to master"  # the current shape has no commit messages
     assert api_event.url == webhook_event.url == f"https://github.com/octocat/Hello-World/commit/{HEAD}"
 
 
-def test_star_from_list_repo_events_watch_and_star_webhooks_share_the_event_id():
+def test_star_from_list_repo_events_watch_and_star_webhooks_share_the_activity_key():
     item = json.loads((SAMPLES / "events-api" / "list-repo-events.json").read_text())[1]
     assert item["type"] == "WatchEvent"
-    ids = {from_events_api(item).event_id}
+    ids = {from_events_api(item).activity_key}
     for name in ("watch.started.json", "star.created.json"):  # GitHub sends both for one star
         body = load(name)
         body["repository"]["full_name"] = "octocat/Hello-World"
         body["sender"]["login"] = "octocat"
-        ids.add(hook(name, body).event_id)
-    assert ids == {"star_octocat/Hello-World_octocat"}
+        ids.add(hook(name, body).activity_key)
+    assert ids == {"star:octocat/Hello-World:octocat"}
 
 
-def test_create_repository_legacy_and_current_shapes_share_the_event_id():
+def test_create_repository_legacy_and_current_shapes_share_the_activity_key():
     legacy = json.loads((SAMPLES / "events-api/legacy-openapi-16.6.0/list-org-events-for-authenticated-user.json")
                         .read_text())[1]
     current = json.loads((SAMPLES / "events-api/list-received-events-for-user.json").read_text())[1]
     assert legacy["payload"]["ref"] is None and current["payload"]["ref"] == "master"
-    assert from_events_api(legacy).event_id == from_events_api(current).event_id
+    assert from_events_api(legacy).activity_key == from_events_api(current).activity_key
 
 
-def test_different_activities_get_different_ids():
+def test_different_activities_get_different_activity_keys():
     opened, closed = hook("pull_request.opened.json"), hook("pull_request.closed.json")
     issue, reopened = hook("issues.opened.json"), hook("issues.reopened.json")
     created, deleted = hook("create.tag.json"), hook("delete.tag.json")
     other_star = load("watch.started.json")
     other_star["sender"]["login"] = "someone-else"
-    ids = [e.event_id for e in (opened, closed, issue, reopened, created, deleted,
-                                hook("watch.started.json"), hook("watch.started.json", other_star),
-                                hook("push.branch-created.json"), hook("release.published.json"),
-                                hook("issue_comment.created.json"), hook("pull_request_review.submitted.json"))]
-    assert len(set(ids)) == len(ids)
+    other_ref = load("push.branch-created.json")
+    other_ref["ref"] = "refs/heads/gh-pages"  # the same commit pushed to another branch
+    keys = [e.activity_key for e in (opened, closed, issue, reopened, created, deleted,
+                                     hook("watch.started.json"), hook("watch.started.json", other_star),
+                                     hook("push.branch-created.json"), hook("push.x", other_ref),
+                                     hook("release.published.json"), hook("issue_comment.created.json"),
+                                     hook("pull_request_review.submitted.json"))]
+    assert len(set(keys)) == len(keys)
+
+
+# ---------------------------------------------------------- real data, every type
+
+REAL_FILES = sorted(str(p.relative_to(REAL_GITHUB)) for p in REAL_GITHUB.glob("*/*.json.gz"))
+
+
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_every_real_event_is_normalized(name):
+    """Every item of the shared real files becomes an event: no type or shape there is skipped or unusable."""
+    items = real_items(name)
+    events = [from_events_api(item, source="replay") for item in items]
+    assert None not in events
+    for item, event in zip(items, events):
+        assert_well_formed(event)
+        assert event.event_id == item["id"]
+    kinds = {item["type"]: event.event_type for item, event in zip(items, events)}
+    assert kinds.get("GollumEvent", EventType.WIKI) is EventType.WIKI
+    assert kinds.get("PullRequestReviewCommentEvent", EventType.COMMENT) is EventType.COMMENT
+
+
+def test_the_real_files_hold_the_types_their_readme_lists():
+    kinds = {item["type"] for name in REAL_FILES for item in real_items(name)}
+    assert kinds == {"PushEvent", "CreateEvent", "WatchEvent", "IssueCommentEvent", "PullRequestEvent",
+                     "IssuesEvent", "ForkEvent", "DeleteEvent", "GollumEvent", "PullRequestReviewCommentEvent",
+                     "ReleaseEvent", "CommitCommentEvent", "MemberEvent", "PublicEvent", "PullRequestReviewEvent"}
+
+
+def test_gollum_is_a_wiki_event_by_either_shape():
+    created = from_events_api(real_item("gharchive/2015-01-01-0.json.gz", "2489373111"))  # mmisw/orr-ont
+    assert (created.event_type, created.action, created.weight_key) == (EventType.WIKI, "created", "wiki.created")
+    assert created.title == "Wiki page specification created"
+    assert created.url == "https://github.com/mmisw/orr-ont/wiki/specification"
+    assert created.activity_key == "wiki:mmisw/orr-ont:965c341fec0317dac106cfbc55400ac1e1fe1003"
+    # Two pages in one wiki push (crossbario/crossbar): one event, both pages at one commit.
+    item = real_item("gharchive/2015-01-01-12.json.gz", "2489600554")
+    both = from_events_api(item)
+    assert (both.action, both.title, both.data["pages"]) == ("edited", "Wiki pages FAQ and 1 more edited", 2)
+    assert both.activity_key == "wiki:crossbario/crossbar:c428fe18fbfe22ce9c268cddfcc7a51e014f9e64"
+    # The gollum webhook: the same pages, with repository and sender; no time of its own.
+    body = load("push.branch-created.json")
+    body["repository"].update(full_name="crossbario/crossbar", html_url="https://github.com/crossbario/crossbar")
+    body["sender"]["login"] = "oberstet"
+    webhook = from_webhook("gollum", {"pages": item["payload"]["pages"], "repository": body["repository"],
+                                      "sender": body["sender"]}, RECEIVED, "d-1")
+    assert (webhook.event_id, webhook.activity_key, webhook.title) == ("d-1", both.activity_key, both.title)
+    assert webhook.created_at == RECEIVED
+
+
+def test_review_comments_before_2014_have_no_action_and_no_pull_request():
+    item = next(i for i in real_items("events-api/octokit_rb_cassettes_events.json.gz")
+                if i["type"] == "PullRequestReviewCommentEvent" and "action" not in i["payload"])
+    event = from_events_api(item)
+    assert (event.event_type, event.action, event.data["number"]) == (EventType.COMMENT, "created", 110)
+    assert event.url == "https://github.com/MatthewMueller/cheerio/pull/110#discussion_r4730607"
+    del item["payload"]["comment"]["pull_request_url"]
+    with pytest.raises(Unusable, match="pull_request_url"):
+        from_events_api(item)
 
 
 # ------------------------------------------------------------- field values
@@ -275,14 +342,14 @@ def test_push_that_deletes_a_branch_is_the_branch_deletion():
     delete = load("delete.tag.json")
     delete.update(ref="feature/x", ref_type="branch")
     via_push, via_delete = hook("push.x", push), hook("delete.x", delete)
-    assert via_push.event_id == via_delete.event_id == "delete_Codertocat/Hello-World_branch_feature/x"
+    assert via_push.activity_key == via_delete.activity_key == "delete:Codertocat/Hello-World:branch:feature/x"
     assert (via_push.event_type, via_push.action) == (EventType.DELETE, "branch")
     assert via_push.title == via_delete.title == "Branch feature/x deleted"
     # The current Events API shape says it with head = 000… only.
     api = from_events_api({"type": "PushEvent", "actor": {"login": "Codertocat"},
                            "repo": {"name": "Codertocat/Hello-World"}, "created_at": "2026-01-15T10:00:00Z",
                            "payload": {"ref": "refs/heads/feature/x", "head": ZERO, "before": HEAD}})
-    assert api.event_id == via_delete.event_id
+    assert api.activity_key == via_delete.activity_key
 
 
 def test_branch_create_webhook():
@@ -337,7 +404,7 @@ def test_pull_request_closed_unmerged_and_merged():
     assert merged.action == "merged" and merged.data["merged"] is True
     assert merged.weight_key == "pull_request.merged"
     assert merged.created_at == dt.datetime(2019, 5, 15, 15, 21, 17, tzinfo=UTC)  # merged_at
-    assert merged.event_id == closed.event_id == "pull_request_Codertocat/Hello-World#2_closed"
+    assert merged.activity_key == closed.activity_key == "pull_request:Codertocat/Hello-World:2:closed"
 
 
 def test_pull_request_minimal_events_api_payload():
@@ -355,7 +422,7 @@ def test_pull_request_minimal_events_api_payload():
     assert event.url == "https://github.com/Codertocat/Hello-World/pull/2"
     assert event.action == "closed" and "merged" not in event.data  # unknown, not False
     assert event.created_at == dt.datetime(2019, 5, 15, 15, 21, 18, tzinfo=UTC)
-    assert event.event_id == hook("pull_request.closed.json").event_id
+    assert event.activity_key == hook("pull_request.closed.json").activity_key
 
 
 def test_pull_request_merge_told_by_merged_at_alone():
@@ -380,7 +447,7 @@ def test_issues_null_body_transfer_and_closed():
     body["issue"].update(state="closed", closed_at="2021-10-12T09:00:00Z", updated_at="2021-10-12T09:00:00Z")
     closed = hook("issues.closed.json", body)
     assert (closed.event_type, closed.action) == (EventType.ISSUE, "closed")
-    assert closed.event_id == "issue_Codertocat/Hello-World#1_closed"
+    assert closed.activity_key == "issue:Codertocat/Hello-World:1:closed"
     assert closed.url == "https://github.com/Codertocat/Hello-World/issues/1"
     assert closed.created_at == dt.datetime(2021, 10, 12, 9, 0, tzinfo=UTC)
 
@@ -472,7 +539,7 @@ def test_event_field_order():
     """normalize builds Event positionally (it is faster): reordering its fields must fail here."""
     assert [field.name for field in attrs.fields(Event)] == [
         "event_id", "repo_full_name", "event_type", "title", "author", "url", "created_at",
-        "action", "is_bot", "data", "source"]
+        "action", "is_bot", "data", "source", "activity_key"]
 
 
 def test_naive_received_at_is_taken_as_utc():
@@ -658,7 +725,9 @@ def test_odd_file_lists_in_commits_are_ignored():
 def test_unused_types_are_none_not_errors():
     assert from_webhook("ping", {"zen": "Keep it logically awesome."}, RECEIVED) is None
     assert from_webhook("check_suite", load("check_suite.rerequested.bot-sender.json"), RECEIVED) is None
-    assert from_events_api(_api(type="GollumEvent", payload={"pages": []})) is None
+    assert from_events_api(_api(type="GollumEvent", payload={"pages": []})) is None  # no page: nothing happened
+    for kind in ("GistEvent", "FollowEvent", "DownloadEvent", "TeamAddEvent", "SponsorshipEvent"):
+        assert from_events_api(_api(type=kind, payload={})) is None
 
 
 _GARBAGE = (None, 42, "text", [], {}, [{}], {"x": 1}, True, -1.5)

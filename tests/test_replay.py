@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trio
 
-from conftest import make_settings, start_app
+from conftest import make_settings, real_items, retired_type_items, start_app
 from fakegithub import events_api_item
 from osintd.models import Event, EventType
 from osintd.replay_reader import (CHUNK_EVENTS, Reader, ReplayStats, decode_chunk, encode_chunk, event_fields,
@@ -100,8 +100,30 @@ async def test_replay_ranks_by_event_time(tmp_path, nursery, autojump_clock, com
     assert {row["repo_full_name"]: row["trend_status"] for row in top} == {r: status[r] for r in order}
     assert {"🔥 HOT", "📈 ACTIVE", "📊 STABLE", "📉 COOLING"} <= set(status[r] for r in order)
     replay = app.sources[0].stats
-    assert (replay.events, replay.unusable, replay.skipped_unknown) == (len(events), 1, 1)
+    assert (replay.events, replay.unusable, replay.skipped) == (len(events), 1, {"SponsorshipEvent": 1})
     assert health["status"] == "healthy" and health["components"]["pipeline"] == "finished"
+
+
+async def test_every_type_is_ingested_or_counted_as_skipped_by_name_in_metrics(tmp_path, nursery, autojump_clock):
+    """Real lines of every type the 2015 hour has, and one line of each retired type."""
+    real = real_items("gharchive/2015-01-01-0.json.gz")
+    wanted = {}
+    for item in real:
+        wanted.setdefault(item["type"], item)
+    lines = [json.dumps(item) for item in (*wanted.values(), *retired_type_items())]
+    path = tmp_path / "types.json"
+    path.write_text("\n".join(lines) + "\n")
+    app = await start_app(nursery, make_settings(replay=path))
+    await app.sources[0].finished.wait()
+    await trio.sleep(2)
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"http://127.0.0.1:{app.port}/metrics")).text
+    assert len(wanted) == 14 and {"GollumEvent", "PullRequestReviewCommentEvent"} <= set(wanted)
+    assert app.scorer.total_events == len(wanted) == app.sources[0].stats.events
+    for kind in ("FollowEvent", "GistEvent", "DownloadEvent", "TeamAddEvent"):
+        assert f'osintd_events_skipped_total{{source="replay",type="{kind}"}} 1.0' in metrics
+    assert 'osintd_events_ingested_total{source="replay",type="wiki"} 1.0' in metrics
+    assert app.sources[0].stats.skipped_total == 4 and app.sources[0].stats.unusable == 0
 
 
 async def test_replay_speed_paces_by_event_time(tmp_path, nursery, autojump_clock):
@@ -124,8 +146,9 @@ async def test_replay_speed_paces_by_event_time(tmp_path, nursery, autojump_cloc
 
 def test_event_fields_round_trip_every_field():
     """The reader sends events as tuples; a field added to Event and not to the tuple fails here."""
-    event = Event("commit_a/b_1", "a/b", EventType.COMMIT, "Fix it", "octocat", "https://github.com/a/b",
-                  END, action="created", is_bot=True, data={"ref": "main", "n": [1, 2]}, source="replay")
+    event = Event("2489368070", "a/b", EventType.COMMIT, "Fix it", "octocat", "https://github.com/a/b",
+                  END, action="created", is_bot=True, data={"ref": "main", "n": [1, 2]}, source="replay",
+                  activity_key="commit:a/b:main:1")
     assert len(event_fields(event)) == len(attrs.fields(Event))
     assert {field.name for field in attrs.fields(Event)} == {
         field.name for field in attrs.fields(Event) if getattr(event, field.name) != field.default}, \
@@ -141,7 +164,8 @@ def test_reader_chunks_counts_and_warnings(tmp_path):
     chunks = [decode_chunk(encode_chunk(chunk)[4:]) for chunk in Reader(path).chunks()]
     assert [len(c.events) for c in chunks] == [CHUNK_EVENTS, 100]
     assert [c.done for c in chunks] == [False, True] and chunks[-1].error is None
-    assert chunks[-1].stats == ReplayStats(lines=len(lines), events=len(good), skipped_unknown=1, unusable=2)
+    assert chunks[-1].stats == ReplayStats(lines=len(lines), events=len(good), skipped={"SponsorshipEvent": 1},
+                                           unusable=2)
     assert [w.split(": skipped")[0] for w in chunks[0].warnings] == ["events.json line 11", "events.json line 14"]
     ids = [event_from_fields(f).event_id for c in chunks for f in c.events]
     assert len(set(ids)) == len(good)
