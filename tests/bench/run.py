@@ -668,7 +668,8 @@ class Bench:
         log(f"real {label}: osintd start-up {run['startup_seconds']:.2f} s, first event "
             f"{run.get('first_event_after_ready_seconds') or 0:.2f} s later; "
             f"{run['lines_accounted']:,} of {reference['lines']:,} lines accounted for in "
-            f"{run.get('replay_seconds') or 0:.2f} s from the first ingested event"
+            f"{run.get('replay_seconds') or 0:.2f} s from the first ingested event (all scored after "
+            f"{run.get('accounted_seconds') or 0:.2f} s, then the pipeline drained)"
             f"{'' if run['finished'] else ' (time cap reached: not finished)'} → "
             f"{run.get('lines_per_second') or 0:,.0f} lines/s; ratio "
             f"{f'{ratio:.2f}×' if ratio else '—'}{bound} (target ≤ 2.00×); {run['ingested']:,.0f} ingested, "
@@ -686,9 +687,11 @@ class Bench:
         Completion: the replay source logs ``replay of FILE finished: E events from L lines
         (U unknown types, B unusable)`` once its reader has read the whole file and every event
         is handed to the pipeline; the replay is complete when /metrics counts all E
-        (``osintd_events_ingested_total`` summed + ``osintd_events_duplicate_total``).  If that log
-        line never comes (another log format), the replay counts as complete when the reader
-        process has exited and the counts have not moved for 2 s (the time of their last change)."""
+        (``osintd_events_ingested_total`` summed + ``osintd_events_duplicate_total``) and the
+        pipeline has drained (its queues empty, a ``new_event`` broadcast for every event ingested
+        as news).  If that log line never comes (another log format), the replay counts as complete
+        when the reader process has exited, the pipeline has drained and the counts have not moved
+        for 2 s (the time of their last change)."""
         cfg = self.cfg
         poll = cfg["real_poll"]
         t_spawn = time.monotonic()
@@ -704,6 +707,8 @@ class Bench:
         reader_hwm, reader_cpu = 0, 0.0
         t_first = t_done = None
         first_count, first_poll = 0.0, 0
+        t_accounted: float | None = None  # every line counted by the scorer (the pipeline may still be busy)
+        last_new_events, drained = -1.0, False
         last = (0.0, 0.0)
         last_change = t_ready
         finished_line: dict | None = None
@@ -722,6 +727,13 @@ class Bench:
                         last, last_change = counts, now
                     if t_first is None and sum(counts) > 0:
                         t_first, first_count, first_poll = now, sum(counts), len(scrapes)
+                    # Drained: nothing waits between the pipeline's stages, and the hub has sent a
+                    # new_event for every event scored as news (or sends no more of them).
+                    new_events = totals.get('osintd_messages_broadcast_total{type="new_event"}', 0.0)
+                    drained = (totals.get("osintd_pipeline_queue_depth", 0.0) == 0
+                               and (new_events >= counts[0] - totals.get("osintd_events_backfilled_total", 0.0)
+                                    or new_events == last_new_events))
+                    last_new_events = new_events
                 if reader_pid is None or not Path(f"/proc/{reader_pid}").exists():
                     reader_pid = child_pid(server.pid) or reader_pid
                 if reader_pid is not None:
@@ -732,9 +744,12 @@ class Bench:
                     if finished_line is not None and "error" in finished_line:
                         raise RuntimeError(f"the replay stopped early: {finished_line['error']}")
                 if finished_line is not None and sum(last) >= finished_line["events"]:
-                    t_done, result["completion"] = now, "log line + /metrics counts"
-                    break
-                if (finished_line is None and t_first is not None and now - last_change >= 2.0
+                    if t_accounted is None:
+                        t_accounted = now
+                    if drained:
+                        t_done, result["completion"] = now, "log line + /metrics counts, pipeline drained"
+                        break
+                if (finished_line is None and t_first is not None and now - last_change >= 2.0 and drained
                         and reader_pid is not None and not Path(f"/proc/{reader_pid}").exists()):
                     t_done, result["completion"] = last_change, "reader exited, counts still for 2 s"
                     break
@@ -759,6 +774,7 @@ class Bench:
                 first_event_after_ready_seconds=(t_first - t_ready) if t_first is not None else None,
                 ingested_at_first_poll=first_count,
                 replay_seconds=(end - t_first) if t_first is not None else None,
+                accounted_seconds=(t_accounted - t_first) if t_first is not None and t_accounted else None,
                 wall_seconds_from_spawn=end - t_spawn,
                 ingested=ingested_total, duplicates=duplicates, lines_accounted=accounted,
                 reader_lines=log_counts.get("lines"), reader_events=log_counts.get("events"),
@@ -1049,7 +1065,8 @@ def parse_reference(path: Path, runs: int) -> dict:
 
 
 def metric_totals(port: int) -> dict[str, float] | None:
-    """Every sample of /metrics summed by metric name (labels added up); None if it did not answer."""
+    """Every sample of /metrics summed by metric name (labels added up), and each labelled sample
+    under its own name with labels; None if /metrics did not answer."""
     try:
         text = http_text(port, "/metrics")
     except OSError:
@@ -1058,10 +1075,12 @@ def metric_totals(port: int) -> dict[str, float] | None:
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
-        name, _, value = line.rpartition(" ")
-        name = name.split("{", 1)[0]
+        sample, _, value = line.rpartition(" ")
+        name = sample.split("{", 1)[0]
         try:
             totals[name] = totals.get(name, 0.0) + float(value)
+            if name != sample:
+                totals[sample] = float(value)
         except ValueError:
             pass
     return totals
