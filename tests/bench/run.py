@@ -665,16 +665,16 @@ class Bench:
             return result
         ratio = result.get("ratio")
         bound = "" if run["finished"] else " (at least: the time cap ended it)"
+        end = (f" (all scored after {run.get('accounted_seconds') or 0:.2f} s, then the pipeline drained)"
+               if run["finished"] else " (time cap reached: not finished)")
         log(f"real {label}: osintd start-up {run['startup_seconds']:.2f} s, first event "
             f"{run.get('first_event_after_ready_seconds') or 0:.2f} s later; "
             f"{run['lines_accounted']:,} of {reference['lines']:,} lines accounted for in "
-            f"{run.get('replay_seconds') or 0:.2f} s from the first ingested event (all scored after "
-            f"{run.get('accounted_seconds') or 0:.2f} s, then the pipeline drained)"
-            f"{'' if run['finished'] else ' (time cap reached: not finished)'} → "
+            f"{run.get('replay_seconds') or 0:.2f} s from the first ingested event{end} → "
             f"{run.get('lines_per_second') or 0:,.0f} lines/s; ratio "
             f"{f'{ratio:.2f}×' if ratio else '—'}{bound} (target ≤ 2.00×); {run['ingested']:,.0f} ingested, "
-            f"{run['duplicates']:,.0f} duplicates, {run.get('skipped_unknown_types', 0):,} unknown types, "
-            f"{run.get('unusable', 0):,} unusable; peak RSS {run['peak_rss_kb'] / 1024:.0f} MiB "
+            f"{run['duplicates']:,.0f} duplicates, {run.get('skipped_unknown_types') or 0:,} unknown types, "
+            f"{run.get('unusable') or 0:,} unusable; peak RSS {run['peak_rss_kb'] / 1024:.0f} MiB "
             f"(reader process {run['reader_peak_rss_kb'] / 1024:.0f} MiB); CPU daemon "
             f"{run['daemon_cpu_seconds']:.1f} s, reader {run['reader_cpu_seconds']:.1f} s, polling "
             f"{run['poller_cpu_percent']:.0f}%; other processes' CPU {run['other_cpu_percent']:.0f}%")
@@ -1295,13 +1295,13 @@ def real_rows(row, x: dict) -> None:
     if not run.get("finished"):
         o_text += f" (time cap: {run.get('lines_accounted', 0):,} of {ref['lines']:,} lines)"
         ratio_text = f"> {ratio_text}" if ratio else "—"
-    row(f"{what}: seconds, osintd --replay-speed max from the first ingested event / one Python process "
-        f"gunzip + orjson per line (best of {len(ref['runs_seconds'])}); target ≤ 2.00×",
+    row(f"{what}: seconds, osintd replay from its first event / one process gunzip + parse "
+        f"(best of {len(ref['runs_seconds'])}); target ≤ 2.00×",
         o, r, ratio_text, o_text, f"{_n(r, 3)} s ({_n(ref['lines_per_second'])} lines/s)")
-    row(f"{what}: osintd start-up, time to the first event, peak RSS (reader process), kept / duplicates / "
-        f"unknown types", run.get("peak_rss_kb"), None, "—",
-        f"{run['startup_seconds']:.2f} s, {run.get('first_event_after_ready_seconds') or 0:.2f} s, "
-        f"{run['peak_rss_kb'] / 1024:.0f} MiB ({run['reader_peak_rss_kb'] / 1024:.0f} MiB), "
+    row(f"{what}: osintd start-up, then to the first event; peak RSS (reader process); ingested / "
+        f"duplicates / unknown types", run.get("peak_rss_kb"), None, "—",
+        f"{run['startup_seconds']:.2f} s, {run.get('first_event_after_ready_seconds') or 0:.2f} s; "
+        f"{run['peak_rss_kb'] / 1024:.0f} MiB ({run['reader_peak_rss_kb'] / 1024:.0f} MiB); "
         f"{run['ingested']:,.0f} / {run['duplicates']:,.0f} / {run.get('skipped_unknown_types') or 0:,}", "—")
 
 
