@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import queue
+import re
 import resource
 import shlex
 import shutil
@@ -41,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 import gharchive  # noqa: E402
+import realshape  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WS_PATH = "/ws/live-updates"
@@ -58,6 +60,13 @@ FULL: dict[str, Any] = {
     "slow_warmup": 3.0, "slow_window": 30.0, "slow_rcvbuf": 4096, "slow_drain": 5.0,
     "ingest_events": 200_000, "ingest_span": 3600.0, "ingest_repos": 10_000, "ingest_max_seconds": 60.0,
     "ingest_runs": 3,                    # the median run is reported: one run moves by about +-8 % here
+    # real: the shared real GH Archive hours and a generated file of real shape (realshape.py), each
+    # replayed by osintd against one Python process gunzipping and parsing the same file
+    "real_hours": 12.0, "real_per_hour": 12_000, "real_seed": 1,
+    "real_reference_runs": 3,            # the best of these is the reference
+    "real_runs": 3,                      # osintd replays; the median is reported (one run moves by +-15 % here)
+    "real_max_seconds": 600.0,           # time cap on one osintd replay (from start-up)
+    "real_poll": 0.05,                   # seconds between /metrics reads: the resolution of the replay time
     "hold_clients": 10_000, "hold_heartbeat": 2.0, "hold_seconds": 5.5,
     # overload: a replay whose rate ramps past what osintd can deliver to ramp_clients clients
     "ramp_clients": 1000, "ramp_lead": 12.0,
@@ -71,6 +80,7 @@ QUICK: dict[str, Any] = {
     "mem_clients": 1000, "mem_settle": 1.5,
     "slow_rate": 50.0, "slow_warmup": 1.0, "slow_window": 6.0, "slow_drain": 2.0,
     "ingest_events": 20_000, "ingest_max_seconds": 8.0, "ingest_runs": 1,
+    "real_hours": 2.0, "real_max_seconds": 120.0, "real_runs": 1,
     "hold_clients": 2000, "hold_seconds": 4.2,
     "ramp_clients": 500, "ramp_lead": 6.0, "ramp_steps": [[50, 3.0], [200, 3.0], [800, 3.0], [3200, 3.0]],
 }
@@ -616,6 +626,205 @@ class Bench:
             f"{result['events_per_second']:,.0f} events/s{'' if finished else ' (time cap reached: not finished)'}")
         return result
 
+    # -- real data: a replay of real hours against gunzip + parse of the same file
+
+    def real(self) -> dict:
+        """Issue 13's target: a replay of real hours finishes in at most 2x the time one Python
+        process takes to gunzip and parse the same lines.  Two inputs, each measured in this run:
+        the shared real GH Archive hours (skipped if ``../shared/real-github`` is absent) and a
+        generated file of real shape (``realshape.py``)."""
+        cfg = self.cfg
+        inputs: list[dict] = []
+        shared = shared_real_hours()
+        if shared is None:
+            note = f"no shared data: {SHARED_HOURS_DIR} does not hold {', '.join(SHARED_HOURS)}"
+            log(f"real shared real hours: skipped ({note})")
+            inputs.append({"input": "shared real hours", "skipped": note})
+        else:
+            inputs.append(self._real_input("shared real hours", *shared))
+        path, meta = realshape_file(cfg["real_hours"], cfg["real_per_hour"], cfg["real_seed"])
+        inputs.append(self._real_input(f"generated real shape, {cfg['real_hours']:g} h", path, meta))
+        return {"inputs": inputs}
+
+    def _real_input(self, label: str, path: Path, meta: dict) -> dict:
+        """The reference (best of ``real_reference_runs``), then ``real_runs`` osintd replays, each a fresh
+        daemon; the median replay is reported, every run's time beside it."""
+        result: dict[str, Any] = {"input": label, "file": {"path": str(path), **meta}}
+        try:
+            result["reference"] = reference = parse_reference(path, self.cfg["real_reference_runs"])
+            log(f"real {label}: reference (one Python process: gunzip + orjson.loads per line) best of "
+                f"{len(reference['runs_seconds'])}: {reference['seconds']:.3f} s "
+                f"({', '.join(f'{x:.3f}' for x in reference['runs_seconds'])}) for {reference['lines']:,} lines "
+                f"→ {reference['lines_per_second']:,.0f} lines/s (other processes' CPU "
+                f"{', '.join(f'{x:.0f}%' for x in reference['other_cpu_percent'])})")
+            runs = []
+            for number in range(1, self.cfg["real_runs"] + 1):
+                run = self._real_replay(label, path, reference["lines"], number)
+                runs.append(run)
+                self._real_log(label, run, reference, number)
+        except Exception as exc:  # noqa: BLE001 - one input failing still reports the other
+            note = f"real {label}: failed: {exc}"
+            self.problems.append(note)
+            log("PROBLEM: " + note)
+            result["error"] = str(exc)
+            return result
+        # The median by replay time; a run the time cap ended sorts as the slowest.
+        ordered = sorted(runs, key=lambda r: (not r["finished"], r.get("replay_seconds") or 0.0))
+        result["osintd"] = run = ordered[len(ordered) // 2]
+        result["osintd_runs_seconds"] = seconds = [r.get("replay_seconds") or 0.0 for r in runs]
+        if run.get("replay_seconds"):
+            result["ratio"] = run["replay_seconds"] / reference["seconds"]
+        if len(runs) > 1:
+            ratio = result.get("ratio")
+            log(f"real {label}: median of {len(runs)} replays {run.get('replay_seconds') or 0:.2f} s "
+                f"({', '.join(f'{x:.2f}' for x in seconds)}) → ratio "
+                f"{f'{ratio:.2f}×' if ratio else '—'} (target ≤ 2.00×)")
+        return result
+
+    def _real_log(self, label: str, run: dict, reference: dict, number: int) -> None:
+        ratio = run["replay_seconds"] / reference["seconds"] if run.get("replay_seconds") else None
+        bound = "" if run["finished"] else " (at least: the time cap ended it)"
+        end = (f" (all scored after {run.get('accounted_seconds') or 0:.2f} s, then the pipeline drained)"
+               if run["finished"] else " (time cap reached: not finished)")
+        log(f"real {label}, replay {number}: osintd start-up {run['startup_seconds']:.2f} s, first event "
+            f"{run.get('first_event_after_ready_seconds') or 0:.2f} s later; "
+            f"{run['lines_accounted']:,} of {reference['lines']:,} lines accounted for in "
+            f"{run.get('replay_seconds') or 0:.2f} s from the first ingested event{end} → "
+            f"{run.get('lines_per_second') or 0:,.0f} lines/s; ratio "
+            f"{f'{ratio:.2f}×' if ratio else '—'}{bound} (target ≤ 2.00×); {run['ingested']:,.0f} ingested, "
+            f"{run['duplicates']:,.0f} duplicates, {run.get('skipped_unknown_types') or 0:,} unknown types, "
+            f"{run.get('unusable') or 0:,} unusable; peak RSS {run['peak_rss_kb'] / 1024:.0f} MiB "
+            f"(reader process {run['reader_peak_rss_kb'] / 1024:.0f} MiB); CPU daemon "
+            f"{run['daemon_cpu_seconds']:.1f} s, reader {run['reader_cpu_seconds']:.1f} s, polling "
+            f"{run['poller_cpu_percent']:.0f}%; other processes' CPU {run['other_cpu_percent']:.0f}%")
+
+    def _real_replay(self, label: str, path: Path, lines: int, number: int = 1) -> dict:
+        """One ``osintd --replay FILE --replay-speed max``, timed from the first ingested event to the
+        moment every line of the file is accounted for.
+
+        Completion: the replay source logs ``replay of FILE finished: E events from L lines
+        (U unknown types, B unusable)`` once its reader has read the whole file and every event
+        is handed to the pipeline; the replay is complete when /metrics counts all E
+        (``osintd_events_ingested_total`` summed + ``osintd_events_duplicate_total``) and the
+        pipeline has drained (its queues empty, a ``new_event`` broadcast for every event ingested
+        as news).  If that log line never comes (another log format), the replay counts as complete
+        when the reader process has exited, the pipeline has drained and the counts have not moved
+        for 2 s (the time of their last change)."""
+        cfg = self.cfg
+        poll = cfg["real_poll"]
+        t_spawn = time.monotonic()
+        server = Server(self.procs, "osintd", ["--replay", str(path), "--replay-speed", "max",
+                                                "--heartbeat-interval", "3600", "--metrics-interval", "3600"],
+                        f"osintd-real-{'shared' if 'shared' in label else 'generated'}-{number}")
+        t_ready = time.monotonic()
+        (busy0, _), daemon_cpu0, self0 = machine_cpu_seconds(), server.cpu(), resource.getrusage(resource.RUSAGE_SELF)
+        result: dict[str, Any] = {"cmd": server.cmd, "startup_seconds": t_ready - t_spawn,
+                                  "poll_seconds": poll, "finished": False, "completion": None}
+        log_path = Path(server.proc.log_path)
+        reader_pid: int | None = None
+        reader_hwm, reader_cpu = 0, 0.0
+        t_first = t_done = None
+        first_count, first_poll = 0.0, 0
+        t_accounted: float | None = None  # every line counted by the scorer (the pipeline may still be busy)
+        last_new_events, drained = -1.0, False
+        last = (0.0, 0.0)
+        last_change = t_ready
+        finished_line: dict | None = None
+        scrapes: list[float] = []
+        try:
+            deadline = t_spawn + cfg["real_max_seconds"]
+            while True:
+                s0 = time.monotonic()
+                totals = metric_totals(server.port)
+                now = time.monotonic()
+                scrapes.append(now - s0)
+                if totals is not None:
+                    counts = (totals.get("osintd_events_ingested_total", 0.0),
+                              totals.get("osintd_events_duplicate_total", 0.0))
+                    if counts != last:
+                        last, last_change = counts, now
+                    if t_first is None and sum(counts) > 0:
+                        t_first, first_count, first_poll = now, sum(counts), len(scrapes)
+                    # Drained: nothing waits between the pipeline's stages, and the hub has sent a
+                    # new_event for every event scored as news (or sends no more of them).
+                    new_events = totals.get('osintd_messages_broadcast_total{type="new_event"}', 0.0)
+                    drained = (totals.get("osintd_pipeline_queue_depth", 0.0) == 0
+                               and (new_events >= counts[0] - totals.get("osintd_events_backfilled_total", 0.0)
+                                    or new_events == last_new_events))
+                    last_new_events = new_events
+                if reader_pid is None or not Path(f"/proc/{reader_pid}").exists():
+                    reader_pid = child_pid(server.pid) or reader_pid
+                if reader_pid is not None:
+                    reader_hwm = max(reader_hwm, proc_status_kb(reader_pid, "VmHWM") or 0)
+                    reader_cpu = max(reader_cpu, cpu_seconds(reader_pid))
+                if finished_line is None:
+                    finished_line = replay_finished_line(log_path)
+                    if finished_line is not None and "error" in finished_line:
+                        raise RuntimeError(f"the replay stopped early: {finished_line['error']}")
+                if finished_line is not None and sum(last) >= finished_line["events"]:
+                    if t_accounted is None:
+                        t_accounted = now
+                    if drained:
+                        t_done, result["completion"] = now, "log line + /metrics counts, pipeline drained"
+                        break
+                if (finished_line is None and t_first is not None and now - last_change >= 2.0 and drained
+                        and reader_pid is not None and not Path(f"/proc/{reader_pid}").exists()):
+                    t_done, result["completion"] = last_change, "reader exited, counts still for 2 s"
+                    break
+                if not server.alive():
+                    raise RuntimeError(f"osintd exited with {server.proc.returncode} during the replay:\n"
+                                       f"{server.log_tail()}")
+                if now >= deadline:
+                    break
+                time.sleep(max(0.0, poll - (time.monotonic() - s0)))
+            result["finished"] = t_done is not None
+            (busy1, _), t_now, self1 = machine_cpu_seconds(), time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
+            poller_cpu = (self1.ru_utime - self0.ru_utime) + (self1.ru_stime - self0.ru_stime)
+            end = t_done if t_done is not None else t_now
+            stat = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            daemon_cpu = (int(stat[11]) + int(stat[12])) / CLK_TCK
+            children_cpu = (int(stat[13]) + int(stat[14])) / CLK_TCK  # the reader, once it has been waited for
+            ingested_total, duplicates = last
+            log_counts = finished_line or {}
+            accounted = int(ingested_total + duplicates + log_counts.get("skipped_unknown_types", 0)
+                            + log_counts.get("unusable", 0))
+            result.update(
+                first_event_after_ready_seconds=(t_first - t_ready) if t_first is not None else None,
+                ingested_at_first_poll=first_count,
+                replay_seconds=(end - t_first) if t_first is not None else None,
+                accounted_seconds=(t_accounted - t_first) if t_first is not None and t_accounted else None,
+                wall_seconds_from_spawn=end - t_spawn,
+                ingested=ingested_total, duplicates=duplicates, lines_accounted=accounted,
+                reader_lines=log_counts.get("lines"), reader_events=log_counts.get("events"),
+                skipped_unknown_types=log_counts.get("skipped_unknown_types"), unusable=log_counts.get("unusable"),
+                peak_rss_kb=proc_status_kb(server.pid, "VmHWM") or 0, rss_end_kb=server.rss_kb() or 0,
+                reader_peak_rss_kb=reader_hwm, daemon_cpu_seconds=daemon_cpu,
+                reader_cpu_seconds=max(reader_cpu, children_cpu),
+                metrics_scrape_ms_median=1000 * statistics.median(scrapes) if scrapes else None,
+                metrics_scrapes=len(scrapes), metrics=metric_totals(server.port),
+                # this script reading /metrics, and what else ran from /health answering to now (all
+                # cores): noise if not near 0
+                poller_cpu_percent=100.0 * poller_cpu / max(t_now - t_ready, 1e-9),
+                other_cpu_percent=max(0.0, 100.0 * (busy1 - busy0 - (daemon_cpu - daemon_cpu0) - poller_cpu
+                                                    - max(reader_cpu, children_cpu)) / max(t_now - t_ready, 1e-9)))
+            if result["replay_seconds"]:
+                result["lines_per_second"] = lines / result["replay_seconds"] if result["finished"] else \
+                    accounted / result["replay_seconds"]
+                result["events_per_second"] = (ingested_total + duplicates) / result["replay_seconds"]
+            if first_poll == 1:  # no read saw zero: the first event came before the first read
+                note = (f"real {label}: {first_count:,.0f} events were already counted at the first /metrics read; "
+                        f"the replay time starts there and leaves out their share")
+                self.problems.append(note)
+                log("NOTE: " + note)
+            if result["finished"] and log_counts and (log_counts["lines"] != lines or accounted != lines):
+                note = (f"real {label}: lines do not add up: file {lines:,}, reader {log_counts['lines']:,}, "
+                        f"accounted {accounted:,} (ingested + duplicates + unknown types + unusable)")
+                self.problems.append(note)
+                log("PROBLEM: " + note)
+        finally:
+            self._finish(server, result, f"real {label}")
+        return result
+
     # -- many idle clients through heartbeats
 
     # -- overload: the offered rate ramps past what the server can deliver
@@ -794,6 +1003,143 @@ def gharchive_file(events: int, span: float, repos: int) -> tuple[Path, dict]:
     return path, json.loads(meta_path.read_text())
 
 
+#: The shared real GH Archive hours (issue 13), beside the repository: ``../shared/real-github``.
+SHARED_HOURS_DIR = ROOT.parent / "shared" / "real-github" / "gharchive"
+SHARED_HOURS = ("2015-01-01-0.json.gz", "2015-01-01-12.json.gz")  # in time order
+
+#: The reference: one Python process gunzips the file and parses every line (split on b"\n" only:
+#: real lines can hold U+2028 inside strings).  It times itself, leaving out its interpreter's start.
+PARSE_REFERENCE = r"""
+import gzip, json, sys, time
+import orjson
+t0 = time.perf_counter()
+lines = size = 0
+rest = b""
+with gzip.open(sys.argv[1], "rb") as f:
+    while block := f.read(1 << 20):
+        size += len(block)
+        parts = (rest + block).split(b"\n")
+        rest = parts.pop()
+        for line in parts:
+            if line:
+                orjson.loads(line)
+                lines += 1
+if rest.strip():
+    orjson.loads(rest)
+    lines += 1
+print(json.dumps({"seconds": time.perf_counter() - t0, "lines": lines, "bytes": size}))
+"""
+
+
+def shared_real_hours() -> tuple[Path, dict] | None:
+    """The shared real hours as one file for ``--replay`` (it takes one): the two .gz files one after
+    the other, in time order; a gzip file may hold several members, and osintd's reader (Python's gzip)
+    and the reference read them all.  None if the shared data is not there."""
+    sources = [SHARED_HOURS_DIR / name for name in SHARED_HOURS]
+    if not all(p.is_file() for p in sources):
+        return None
+    path = Path(tempfile.gettempdir()) / "osintd-bench-real-2015-01-01-0+12.json.gz"
+    data = b"".join(p.read_bytes() for p in sources)
+    if not path.exists() or path.read_bytes() != data:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.rename(path)
+    return path, {"sources": [str(p) for p in sources], "gz_bytes": len(data)}
+
+
+def realshape_file(hours: float, per_hour: int, seed: int) -> tuple[Path, dict]:
+    """The generated file of real shape, cached in the temp directory across runs."""
+    digest = hashlib.sha256((HERE / "realshape.py").read_bytes()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"osintd-bench-realshape-{hours:g}h-{per_hour}-{seed}-{digest}.json.gz"
+    meta_path = path.with_suffix(".meta.json")
+    if not (path.exists() and meta_path.exists()):
+        log(f"generating {path} ({hours:g} hours of {per_hour:,} events)")
+        tmp = path.with_suffix(".tmp")
+        meta = realshape.write(tmp, hours=hours, per_hour=per_hour, seed=seed)
+        tmp.rename(path)
+        meta_path.write_text(json.dumps(meta))
+    return path, json.loads(meta_path.read_text())
+
+
+def parse_reference(path: Path, runs: int) -> dict:
+    """The best of ``runs`` fresh processes, each timing its gunzip + parse of the whole file."""
+    times, others, out = [], [], {}
+    for _ in range(runs):
+        (busy0, _), t0 = machine_cpu_seconds(), time.monotonic()
+        child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        done = subprocess.run([sys.executable, "-c", PARSE_REFERENCE, str(path)], capture_output=True, text=True,
+                              timeout=600, cwd=ROOT, check=True)
+        child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        (busy1, _), t1 = machine_cpu_seconds(), time.monotonic()
+        out = json.loads(done.stdout)
+        times.append(out["seconds"])
+        child_cpu = (child1.ru_utime - child0.ru_utime) + (child1.ru_stime - child0.ru_stime)
+        others.append(max(0.0, 100.0 * (busy1 - busy0 - child_cpu) / (t1 - t0)))
+    best = min(times)
+    return {"seconds": best, "runs_seconds": times, "lines": out["lines"], "bytes": out["bytes"],
+            "lines_per_second": out["lines"] / best,
+            # what else ran meanwhile (all cores together, this script included): noise if not near 0
+            "other_cpu_percent": others}
+
+
+def metric_totals(port: int) -> dict[str, float] | None:
+    """Every sample of /metrics summed by metric name (labels added up), and each labelled sample
+    under its own name with labels; None if /metrics did not answer."""
+    try:
+        text = http_text(port, "/metrics")
+    except OSError:
+        return None
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        name = sample.split("{", 1)[0]
+        try:
+            totals[name] = totals.get(name, 0.0) + float(value)
+            if name != sample:
+                totals[sample] = float(value)
+        except ValueError:
+            pass
+    return totals
+
+
+_REPLAY_DONE = re.compile(r"replay of .* finished: (\d+) events from (\d+) lines "
+                          r"\((\d+) unknown types, (\d+) unusable\)")
+_REPLAY_FAILED = re.compile(r"replay stopped early, after .*|the replay reader ended without finishing.*")
+
+
+def replay_finished_line(log_path: Path) -> dict | None:
+    """What osintd's replay source logs when its reader has read the whole file (None: not yet)."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return None
+    found = _REPLAY_DONE.search(text)
+    if found:
+        events, lines, unknown, unusable = map(int, found.groups())
+        return {"events": events, "lines": lines, "skipped_unknown_types": unknown, "unusable": unusable}
+    failed = _REPLAY_FAILED.search(text)
+    return {"error": failed.group(0)} if failed else None
+
+
+def child_pid(pid: int) -> int | None:
+    """The first child of ``pid`` (osintd's replay reader process).  Any of its threads may have started
+    it (trio starts processes from a worker thread), so every thread's children are looked at."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        if children:
+            return int(children[0])
+    return None
+
+
 # ----------------------------------------------------------------------- report
 
 
@@ -921,6 +1267,8 @@ def build_table(results: dict, cfg: dict) -> tuple[str, list[dict]]:
                     f"{ing.get('seconds', 0):.0f} s)"
         row(f"ingest events/s ({ing.get('events_expected', 0):,} GH Archive events, --replay-speed max)",
             ing.get("events_per_second"), None, "—", text, "—")
+    for x in (results.get("real") or {}).get("inputs", []):
+        real_rows(row, x)
     ramp = results.get("ramp") or {}
     if ramp.get("steps"):
         n = ramp["clients"]
@@ -946,6 +1294,36 @@ def build_table(results: dict, cfg: dict) -> tuple[str, list[dict]]:
     for x in rows:
         lines.append(f"| {x['measure']} | {x['osintd_text']} | {x['reference_text']} | {x['ratio']} |")
     return "\n".join(lines), rows
+
+
+def real_rows(row, x: dict) -> None:
+    """The real-data rows: osintd's replay time against one process's gunzip + parse of the same file."""
+    label = x["input"]
+    lines = (x.get("reference") or {}).get("lines") or x.get("file", {}).get("events")
+    what = f"real-data replay, {label}" + (f" ({lines:,} lines)" if lines else "")
+    if "skipped" in x or "error" in x or "osintd" not in x:
+        text = f"skipped: {x['skipped']}" if "skipped" in x else f"failed: {x.get('error', '?')}"
+        row(what, text, None, "—", text, "—")  # a value, so that the row is shown
+        return
+    ref, run = x["reference"], x["osintd"]
+    o, r = run.get("replay_seconds"), ref["seconds"]
+    ratio = x.get("ratio")
+    o_text = f"{_n(o, 2)} s ({_n(run.get('lines_per_second'))} lines/s)"
+    runs = x.get("osintd_runs_seconds") or []
+    if len(runs) > 1:
+        o_text += f", median of {len(runs)}: {', '.join(f'{s:.2f}' for s in runs)}"
+    ratio_text = f"{ratio:.2f}×" if ratio else "—"
+    if not run.get("finished"):
+        o_text += f" (time cap: {run.get('lines_accounted', 0):,} of {ref['lines']:,} lines)"
+        ratio_text = f"> {ratio_text}" if ratio else "—"
+    row(f"{what}: seconds, osintd replay from its first event / one process gunzip + parse "
+        f"(best of {len(ref['runs_seconds'])}); target ≤ 2.00×",
+        o, r, ratio_text, o_text, f"{_n(r, 3)} s ({_n(ref['lines_per_second'])} lines/s)")
+    row(f"{what}: osintd start-up, then to the first event; peak RSS (reader process); ingested / "
+        f"duplicates / unknown types", run.get("peak_rss_kb"), None, "—",
+        f"{run['startup_seconds']:.2f} s, {run.get('first_event_after_ready_seconds') or 0:.2f} s; "
+        f"{run['peak_rss_kb'] / 1024:.0f} MiB ({run['reader_peak_rss_kb'] / 1024:.0f} MiB); "
+        f"{run['ingested']:,.0f} / {run['duplicates']:,.0f} / {run.get('skipped_unknown_types') or 0:,}", "—")
 
 
 def details_table(results: dict) -> str:
@@ -985,7 +1363,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="reduced matrix, about two minutes")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: bench-results.json "
                         "in the temp directory)")
-    parser.add_argument("--only", default="saturation,latency,memory,slow,ingest,ramp,hold",
+    parser.add_argument("--only", default="saturation,latency,memory,slow,ingest,real,ramp,hold",
                         help="comma-separated scenarios to run (default: all)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="also record a py-spy flame graph of osintd in every measuring window into DIR "
@@ -999,7 +1377,8 @@ def main() -> int:
     if hard < cfg["hold_clients"] + 1000:
         print(f"warning: RLIMIT_NOFILE hard limit {hard} is below what {cfg['hold_clients']:,} clients need",
               file=sys.stderr)
-    if not (HERE / "node_modules/ws").exists():
+    needs_node = bool(only & {"saturation", "latency", "memory", "slow", "ramp", "hold"})
+    if needs_node and not (HERE / "node_modules/ws").exists():
         print("installing the load generator's ws package (npm ci in tests/bench)", flush=True)
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE, check=True)
 
@@ -1036,7 +1415,7 @@ def main() -> int:
                 bench.problems.append(note)
                 log("PROBLEM: " + note)
                 result = {**ident, "error": str(exc)}
-            if name in ("ingest", "ramp"):
+            if name in ("ingest", "real", "ramp"):
                 results[name] = result
             else:
                 results.setdefault(name, []).append(result)
@@ -1058,6 +1437,8 @@ def main() -> int:
                     measure("slow", {"server": k, "slow_clients": n_slow if with_slow else 0}, bench.slow, k, with_slow)
         if "ingest" in only:
             measure("ingest", {"server": "osintd"}, bench.ingest)
+        if "real" in only:
+            measure("real", {"server": "osintd"}, bench.real)
         if "ramp" in only:
             measure("ramp", {"server": "osintd"}, bench.ramp)
         if "hold" in only:
