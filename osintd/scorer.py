@@ -101,6 +101,11 @@ _Key = TypeVar("_Key")
 #: Where a repository sorts: repositories with ``trend_people`` people or more first, then by score.
 RankKey: TypeAlias = tuple[bool, float]
 
+#: Decimals of the activity_score and velocity clients see (the guide's examples have one),
+#: which trends are decided on; a rounded value changes only HALF_STEP away from it.
+DIGITS = 1
+HALF_STEP = 0.5 * 10.0 ** -DIGITS
+
 #: How many event kinds a standing names as what drove it.
 DRIVERS = 3
 
@@ -229,16 +234,18 @@ class RepoWindow:
 
     __slots__ = ("name", "entries", "actors", "people", "once_actors", "_top_count", "trend", "candidate",
                  "candidate_since", "mass", "anchor", "total_weight", "recent_index", "recent_weight",
-                 "recent_people", "recent_kinds", "rank_key", "scheduled", "titles_version",
+                 "recent_people", "recent_kinds", "_drivers", "rank_key", "scheduled", "titles_version",
                  "_focus", "_exact", "_churn", "shown", "shown_version", "shown_until",
                  "score_until", "score_shown")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.entries: list[_Entry] = []
-        self.actors: collections.Counter[str] = collections.Counter()
-        self.people: collections.Counter[str] = collections.Counter()
-        self.once_actors: collections.Counter[tuple[str, str]] = collections.Counter()
+        # Plain dicts, not Counters: a repository is made per new name (most real ones have one
+        # or two events), and a Counter costs five times a dict to make.
+        self.actors: dict[str, int] = {}
+        self.people: dict[str, int] = {}
+        self.once_actors: dict[tuple[str, str], int] = {}
         self._top_count = 0
         self.trend = TrendStatus.QUIET
         #: A status the classification gives but not yet held for ``trend_hold``, and since when.
@@ -249,8 +256,9 @@ class RepoWindow:
         self.total_weight = 0.0
         self.recent_index = 0
         self.recent_weight = 0.0
-        self.recent_people: collections.Counter[str] = collections.Counter()
+        self.recent_people: dict[str, int] = {}
         self.recent_kinds: dict[str, float] = {}
+        self._drivers: tuple[str, ...] | None = None  # worked out from recent_kinds when asked
         #: Where the repository sits in the scorer's order (None: not placed yet).
         self.rank_key: RankKey | None = None
         #: The time of this repository's live entry in the scorer's wake-up heap.
@@ -272,18 +280,18 @@ class RepoWindow:
     def add(self, at: float, base: float, title: str, actor: str, kind: str, person: bool, once: bool,
             repeat_factor: float, decay: float) -> None:
         """One more event: its weight is ``base`` after the per-person saturation."""
-        seen = self.actors[actor]
-        if once and self.once_actors[(kind, actor)]:
+        seen = self.actors.get(actor, 0)
+        if once and (kind, actor) in self.once_actors:
             weight = 0.0
         else:
             weight = base * repeat_factor ** seen if seen else base
         if once:
-            self.once_actors[(kind, actor)] += 1
+            self.once_actors[(kind, actor)] = self.once_actors.get((kind, actor), 0) + 1
         self.actors[actor] = seen + 1
         if self._top_count and seen + 1 > self._top_count:
             self._top_count = seen + 1
         if person:
-            self.people[actor] += 1
+            self.people[actor] = self.people.get(actor, 0) + 1
         entry = _Entry(at, weight, title, actor, kind, person, once)
         self.titles_version += 1
         self._churn += 1
@@ -303,9 +311,10 @@ class RepoWindow:
     def _enter_recent(self, entry: _Entry) -> None:
         self.recent_weight += entry.weight
         if entry.person:
-            self.recent_people[entry.actor] += 1
+            self.recent_people[entry.actor] = self.recent_people.get(entry.actor, 0) + 1
         kinds = self.recent_kinds
         kinds[entry.kind] = kinds.get(entry.kind, 0.0) + entry.weight
+        self._drivers = None
 
     def _leave_recent(self, entry: _Entry) -> None:
         self.recent_weight -= entry.weight
@@ -313,6 +322,7 @@ class RepoWindow:
             _discount(self.recent_people, entry.actor)
         kinds = self.recent_kinds
         kinds[entry.kind] -= entry.weight
+        self._drivers = None
 
     def advance(self, now: float, model: ScoringModel, decay: float) -> None:
         """Bring the sums to ``now``: entries leave the recent span, then the window."""
@@ -351,11 +361,16 @@ class RepoWindow:
         self.recent_index = bisect.bisect_left(entries, recent_start, key=_entry_time)
         recent = entries[self.recent_index:]
         self.recent_weight = math.fsum(e.weight for e in recent)
-        self.recent_people = collections.Counter(e.actor for e in recent if e.person)
+        people: dict[str, int] = {}
+        for e in recent:
+            if e.person:
+                people[e.actor] = people.get(e.actor, 0) + 1
+        self.recent_people = people
         kinds: dict[str, list[float]] = {}
         for e in recent:
             kinds.setdefault(e.kind, []).append(e.weight)
         self.recent_kinds = {kind: math.fsum(weights) for kind, weights in kinds.items()}
+        self._drivers = None
         self._exact = True
         self._churn = 0
 
@@ -386,9 +401,11 @@ class RepoWindow:
 
     def drivers(self) -> tuple[str, ...]:
         """The event kinds with the most weight in the recent span (ties by name)."""
-        ranked = sorted(((round(weight, 6), kind) for kind, weight in self.recent_kinds.items()
-                         if round(weight, 6) > 0), key=lambda pair: (-pair[0], pair[1]))
-        return tuple(kind for _, kind in ranked[:DRIVERS])
+        if self._drivers is None:
+            ranked = sorted(((round(weight, 6), kind) for kind, weight in self.recent_kinds.items()
+                             if round(weight, 6) > 0), key=lambda pair: (-pair[0], pair[1]))
+            self._drivers = tuple(kind for _, kind in ranked[:DRIVERS])
+        return self._drivers
 
     def focus_later(self, model: ScoringModel) -> Callable[[], str]:
         """The summary's "Recent focus on …" part as of now, worked out when first asked.
@@ -413,7 +430,7 @@ class RepoWindow:
         return work_out
 
 
-def _discount(counter: collections.Counter[_Key], key: _Key) -> int:
+def _discount(counter: dict[_Key, int], key: _Key) -> int:
     """One fewer of ``key`` (gone at zero, so ``len`` counts distinct keys); the count left."""
     left = counter[key] - 1
     if left:
@@ -564,7 +581,8 @@ class Scorer:
         earlier than the previous scoreboard)."""
         now = max(self._now() if at is None else at, self._board_time)
         self._board_time = now
-        if self._everything_dirty:
+        everything = self._everything_dirty
+        if everything:
             due = set(self._repos)
             self._everything_dirty = False
         else:
@@ -586,11 +604,11 @@ class Scorer:
             return board
         observed = self._observed(now)  # the same for every repository: worked out once
         # Where the repositories about to move stood in the previous scoreboard.
-        before: dict[str, tuple[int, tuple[RankKey, str]]] = {}
+        before: dict[str, tuple[RankKey, str]] = {}
         for name in due:
             repo = self._repos.get(name)
             if repo is not None and repo.rank_key is not None:
-                before[name] = (self._rank_in_order(repo), (repo.rank_key, name))
+                before[name] = (repo.rank_key, name)
         previous_head = self._head_rank
         for name in due:
             repo = self._repos.get(name)
@@ -601,19 +619,16 @@ class Scorer:
         else:
             top = self._top(now, observed)
         ranks = dict(self._head_rank)
-        for name in (*previous_head, *due):
+        for name in (*previous_head, *(due if everything else ())):
             if name not in ranks:
                 rank = self.rank_of(name)
                 if rank is not None:
                     ranks[name] = rank
-        if not due:
-            previous_ranks = previous_head  # nothing moved
-        else:
-            previous_ranks = {}
-            for name in self._head:
-                rank = previous_head.get(name) or self._rank_before(name, before, due)
-                if rank is not None:
-                    previous_ranks[name] = rank
+        previous_ranks = {}
+        for name in self._head:
+            rank = previous_head.get(name) or self._rank_before(name, before, due)
+            if rank is not None:
+                previous_ranks[name] = rank
         board = Scoreboard(at=dt.datetime.fromtimestamp(now, dt.UTC), top=top, tracked=len(self._order),
                            ranks=ranks, previous_ranks=previous_ranks, untracked=tuple(self._untracked))
         self._untracked = []
@@ -647,23 +662,26 @@ class Scorer:
         assert repo.rank_key is not None
         return len(self._order) - bisect.bisect_left(self._order, (repo.rank_key, repo.name))
 
-    def _rank_before(self, name: str, before: dict[str, tuple[int, tuple[RankKey, str]]],
-                     due: set[str]) -> int | None:
-        """``name``'s rank in the previous scoreboard, ``before`` holding each moved
-        repository's rank and place then.  One that did not move kept its place: only
-        moved ones passed it, either way (None: it was not ranked)."""
-        if name in before:
-            return before[name][0]
-        repo = self._repos.get(name)
-        if repo is None or repo.rank_key is None or name in due:
-            return None  # moved, yet not ranked before: new
-        place = (repo.rank_key, name)
-        rank = self._rank_in_order(repo)
-        for moved, (_, old_place) in before.items():
+    def _rank_before(self, name: str, before: dict[str, tuple[RankKey, str]], due: set[str]) -> int | None:
+        """``name``'s rank in the previous scoreboard (beyond its head: its place in the order
+        then), ``before`` holding the place each repository in ``due`` (brought up to date
+        since) had then.  The order then is the order now with those back in their old
+        places (the new ones out): count what is above ``name``'s place then in the order
+        now, less those now above it, plus those above it then (None: not ranked then)."""
+        place = before.get(name)
+        if place is None:
+            repo = self._repos.get(name)
+            if repo is None or repo.rank_key is None or name in due:
+                return None  # moved, yet not ranked before: new
+            place = (repo.rank_key, name)
+        order = self._order
+        rank = 1 + len(order) - bisect.bisect_right(order, place)
+        for moved in due:  # new ones too: above it now, not there then
             moved_repo = self._repos.get(moved)
             if moved_repo is not None and moved_repo.rank_key is not None and (moved_repo.rank_key, moved) > place:
-                rank -= 1  # above it now
-            if old_place > place:
+                rank -= 1  # above it now, maybe not then
+            old_place = before.get(moved)
+            if old_place is not None and old_place > place:
                 rank += 1  # above it then
         return rank
 
@@ -719,7 +737,7 @@ class Scorer:
         if len(repo.people) < model.trend_people:
             status = TrendStatus.QUIET
         else:
-            status = self._bounds[repo.trend].classify(round(score, 2), round(velocity, 2))
+            status = self._bounds[repo.trend].classify(round(score, DIGITS), round(velocity, DIGITS))
         if status is repo.trend:
             repo.candidate = None
             return
@@ -741,12 +759,13 @@ class Scorer:
         if repo.candidate is not None:
             wake = min(wake, repo.candidate_since + model.trend_hold)
         # The score only falls: the next edge below it.
-        below = bisect.bisect_left(self._score_edges, score) - 1
+        below = bisect.bisect_left(self._score_edges, score) - 1  # woken a hair above one: that one again
         if below >= 0:
             wake = min(wake, now + math.log(score / self._score_edges[below]) / self._decay)
         # While the observed span grows, expected_recent shrinks and velocity rises: the next edge above.
         if repo.total_weight > 0 and observed < model.window:
-            above = bisect.bisect_right(self._velocity_edges, velocity)
+            # Woken at an edge, it may sit a hair below it: aim at that edge again, not past it.
+            above = bisect.bisect_right(self._velocity_edges, velocity - 2e-9)
             if above < len(self._velocity_edges):
                 headroom = (repo.recent_weight + 1.0) / self._velocity_edges[above] - 1.0
                 if headroom > 0:
@@ -830,10 +849,10 @@ class Scorer:
         if now < repo.score_until:
             return repo.score_shown
         exact = repo.score_at(now, self._decay)
-        score = round(exact, 2)
+        score = round(exact, DIGITS)
         repo.score_shown = score
-        # It falls: it rounds to something else once below score − 0.005 (a little before, to be safe).
-        step = score - 0.005
+        # It falls: it rounds to something else once below score − HALF_STEP (a little before, to be safe).
+        step = score - HALF_STEP
         repo.score_until = now + math.log(exact / step) / self._decay * (1 - 1e-9) if step > 0 else math.inf
         return score
 
@@ -844,7 +863,7 @@ class Scorer:
         first = self._first_event_at if self._first_event_at is not None else now
         if repo.total_weight <= 0 or now - first >= model.window:
             return math.inf
-        expected = (repo.recent_weight + 1.0) / (velocity + 0.005) - 1.0  # expected_recent at the next step
+        expected = (repo.recent_weight + 1.0) / (velocity + HALF_STEP) - 1.0  # expected_recent at the next step
         if expected <= 0:
             return math.inf
         needed = repo.total_weight * model.recent / expected  # the observed span that gives it
@@ -854,8 +873,8 @@ class Scorer:
 
     def _score(self, repo: RepoWindow, now: float, observed: float) -> RepoScore:
         """A repository's standing, without a summary (trend moves, the HTTP API)."""
-        velocity = round(self._velocity(repo, observed), 2)
-        return RepoScore(repo.name, round(repo.score_at(now, self._decay), 2), velocity,
+        velocity = round(self._velocity(repo, observed), DIGITS)
+        return RepoScore(repo.name, round(repo.score_at(now, self._decay), DIGITS), velocity,
                          momentum_of(self.model, velocity), repo.trend, len(repo.entries),
                          len(repo.people), len(repo.recent_people), repo.drivers())
 
@@ -870,7 +889,7 @@ class Scorer:
         if shown is not None and now < repo.shown_until:
             return shown
         exact_velocity = self._velocity(repo, observed)
-        velocity = round(exact_velocity, 2)
+        velocity = round(exact_velocity, DIGITS)
         count = len(repo.entries)
         trend = repo.trend
         people, people_recent, drivers = len(repo.people), len(repo.recent_people), repo.drivers()
@@ -901,9 +920,17 @@ def _edges(model: ScoringModel) -> tuple[list[float], list[float]]:
     scores = {t * f for t in (model.hot_score, model.active_score, model.quiet_score) for f in (1.0, 1.0 - h)}
     velocities = {t * f for t in (model.hot_velocity, model.active_velocity) for f in (1.0, 1.0 - h)}
     velocities |= {model.cooling_velocity * f for f in (1.0, 1.0 + h)}
-    # round(x, 2) >= t  ⟺  x >= t − 0.005; a little earlier still, so a wake-up is never late.
-    return (sorted(e - 0.005 - 1e-9 for e in scores if e - 0.005 > 0),
-            sorted(e - 0.005 - 1e-9 for e in velocities if e - 0.005 > 0))
+    # A score falls, so it is woken a little above the edge; a velocity rises, so a little
+    # below it: a wake-up is never late (early only costs a refresh).
+    return (sorted(edge + 1e-9 for edge in map(_rounding_edge, scores) if edge > 0),
+            sorted(edge - 1e-9 for edge in map(_rounding_edge, velocities) if edge > 0))
+
+
+def _rounding_edge(threshold: float) -> float:
+    """The least x with round(x, DIGITS) >= ``threshold``: the rounded value's first grid
+    step at or above the threshold, less half a step."""
+    step = 2 * HALF_STEP
+    return math.ceil(threshold / step - 1e-9) * step - HALF_STEP
 
 
 def momentum_of(model: ScoringModel, velocity: float) -> Momentum:

@@ -9,7 +9,7 @@ import trio_websocket
 
 from conftest import collect_for, ScriptedSource, make_settings, receive_json, receive_until, start_app, ws_url
 from osintd.models import Event, EventType, TrendStatus
-from osintd.scorer import ScoringModel, Scorer, classify
+from osintd.scorer import DIGITS, ScoringModel, Scorer, classify
 
 
 def _burst(source: ScriptedSource, repo: str, count: int, at: dt.datetime) -> list[Event]:
@@ -115,8 +115,8 @@ def test_people_count_machines_saturate_bots_weigh_nothing_and_scores_decay():
     # 40 pushes add at most twice one push (1 + 1/2 + 1/4 …), and one account making 40 of
     # the 42 events leaves a breadth of 2 · (1 − 40/42).
     saturated = w["commit"] * (2 - 0.5 ** 39)
-    assert score["a/machine"] == round((saturated + 2 * w["commit"]) * 2 * (1 - 40 / 42), 2) < 0.5
-    assert score["a/stars"] == round(2 * w["star"] * 2 * (1 - 3 / 4), 2)  # "same" made 3 of the 4 events
+    assert score["a/machine"] == round((saturated + 2 * w["commit"]) * 2 * (1 - 40 / 42), DIGITS) < 0.5
+    assert score["a/stars"] == round(2 * w["star"] * 2 * (1 - 3 / 4), DIGITS)  # "same" made 3 of the 4 events
     assert score["a/bot"] == w["commit"]  # ann's push: the bot's weighs nothing
     people = scorer.score_of("a/people")
     assert (people.people, people.people_recent, people.drivers) == (3, 3, ("pull_request",))
@@ -124,7 +124,7 @@ def test_people_count_machines_saturate_bots_weigh_nothing_and_scores_decay():
     # One half-life later every score has halved (event time moves "now").
     scorer.accept(_event("a/clock", EventType.COMMIT, at=t0 + dt.timedelta(seconds=model.half_life)))
     scorer.scoreboard()
-    assert scorer.score_of("a/people").activity_score == round(score["a/people"] / 2, 2)
+    assert scorer.score_of("a/people").activity_score == round(score["a/people"] / 2, DIGITS)
     # A duplicate id is not scored twice.
     duplicate = _event("a/push", EventType.COMMIT, at=t0)
     assert scorer.accept(duplicate) and not scorer.accept(duplicate)

@@ -19,7 +19,7 @@ from fakegithub import events_api_item
 from osintd.models import Event, EventType
 from osintd.replay_reader import (CHUNK_EVENTS, Reader, ReplayStats, decode_chunk, encode_chunk, event_fields,
                                   event_from_fields)
-from osintd.scorer import ScoringModel
+from osintd.scorer import DIGITS, ScoringModel
 
 END = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 HOUR = 3600.0
@@ -60,7 +60,7 @@ def _expected(events: list[tuple[str, float]]) -> tuple[list[str], dict[str, str
             assert status.setdefault(r, answers.pop()) == _classify(model, score[r], velocity, 1.0), (r, shift)
         if shift == 0.0:
             ranked = [r for r in repos if count[r] >= model.trend_people]
-            order = sorted(ranked, key=lambda r: (-round(score[r], 2), r))
+            order = sorted(ranked, key=lambda r: (-round(score[r], DIGITS), r))
     return order[:10], status
 
 

@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from osintd.models import Backfill, CursorMark, Event, EventType, TrendStatus
-from osintd.scorer import (DRIVERS, ONCE_PER_ACTOR, SUMMARIZED, ScoringModel, Scorer, breadth, classify,
+from osintd.scorer import (DIGITS, DRIVERS, ONCE_PER_ACTOR, SUMMARIZED, ScoringModel, Scorer, breadth, classify,
                            momentum_of, run_scorer, summary_text, topic_of)
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc).timestamp()
@@ -86,7 +86,7 @@ class ReferenceModel:
             recent_weight = sum(e.weight for e in recent)
             observed = min(m.window, max(now - self.first, m.recent))
             velocity = (recent_weight + 1) / (window_weight * m.recent / observed + 1)
-            score, velocity = round(score, 2), round(velocity, 2)
+            score, velocity = round(score, DIGITS), round(velocity, DIGITS)
             people = len({e.actor for e in inside if e.person})
             people_recent = len({e.actor for e in recent if e.person})
             kinds: dict[str, float] = collections.defaultdict(float)
@@ -180,9 +180,14 @@ def test_incremental_scoreboards_match_the_model_at_every_tick(seed):
         # they must still be the ones of their own scoreboard.
         if tick % 3 == 0:
             assert [s.summary for s in previous_top] == previous_summaries, f"summaries at tick {tick - 1}"
+        previous_order = scorer.order()
         board = scorer.scoreboard(at=now + 1)
         expected = reference.board(now + 1)
         previous_top = board.top
+        # The rank each Top entry had in the previous scoreboard (what a "new" enters from).
+        for name in board.previous_ranks.keys() & {s.repo_full_name for s in board.top}:
+            assert board.previous_ranks[name] == previous_order.index(name) + 1, f"previous rank at tick {tick}"
+        assert {s.repo_full_name for s in board.top} & set(previous_order) <= board.previous_ranks.keys()
         previous_summaries = [reference.summary(s.repo_full_name, s.trend_status) for s in board.top]
         order = scorer.order()
         # Beyond the Top 30, equal rounded scores may come in any order (the exact one).
