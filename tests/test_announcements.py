@@ -143,3 +143,15 @@ async def test_summary_names_recent_focus(autojump_clock):
     assert summary["repo_full_name"] == "docs/repo" and summary["events_in_window"] == 4
     assert summary["summary"].startswith("Low activity with 4 events from 4 people in 24h. Recent focus on bug fixes")
     assert "documentation" in summary["summary"]
+
+
+async def test_min_people_decides_who_is_ranked(autojump_clock):
+    """--min-people: a repository of one person is ranked with 1, not with the default 3."""
+    for min_people, ranked in ((3, []), (1, ["solo/repo"])):
+        source = ScriptedSource()
+        async with trio.open_nursery() as nursery:
+            app = await start_app(nursery, make_settings(min_people=min_people), source=source)
+            await source.emit(*(source.event("solo/repo", author="only") for _ in range(3)))
+            await trio.sleep(3)
+            assert [row.repo_full_name for row in app.hub.snapshot().top] == ranked
+            nursery.cancel_scope.cancel()

@@ -35,6 +35,8 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 20) -> subproc
     (["--log-level", "loud"], "invalid choice"),
     (["--demo-ramp", "50:10,fast:5"], "is not events per second"),
     (["--demo-ramp", "50"], "is not RATE:SECONDS"),
+    (["--min-people", "0"], "out of range"),
+    (["--min-people", "three"], "is not a count of people"),
     (["--no-such-flag"], "unrecognized arguments"),
 ])
 def test_bad_value_is_one_line_and_exit_2(args, complaint):
@@ -128,6 +130,7 @@ def test_precedence_flag_then_env_then_file_then_default(tmp_path):
         [server]
         port = 9001
         heartbeat_interval = 12
+        min_people = 5
         [github]
         repos = ["file/one"]
         token_file = "{token_file}"
@@ -136,6 +139,8 @@ def test_precedence_flag_then_env_then_file_then_default(tmp_path):
     assert (from_file.port, from_file.heartbeat_interval, from_file.repos, from_file.log_level) == \
         (9001, 12.0, ("file/one",), "warning")
     assert from_file.github_token == "from-file-token" and not from_file.runs_demo
+    assert from_file.min_people == 5 and settings_from(["--config", str(config), "--min-people", "1"], {}).min_people == 1
+    assert settings_from([], {}).min_people == 3
     env = settings_from(["--config", str(config)], {"GITHUB_TOKEN": "from-env"})
     assert env.github_token == "from-env"
     flags = settings_from(["--config", str(config), "--port", "9002", "--repo", "flag/two"], {"GITHUB_TOKEN": "x"})
