@@ -72,6 +72,7 @@ def daemon_families(hub: Hub, scorer: Scorer, server: Server, sources: Sequence[
                     webhooks: WebhookReceiver | None, depths: dict[str, int]) -> Iterable[Metric]:
     """Every osintd metric, read from the objects that own the numbers."""
     from osintd.github import GitHubPoller  # here: metrics must not make the poller a hard import
+    from osintd.replay import ReplaySource
 
     stats = hub.statistics()
     yield gauge("osintd_websocket_connections", "WebSocket clients connected", stats.connections)
@@ -100,6 +101,11 @@ def daemon_families(hub: Hub, scorer: Scorer, server: Server, sources: Sequence[
                    ["source", "type"], _skipped(sources, webhooks))
     yield counter("osintd_events_backfilled", "Events accepted as backfill (already old when first seen): "
                   "scored and stored, not broadcast", scorer.backfilled)
+    yield counter("osintd_events_future_clamped", "Live events dated more than 5 minutes after the wall clock: "
+                  "scored as of then, not later", scorer.future_clamped)
+    yield counter("osintd_replay_events_out_of_span", "Replayed events dated far from the file's other events: "
+                  "dropped, so one bad timestamp cannot move the replay's clock",
+                  sum(source.out_of_span for source in sources if isinstance(source, ReplaySource)))
     yield gauge("osintd_seq", "Last seq delivered to clients", hub.delivered)
     yield counter("osintd_overload_episodes", "Times the server fell behind and began shedding",
                   stats.overload_episodes)

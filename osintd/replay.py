@@ -43,8 +43,14 @@ class ReplaySource:
         self.speed = speed
         self.stats = ReplayStats()
         self.finished = trio.Event()
+        self._span = SpanGuard()
         #: The reader process's pid while it runs (None before and after).
         self.reader_pid: int | None = None
+
+    @property
+    def out_of_span(self) -> int:
+        """Events dropped for a time far from the file's other events (see SpanGuard)."""
+        return self._span.dropped
 
     async def run(self, events: trio.MemorySendChannel[Event | list[Event]],
                   health: trio.MemorySendChannel[SourceHealth]) -> None:
@@ -58,7 +64,9 @@ class ReplaySource:
                 self.stats = chunk.stats
                 for warning in chunk.warnings:
                     log.warning("%s", warning)
-                batch = [event_from_fields(fields) for fields in chunk.events]
+                batch = self._span.admit([event_from_fields(fields) for fields in chunk.events])
+                if chunk.done:
+                    batch += self._span.finish()
                 if pace is None:  # as fast as the pipeline goes: in batches
                     for start in range(0, len(batch), SEND_BATCH):
                         await events.send(batch[start:start + SEND_BATCH])
@@ -72,8 +80,9 @@ class ReplaySource:
             log.error("replay stopped early, after %d events from %d lines: %s", stats.events, stats.lines, error)
             await health.send(SourceHealth("replay", "down", f"Replay stopped early: {error}"))
         else:
-            log.info("replay of %s finished: %d events from %d lines (%d skipped, %d unusable)",
-                     self.path, stats.events, stats.lines, stats.skipped_total, stats.unusable)
+            log.info("replay of %s finished: %d events from %d lines (%d skipped, %d unusable, "
+                     "%d dated far from the others)", self.path, stats.events, stats.lines, stats.skipped_total,
+                     stats.unusable, self.out_of_span)
             await health.send(SourceHealth("replay", "ok", f"Replay of {self.path.name} finished"))
         self.finished.set()
 
@@ -101,6 +110,77 @@ class ReplaySource:
             with trio.CancelScope(shield=True):
                 await _stop(process)
             self.reader_pid = None
+
+
+class SpanGuard:
+    """Keeps one bad timestamp from moving a replay's clock.
+
+    A replay's "now" is its newest event time, so one line dated 9999 would decay every
+    other repository to nothing for good.  An event more than ``MAX_JUMP`` after every
+    event admitted so far is held back: it is admitted, with those after it, only if the
+    next ``CONFIRM`` events confirm the jump (they too are that far ahead, and within
+    ``MAX_JUMP`` of it: the file moved on, as concatenated hours with a gap do); if events
+    near the clock come instead, it is dropped and counted (``dropped``).  The clock
+    starts at the median of the first ``CONFIRM`` events, so the very first line cannot
+    set it either.  Events far in the past need nothing: they are old, not scored.
+    """
+
+    MAX_JUMP = 86_400.0
+    CONFIRM = 3
+
+    def __init__(self) -> None:
+        self.clock: float | None = None
+        self.dropped = 0
+        self._start: list[Event] = []
+        self._held: list[Event] = []
+
+    def admit(self, events: list[Event]) -> list[Event]:
+        """Those of ``events`` (in file order) that can go on now, in order."""
+        out: list[Event] = []
+        for event in events:
+            if self.clock is None:
+                self._start.append(event)
+                if len(self._start) > self.CONFIRM:
+                    self._begin(out)
+            else:
+                self._admit(event, out)
+        return out
+
+    def finish(self) -> list[Event]:
+        """At the end of the file: what was waiting for the start; held events are dropped."""
+        out: list[Event] = []
+        if self.clock is None and self._start:
+            self._begin(out)
+        self.dropped += len(self._held)
+        self._held = []
+        return out
+
+    def _begin(self, out: list[Event]) -> None:
+        times = sorted(event.created_at.timestamp() for event in self._start)
+        self.clock = times[len(times) // 2]
+        start, self._start = self._start, []
+        for event in start:
+            self._admit(event, out)
+
+    def _admit(self, event: Event, out: list[Event]) -> None:
+        assert self.clock is not None
+        at = event.created_at.timestamp()
+        if at <= self.clock + self.MAX_JUMP:
+            if self._held:  # back near the clock: what jumped ahead was not the file moving on
+                self.dropped += len(self._held)
+                self._held = []
+            out.append(event)
+            self.clock = max(self.clock, at)
+            return
+        if self._held and abs(at - self._held[0].created_at.timestamp()) > self.MAX_JUMP:
+            self.dropped += len(self._held)  # not a jump these confirm: start over from this one
+            self._held = []
+        self._held.append(event)
+        if len(self._held) > self.CONFIRM:
+            held, self._held = self._held, []
+            self.clock = held[0].created_at.timestamp()
+            for confirmed in held:
+                self._admit(confirmed, out)
 
 
 def _complete_chunks(buffer: bytearray) -> list[Chunk]:

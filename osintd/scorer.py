@@ -106,6 +106,10 @@ RankKey: TypeAlias = tuple[bool, float]
 DIGITS = 1
 HALF_STEP = 0.5 * 10.0 ** -DIGITS
 
+#: How far after the wall clock a live event's time may be (clocks differ a little); later
+#: ones are scored as of this far ahead, so one event cannot move "now" (see ``accept``).
+FUTURE_SKEW = 300.0
+
 #: How many event kinds a standing names as what drove it.
 DRIVERS = 3
 
@@ -508,6 +512,8 @@ class Scorer:
         self.merged = 0
         #: Events accepted from a Backfill (counted in ``total_events`` too): scored, not news.
         self.backfilled = 0
+        #: Live events dated more than FUTURE_SKEW after the wall clock: scored as of then.
+        self.future_clamped = 0
         #: Events accepted by (source, type).
         self.ingested: collections.Counter[tuple[str, EventType]] = collections.Counter()
         self._weights: dict[tuple[EventType, str | None, bool], float] = {}
@@ -527,6 +533,13 @@ class Scorer:
         event_type = event.event_type
         self.ingested[(event.source, event_type)] += 1
         at = event.created_at.timestamp()
+        if self._wall_clock is not None:
+            latest = self._wall_clock().timestamp() + FUTURE_SKEW
+            if at > latest:
+                # A live event from the future (a wrong clock, a forged signed payload) would
+                # make "now" jump and decay every other repository to nothing: it counts as now.
+                self.future_clamped += 1
+                at = latest
         if self._watermark is None or at > self._watermark:
             self._watermark = at
         if self._first_event_at is None or at < self._first_event_at:

@@ -702,9 +702,9 @@ class Bench:
         """One ``osintd --replay FILE --replay-speed max``, timed from the first ingested event to the
         moment every line of the file is accounted for.
 
-        Completion: the replay source logs ``replay of FILE finished: E events from L lines
-        (U unknown types, B unusable)`` once its reader has read the whole file and every event
-        is handed to the pipeline; the replay is complete when /metrics counts all E
+        Completion: the replay source logs ``replay of FILE finished: E events from L lines (S
+        skipped, U unusable, F dated far from the others)`` once its reader has read the whole
+        file and every event is handed to the pipeline; the replay is complete when /metrics counts all E
         (``osintd_events_ingested_total`` summed + ``osintd_events_duplicate_total``) and the
         pipeline has drained (its queues empty, a ``new_event`` broadcast for every event ingested
         as news).  If that log line never comes (another log format), the replay counts as complete
@@ -1105,7 +1105,7 @@ def metric_totals(port: int) -> dict[str, float] | None:
 
 
 _REPLAY_DONE = re.compile(r"replay of .* finished: (\d+) events from (\d+) lines "
-                          r"\((\d+) unknown types, (\d+) unusable\)")
+                          r"\((\d+) skipped, (\d+) unusable, (\d+) dated far from the others\)")
 _REPLAY_FAILED = re.compile(r"replay stopped early, after .*|the replay reader ended without finishing.*")
 
 
@@ -1117,8 +1117,9 @@ def replay_finished_line(log_path: Path) -> dict | None:
         return None
     found = _REPLAY_DONE.search(text)
     if found:
-        events, lines, unknown, unusable = map(int, found.groups())
-        return {"events": events, "lines": lines, "skipped_unknown_types": unknown, "unusable": unusable}
+        events, lines, unknown, unusable, out_of_span = map(int, found.groups())
+        return {"events": events - out_of_span, "lines": lines, "skipped_unknown_types": unknown,
+                "unusable": unusable + out_of_span}
     failed = _REPLAY_FAILED.search(text)
     return {"error": failed.group(0)} if failed else None
 
