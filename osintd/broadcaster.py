@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import fnmatch
 import functools
 import itertools
 import logging
-import re
 import secrets
 from collections.abc import Callable, Iterable
 
 import attrs
 
+from osintd.globs import Glob
 from osintd.messages import Connection, NewEvent, Outgoing, Resumed, Snapshot
 from osintd.models import Event
 from osintd.outbox import BEHIND, SLOW_CONSUMER, Outbox
@@ -109,26 +108,44 @@ class Frame:
         return StoredFrame(self.seq, self.type, self.repo, self.payload)
 
 
+#: Answers a Filter remembers per repository name before it starts over (a bound on memory).
+FILTER_MEMORY = 4096
+
+
 @attrs.frozen
 class Filter:
-    """A client's subscription: ``None`` admits everything of that kind."""
+    """A client's subscription: ``None`` admits everything of that kind.
+
+    ``repos`` are globs (``globs``: checked against their limits before a Filter is made);
+    a repository's answer is worked out once (at most ``MAX_GLOBS`` matches) and then
+    remembered, so admitting a frame costs a set and a dictionary lookup."""
 
     types: frozenset[str] | None = None
     repos: tuple[str, ...] | None = None
-    _pattern: re.Pattern[str] | None = attrs.field(init=False, default=None, eq=False)
+    _globs: tuple[Glob, ...] | None = attrs.field(init=False, default=None, eq=False)
+    _answers: dict[str, bool] = attrs.field(init=False, factory=dict, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if self.repos is not None:
-            joined = "|".join(fnmatch.translate(glob) for glob in self.repos) or "(?!)"
-            object.__setattr__(self, "_pattern", re.compile(joined))
+            object.__setattr__(self, "_globs", tuple(Glob.compile(glob) for glob in self.repos))
 
     def admits(self, frame: Frame) -> bool:
         # Heartbeats always pass: clients watch them to tell a quiet feed from a dead one.
         if self.types is not None and frame.type not in self.types and frame.type != "heartbeat":
             return False
-        if self._pattern is not None and frame.repo is not None:
-            return self._pattern.match(frame.repo) is not None
+        if self._globs is not None and frame.repo is not None:
+            return self._admits_repo(frame.repo)
         return True
+
+    def _admits_repo(self, name: str) -> bool:
+        answers = self._answers
+        answer = answers.get(name)
+        if answer is None:
+            assert self._globs is not None
+            if len(answers) >= FILTER_MEMORY:
+                answers.clear()
+            answer = answers[name] = any(glob.matches(name) for glob in self._globs)
+        return answer
 
 
 EVERYTHING = Filter()

@@ -28,7 +28,7 @@ import attrs
 import h11
 import trio
 
-from osintd import wsio
+from osintd import globs, wsio
 from osintd.broadcaster import Filter
 from osintd.hub import Hub
 from osintd.outbox import Outbox
@@ -94,7 +94,12 @@ class Upgrade:
         snapshot = one.get("snapshot", "1")
         if snapshot not in ("0", "1", "true", "false"):
             raise BadQuery("snapshot must be 0 or 1")
-        return cls(filter_from(types, _csv(one.get("repos"))), snapshot in ("1", "true"),
+        repos = _csv(one.get("repos"))
+        try:
+            globs.check(repos or ())
+        except globs.GlobError as exc:
+            raise BadQuery(str(exc)) from None
+        return cls(filter_from(types, repos), snapshot in ("1", "true"),
                    int(since) if since is not None else None, one.get("epoch"))
 
 

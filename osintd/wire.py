@@ -29,6 +29,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn_from_attrs, override
 
+from osintd import globs
 from osintd.clock import isoformat
 from osintd.messages import (INCOMING_TYPES, SUBSCRIBABLE_TYPES, Incoming, Outgoing, RankedRepo, ResumeRequest,
                              SubscribeRequest)
@@ -211,5 +212,9 @@ def _check(request: Incoming) -> None:
                 "INVALID_MESSAGE",
                 f"subscribe: unknown types {unknown}; choose from {sorted(SUBSCRIBABLE_TYPES)}",
             )
+        try:
+            globs.check(request.repos or ())
+        except globs.GlobError as exc:
+            raise RequestRejected("INVALID_MESSAGE", f"subscribe: {exc}") from None
     elif isinstance(request, ResumeRequest) and request.since < 0:
         raise RequestRejected("INVALID_MESSAGE", "resume: since must be 0 or more")
