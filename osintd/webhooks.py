@@ -19,11 +19,11 @@ import collections
 import datetime as dt
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Callable, Mapping
 
 import attrs
+import orjson
 import trio
 
 from osintd.httpapi import Response, problem
@@ -81,7 +81,7 @@ class WebhookReceiver:
             self.stats.deliveries["duplicate"] += 1
             return Response(200, Accepted("duplicate", reason=f"delivery {delivery} was already received"))
         try:
-            payload = json.loads(body)
+            payload = orjson.loads(body)  # nesting deeper than 1,024 is a ValueError, not a RecursionError
             if not isinstance(payload, dict):
                 raise ValueError("the body is not a JSON object")
             event = from_webhook(kind, payload, self._now(), delivery or None)

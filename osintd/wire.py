@@ -179,7 +179,9 @@ class RequestRejected(Exception):
 def decode_request(text: str) -> Incoming:
     """Parse one client text frame, or raise :class:`RequestRejected`."""
     try:
-        raw = json.loads(text)
+        # orjson, not json: it refuses nesting deeper than 1,024 with an error (json recurses
+        # until RecursionError, which closed the connection instead of answering).
+        raw = orjson.loads(text)
     except ValueError as exc:
         raise RequestRejected("INVALID_JSON", f"message is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):

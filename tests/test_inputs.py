@@ -36,6 +36,9 @@ async def _open(app, query: str = "snapshot=0"):
     ('{"type": "resume", "since": "five", "epoch": "e"}', "INVALID_MESSAGE"),
     ('{"type": "subscribe", "types": ["new_event", "gossip"]}', "INVALID_MESSAGE"),
     ('{"type": "subscribe", "repos": "openai/*"}', "INVALID_MESSAGE"),
+    # Issue 14: nested 10,000 deep, it closed the connection (a RecursionError) instead.
+    ('{"type": "ping", "x": ' + "[" * 10_000 + "]" * 10_000 + "}", "INVALID_JSON"),
+    ("[" * 30_000, "INVALID_JSON"),
 ])
 async def test_client_mistakes_get_an_error_and_the_connection_stays_open(app, text, code, autojump_clock):
     ws = await _open(app)

@@ -114,6 +114,10 @@ async def test_oversized_and_unreadable_bodies(nursery, autojump_clock):
     broken = b'{"action": '
     response = await _post(app, "issues", broken, "d-broken", _sign(broken))
     assert response.status_code == 400 and response.json()["error"] == "bad_payload"
+    # Issue 14: nested 10,000 deep, a signed body got no answer at all (a RecursionError).
+    deep = b'{"action": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    response = await _post(app, "issues", deep, "d-deep", _sign(deep))
+    assert response.status_code == 400 and "depth" in response.json()["message"]
     async with httpx.AsyncClient() as http:
         assert (await http.get(f"http://127.0.0.1:{app.port}/webhooks/github")).status_code == 405
 
