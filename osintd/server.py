@@ -87,10 +87,13 @@ class Upgrade:
             raise BadQuery(f"unknown types {unknown}; choose from {sorted(SUBSCRIBABLE_TYPES)}")
         since = one.get("since")
         if since is not None:
-            if not since.isdigit():
+            if not (since.isascii() and since.isdigit() and len(since) <= 18):
                 raise BadQuery("since must be a whole number (the last seq you received)")
             if "epoch" not in one:
                 raise BadQuery("since needs epoch too (both come from the connection message)")
+        epoch = one.get("epoch")
+        if epoch is not None and not (epoch.isascii() and epoch.isalnum() and len(epoch) <= 64):
+            raise BadQuery("epoch must be the epoch of a connection message (letters and digits)")
         snapshot = one.get("snapshot", "1")
         if snapshot not in ("0", "1", "true", "false"):
             raise BadQuery("snapshot must be 0 or 1")
@@ -215,7 +218,7 @@ class Server:
             target = request.target.decode("latin-1")
             path, _, query = target.partition("?")
             headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
-            refusal = self._check_host(headers.get("host"))
+            refusal = _check_head(request, headers) or self._check_host(headers.get("host"))
             if refusal is None and _is_upgrade(headers):
                 if path != WS_PATH:
                     refusal = problem(404, "not_found", f"WebSocket connections go to {WS_PATH}")
@@ -402,6 +405,31 @@ def _describe(group: BaseExceptionGroup) -> str:
         leaves.extend(_describe(exc).split("; ") if isinstance(exc, BaseExceptionGroup)
                       else [f"{type(exc).__name__}: {exc}"])
     return "; ".join(leaves)
+
+
+def _check_head(request: h11.Request, headers: dict[str, str]) -> Response | None:
+    """What h11 lets through but this server refuses (each answer closes the connection):
+    an HTTP version other than 1.0/1.1, a head over MAX_HEAD_BYTES that arrived in one
+    piece (h11 bounds only incomplete ones), a Host with a port that is not one, and a
+    body framed twice (Content-Length and Transfer-Encoding: request smuggling)."""
+    if request.http_version not in (b"1.1", b"1.0"):
+        return problem(505, "http_version_not_supported", "this server speaks HTTP/1.1")
+    size = len(request.method) + len(request.target) + sum(len(n) + len(v) + 4 for n, v in request.headers) + 14
+    if size > MAX_HEAD_BYTES:
+        return problem(431, "request_header_fields_too_large",
+                       f"request heads are limited to {MAX_HEAD_BYTES} bytes; this one has about {size}")
+    host = headers.get("host", "").strip()
+    if host.startswith("["):  # [v6]:port
+        after = host[host.find("]") + 1:] if "]" in host else "?"
+    else:  # name:port (a bare v6 address has more colons, and no port)
+        after = host[host.find(":"):] if host.count(":") == 1 else ""
+    port = after[1:]
+    if after and not (after.startswith(":") and port.isascii() and port.isdigit() and len(port) <= 5
+                      and 0 < int(port) < 65536):
+        return problem(400, "bad_request", f"the Host header's port is not a port number: {host[:100]!r}")
+    if "content-length" in headers and "transfer-encoding" in headers:
+        return problem(400, "bad_request", "a request may not have both Content-Length and Transfer-Encoding")
+    return None
 
 
 def _is_upgrade(headers: dict[str, str]) -> bool:

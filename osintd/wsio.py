@@ -30,6 +30,8 @@ check it byte for byte against wsproto's framing.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import os
 import struct
@@ -105,6 +107,13 @@ class HandshakeRefused(Exception):
         self.headers = headers
 
 
+def _valid_key(value: bytes) -> bool:
+    try:
+        return len(base64.b64decode(value.strip(), validate=True)) == 16
+    except binascii.Error:
+        return False
+
+
 def accept(request: h11.Request, trailing: bytes) -> tuple[bytes, Connection]:
     """The 101 answer to ``request`` (a head h11 has parsed) and the open connection.
 
@@ -112,6 +121,10 @@ def accept(request: h11.Request, trailing: bytes) -> tuple[bytes, Connection]:
     clients wait for the 101); it is fed to the connection, not lost.  The
     handshake's own h11 state is not kept: only the returned connection is.
     """
+    for name, value in request.headers:
+        if name == b"sec-websocket-key" and not _valid_key(value):
+            # wsproto takes any value; RFC 6455 4.2.1: a base64-encoded 16-byte value.
+            raise HandshakeRefused("Sec-WebSocket-Key must be 16 random bytes in base64", 400, [])
     handshake = H11Handshake(wsproto.ConnectionType.SERVER)
     try:
         # wsproto annotates a list of pairs; it hands them to h11.Request, which takes h11's own Headers.

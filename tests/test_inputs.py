@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import httpx
@@ -259,3 +260,48 @@ async def test_a_backlog_of_connections_is_taken_in_a_few_turns_of_the_loop(app)
         for sock in sockets:
             sock.close()
     assert turns <= count // ACCEPT_BURST + 10, f"{turns} turns of the loop to accept {count} connections"
+
+
+# ------------------------------------------------------- issue 14: strict HTTP and WebSocket
+
+
+async def _answer_to(app, head: bytes) -> bytes:
+    stream = await wsraw.connect(app.port)
+    await stream.send_all(head)
+    return await wsraw.read_all(stream)  # to EOF: every refusal closes the connection
+
+
+async def test_bad_since_and_epoch_shapes_are_400_with_an_answer(app, autojump_clock):
+    """``since=²`` (a Unicode digit) and a 5,000-digit since dropped the connection unanswered."""
+    for query in ("since=%C2%B2&epoch=e", f"since={'9' * 5000}&epoch=e", "since=1&epoch=" + "%F0%9F%92%A5",
+                  "since=1&epoch=" + "e" * 100):
+        assert await _refused_status(app, query) == 400, query
+    assert await _refused_status(app, f"since=0&epoch={app.hub.epoch}") == 101
+
+
+async def test_a_malformed_websocket_key_is_400(app, autojump_clock):
+    for key in ("abc", "!!!!!!!!!!!!!!!!!!!!!!!!", "AAAAAAAAAAAAAAAAAAAAAAAAAAAA"):
+        head = re.sub(rb"Sec-WebSocket-Key: [^\r]*", b"Sec-WebSocket-Key: " + key.encode(), wsraw.handshake(app.port))
+        assert key.encode() in head
+        answer = await _answer_to(app, head)
+        assert answer.startswith(b"HTTP/1.1 400") and b"Sec-WebSocket-Key" in answer, (key, answer[:200])
+
+
+async def test_strict_http_heads(app, autojump_clock):
+    port = app.port
+    cases = [
+        (f"GET /health HTTP/9.9\r\nHost: 127.0.0.1:{port}\r\n\r\n", b"505"),
+        ("GET /health HTTP/1.1\r\nHost: 127.0.0.1:abc\r\n\r\n", b"400"),
+        ("GET /health HTTP/1.1\r\nHost: [::1]:99999\r\n\r\n", b"400"),
+        (f"POST /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 5\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b"400"),
+        # A 40 KB head in one piece (h11 bounds only heads that arrive incomplete).
+        (f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Big: {'a' * 40_000}\r\n\r\n", b"431"),
+    ]
+    for head, status in cases:
+        answer = await _answer_to(app, head.encode())
+        assert answer.startswith(b"HTTP/1.1 " + status), (head[:80], answer[:200])
+        assert b"Connection: close" in answer or b"connection: close" in answer.lower()
+    ok = await _answer_to(app, f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+    assert ok.startswith(b"HTTP/1.1 200")
+    assert await _health(app) == 200
