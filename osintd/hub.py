@@ -58,6 +58,9 @@ CATCH_UP_ROUNDS = 32
 #: The longest the hub works through a batch before it lets other tasks run (handshakes,
 #: senders, timers).
 STEP_BUDGET = 0.005
+#: Seconds the state store may fail to commit before the server says so (a full disk is not
+#: a blip): health turns unhealthy (/health 503) and clients get a system_status.
+STORE_GRACE = 3.0
 
 
 @attrs.frozen
@@ -106,6 +109,9 @@ class Hub:
         self._observe_lag = observe_lag
         self._queued_at_last_fan_out = 0
         self._inbox: trio.MemoryReceiveChannel[PipelineItem] | None = None
+        #: The last system_status the health monitor sent, before the store's condition is laid over it.
+        self._reported = self.system
+        self._store_down = False
 
     # ------------------------------------------------------------------ the task
 
@@ -115,6 +121,7 @@ class Hub:
         async with trio.open_nursery() as nursery:
             if self._writeahead is not None:
                 nursery.start_soon(self._writeahead.run)
+                nursery.start_soon(self._watch_store)
             self._inbox = inbox
             if self._live:  # watch for a hub at capacity and a CPU-bound loop
                 nursery.start_soon(self._probe_loop)
@@ -207,8 +214,39 @@ class Hub:
         if isinstance(message, MetricsUpdate):
             self.metrics = message
         elif isinstance(message, SystemStatus):
-            self.system = message
+            self._reported = message
+            self.system = message = self._with_store(message)
         return self._show(self.broadcaster.stamp(message))
+
+    # ------------------------------------------------------------------ the store's health
+
+    async def _watch_store(self) -> None:
+        """Tell clients and /health when the store has failed for ``STORE_GRACE`` (and when
+        it recovers).  Said unstamped, as a heartbeat is: a stamped message would wait for
+        the very commit that fails."""
+        assert self._writeahead is not None
+        while True:
+            await trio.sleep(1.0)
+            since = self._writeahead.failing_since
+            down = since is not None and trio.current_time() - since >= STORE_GRACE
+            if down != self._store_down:
+                self._store_down = down
+                (log.error if down else log.info)("state store %s", "cannot commit: nothing new reaches clients "
+                                                  "until it can" if down else "commits again")
+                self.system = self._with_store(self._reported)
+                self._offer_all(Frame.of(None, SystemStatus.TYPE, None,
+                                         encode(self.system, seq=self.broadcaster.delivered)))
+
+    def _with_store(self, status: SystemStatus) -> SystemStatus:
+        """``status`` with the state store's component (when there is a store)."""
+        if self._writeahead is None:
+            return status
+        components = {**status.components, "state": "down" if self._store_down else "operational"}
+        if not self._store_down:
+            return attrs.evolve(status, components=components)
+        return SystemStatus(self._now(), "unhealthy", components,
+                            "The state store cannot write (disk full?): new events wait until it can",
+                            "critical")
 
     def _show(self, frame: Frame) -> Frame:
         """A stamped frame goes to the clients now, or once stored."""

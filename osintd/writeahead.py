@@ -50,6 +50,8 @@ class WriteAhead:
         self._board: Scoreboard | None = None
         self._ready = trio.Event()
         self.failures = 0
+        #: When (trio's clock) the commits began to fail; None while they succeed.
+        self.failing_since: float | None = None
 
     # ------------------------------------------------------------------ gathering
 
@@ -103,9 +105,12 @@ class WriteAhead:
                 try:
                     await self._store.commit(batch)
                     committed = True
+                    self.failing_since = None
                     break
                 except Exception as exc:  # disk full, I/O error: nothing may be delivered unstored
                     self.failures += 1
+                    if self.failing_since is None:
+                        self.failing_since = trio.current_time()
                     log.error("state store commit failed (%s); retrying in %.1fs", exc, delay)
                     await trio.sleep(delay)
                     delay = min(delay * 2, 10.0)
