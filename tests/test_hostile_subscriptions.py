@@ -69,11 +69,15 @@ async def test_hostile_globs_are_refused_or_cheap_and_nothing_stalls(daemon):
                 answer = await _answer(daemon.url, ["[" * length])
                 assert answer["type"] == "error" and answer["error_code"] == "INVALID_MESSAGE"
                 assert f"at most {MAX_GLOB_LENGTH}" in answer["message"]
-            # The same on the URL: a 400 before the handshake completes.
+            # The same on the URL: refused before the handshake completes (15,000 "[" make a
+            # head over 16 KiB: 431; 1,000 fit in one: 400 for the glob).
+            upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                       "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
             refused = await http.get(f"{daemon.http}/ws/live-updates", params={"repos": "[" * 15_000},
-                                     headers={"Connection": "Upgrade", "Upgrade": "websocket",
-                                              "Sec-WebSocket-Version": "13",
-                                              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+                                     headers=upgrade)
+            assert refused.status_code == 431
+            refused = await http.get(f"{daemon.http}/ws/live-updates", params={"repos": "[" * 1_000},
+                                     headers=upgrade)
             assert refused.status_code == 400 and f"at most {MAX_GLOB_LENGTH}" in refused.text
             # Ten clients asking for 9,000 globs each: refused.
             async with trio.open_nursery() as attackers:
