@@ -24,7 +24,7 @@ from osintd.differ import Differ, DifferSettings, run_differ
 from osintd.github import GitHubPoller, GitHubSettings
 from osintd.httpapi import HttpApi
 from osintd.hub import GOING_AWAY, Hub
-from osintd.models import PipelineItem, ScoredItem, SourceHealth, SourceItem
+from osintd.models import Event, PipelineItem, ScoredItem, SourceHealth, SourceItem
 from osintd.monitors import Counts, HealthMonitor, PipelineCondition, heartbeat, metrics
 from osintd.replay import ReplaySource
 from osintd.scorer import Scorer, ScoringModel, run_scorer
@@ -128,7 +128,8 @@ class App:
         inbox_in, inbox_out = trio.open_memory_channel(PIPELINE_QUEUE)
         health_in, health_out = trio.open_memory_channel(64)
         if settings.webhook_secret:
-            self.webhooks = WebhookReceiver(settings.webhook_secret, events_in.clone(), clock.now)
+            self.webhooks = WebhookReceiver(settings.webhook_secret, events_in.clone(), clock.now,
+                                            keep=self.store.keep_delivery if self.store is not None else None)
         self._last_tick = trio.current_time()
 
         def tick() -> None:
@@ -183,6 +184,8 @@ class App:
             nursery.start_soon(run_differ, differ, scored_out, inbox_in, clock.now)
             nursery.start_soon(run_scorer, scorer, events_out, scored_in, settings.announce_interval, tick, live)
             async with events_in:  # each source holds its own clone; the stream ends when all are done
+                if saved is not None and saved.deliveries:
+                    nursery.start_soon(_take_up, saved.deliveries, events_in.clone())
                 for source in sources:
                     self._sources_running += 1
                     nursery.start_soon(self._run_source, source, events_in.clone(), health_in)
@@ -237,3 +240,12 @@ class App:
 
 def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+async def _take_up(deliveries: list[Event], events: trio.MemorySendChannel[SourceItem]) -> None:
+    """Webhook deliveries acknowledged before the last stop and never stored: news again
+    (identity drops any that did get through)."""
+    log.info("taking up %d webhook deliveries acknowledged before the last stop", len(deliveries))
+    async with events:
+        for start in range(0, len(deliveries), 64):
+            await events.send(deliveries[start:start + 64])

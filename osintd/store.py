@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import logging
 import sqlite3
+import time
 from pathlib import Path
 
 import attrs
@@ -44,7 +45,13 @@ CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS seen_by_time ON seen (at);
 CREATE TABLE IF NOT EXISTS announced (repo TEXT PRIMARY KEY, rank INTEGER, trend TEXT, summary TEXT);
 CREATE TABLE IF NOT EXISTS cursors (target TEXT PRIMARY KEY, etag TEXT);
+CREATE TABLE IF NOT EXISTS deliveries (event_id TEXT PRIMARY KEY, received REAL NOT NULL, body TEXT NOT NULL);
 """
+
+#: How long a webhook delivery queued here (acknowledged, not yet through the pipeline) is
+#: kept for a restart to take up again; far longer than any restart, and GitHub's own
+#: redelivery window.
+DELIVERY_RETENTION = 7 * 86400.0
 
 _events = cattrs.Converter()
 _events.register_unstructure_hook(dt.datetime, lambda moment: moment.isoformat())
@@ -82,6 +89,8 @@ class SavedState:
     seen: list[str]
     announced: Announced
     cursors: dict[str, str]
+    #: Webhook deliveries acknowledged but not yet stored as events: news to take up again.
+    deliveries: list[Event] = attrs.field(factory=list)
 
 
 @attrs.define
@@ -148,14 +157,54 @@ class StateStore:
                 summaries[repo] = summary
         cursors = {target: etag for target, etag in db.execute("SELECT target, etag FROM cursors")
                    if etag is not None}
-        return SavedState(epoch=meta.get("epoch"), seq=int(meta.get("seq", "0")), ring=ring, events=events,
-                          seen=seen, announced=Announced(ranks, trends, summaries), cursors=cursors)
+        seq = meta.get("seq", "0")
+        if not (seq.isascii() and seq.isdigit()):
+            raise StateError(f"state file {self.path} holds a seq osintd cannot read ({seq[:40]!r}); "
+                             "start once with --reset-state to begin afresh")
+        return SavedState(epoch=meta.get("epoch"), seq=int(seq), ring=ring, events=events,
+                          seen=seen, announced=Announced(ranks, trends, summaries), cursors=cursors,
+                          deliveries=self._pending_deliveries(set(seen)))
+
+    def _pending_deliveries(self, seen: set[str]) -> list[Event]:
+        """Webhook deliveries acknowledged before a stop that never reached the write-ahead
+        (their ids are not among those stored): to be taken up again, oldest first.  Each
+        stays until the write-ahead stores its event (or, merged with one already stored,
+        until DELIVERY_RETENTION), so a crash while they go through again loses none."""
+        db = self._db
+        rows = list(db.execute("SELECT event_id, received, body FROM deliveries ORDER BY received"))
+        done = [(event_id,) for event_id, received, _ in rows
+                if event_id in seen or received < time.time() - DELIVERY_RETENTION]
+        with db:
+            db.executemany("DELETE FROM deliveries WHERE event_id = ?", done)
+        finished = {event_id for (event_id,) in done}
+        pending = []
+        for event_id, _, body in rows:
+            if event_id in finished:
+                continue
+            try:
+                pending.append(_events.structure(json.loads(body), Event))
+            except (ValueError, cattrs.BaseValidationError) as exc:
+                raise StateError(f"state file {self.path} holds a webhook delivery osintd cannot read ({exc}); "
+                                 "start once with --reset-state to begin afresh") from None
+        return pending
 
     # ----------------------------------------------------------------- write
 
     async def set_epoch(self, epoch: str) -> None:
         async with self._lock:
             await trio.to_thread.run_sync(self._write, Batch(), epoch)
+
+    async def keep_delivery(self, event: Event) -> None:
+        """Store a webhook delivery's event before it is acknowledged: GitHub does not send
+        again what was answered 2xx, so what is acknowledged must survive a crash.  Raises
+        what the disk raises (the receiver then answers 503, and GitHub redelivers)."""
+        row = (event.event_id, time.time(), json.dumps(_events.unstructure(event)))
+        async with self._lock:
+            await trio.to_thread.run_sync(self._keep_delivery, row)
+
+    def _keep_delivery(self, row: tuple[str, float, str]) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?)", row)
 
     async def commit(self, batch: Batch) -> None:
         if not batch:
@@ -181,6 +230,8 @@ class StateStore:
                                 for e in batch.events])
                 db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?)",
                                [(e.event_id, e.created_at.timestamp()) for e in batch.events])
+                db.executemany("DELETE FROM deliveries WHERE event_id = ?",
+                               [(e.event_id,) for e in batch.events if e.source == "webhook"])
                 newest_event = max(e.created_at.timestamp() for e in batch.events)
                 db.execute("DELETE FROM events WHERE created_at < ?", (newest_event - self._window,))
                 db.execute("DELETE FROM seen WHERE at < ?", (newest_event - SEEN_RETENTION,))

@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import attrs
 import orjson
@@ -51,8 +51,12 @@ class WebhookStats:
 
 class WebhookReceiver:
     def __init__(self, secret: bytes, events: trio.MemorySendChannel[Event], now: Callable[[], dt.datetime],
-                 dedupe_capacity: int = 10_000, enqueue_timeout: float = 5.0) -> None:
+                 dedupe_capacity: int = 10_000, enqueue_timeout: float = 5.0,
+                 keep: Callable[[Event], Awaitable[None]] | None = None) -> None:
+        """``keep`` stores a delivery's event before it is acknowledged (the state store's
+        ``keep_delivery``): GitHub never sends again what was answered 2xx."""
         self._secret = secret
+        self._keep = keep
         self._events = events
         self._now = now
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -93,8 +97,17 @@ class WebhookReceiver:
             self.stats.deliveries["ignored"] += 1
             self.stats.skipped[kind or "unnamed"] += 1
             return Response(202, Accepted("ignored", reason=f"osintd does not use {kind} events"))
+        event = attrs.evolve(event, source="webhook")
+        if self._keep is not None:
+            try:
+                await self._keep(event)
+            except Exception as exc:  # disk full, I/O error: unacknowledged, so GitHub redelivers
+                self.stats.deliveries["unstored"] += 1
+                log.error("webhook delivery %s not stored (%s): answered 503 for GitHub to redeliver", delivery, exc)
+                return problem(503, "state_unwritable", "this server cannot store the delivery now; "
+                               "GitHub may redeliver it later", ("Retry-After", "60"))
         with trio.move_on_after(self._enqueue_timeout):
-            await self._events.send(attrs.evolve(event, source="webhook"))
+            await self._events.send(event)
             self._remember(delivery)
             self.stats.deliveries["accepted"] += 1
             return Response(202, Accepted("accepted", event.event_id))

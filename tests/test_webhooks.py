@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -160,3 +161,17 @@ async def test_same_event_by_webhook_and_polling_is_broadcast_once(nursery, auto
     assert len(fake.requests) >= 2
     assert [m["event_id"] for m in received] == ["d-push"]  # the webhook came first; the poll merged with it
     assert (app.scorer.total_events, app.scorer.merged) == (1, 1)
+
+
+async def test_a_delivery_that_cannot_be_stored_is_503_for_github_to_redeliver(tmp_path, nursery, autojump_clock):
+    """Issue 14: acknowledged means stored; with the disk full, a delivery gets 503."""
+    app = await start_app(nursery, make_settings(webhook_secret=SECRET, state_dir=tmp_path / "state"))
+
+    def full(row):  # what SQLite raises on a full disk, from the store's own writer
+        raise sqlite3.OperationalError("database or disk is full")
+    app.store._keep_delivery = full
+    name, event, body = next((n, e, b) for n, e, b in _samples(with_names=True) if n == "watch.started.json")
+    answer = await _post(app, event, body, "d-full", _sign(body))
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "60"
+    assert answer.json()["error"] == "state_unwritable" and app.webhooks.stats.deliveries["unstored"] == 1
+    assert app.scorer.total_events == 0
