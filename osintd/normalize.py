@@ -156,6 +156,14 @@ __all__ = ["Unusable", "from_events_api", "from_webhook", "parse_time"]
 UTC = dt.UTC
 ZERO_SHA = "0" * 40
 _TITLE_MAX = 300
+#: Lengths beyond what GitHub allows (owner 39 + "/" + name 100; logins 39, "[bot]" names
+#: longer) or any real URL or value needs: a longer name or login makes the item
+#: unusable, a longer URL or data string is cut, before anything scores, logs or sends it
+#: (a replay line with a 200 MB field became one 419 MB frame).
+_REPO_NAME_MAX = 140
+_LOGIN_MAX = 100
+_URL_MAX = 2048
+_DATA_STRING_MAX = 1024
 
 # The builders' event types as plain globals: ``EventType.X`` costs ~50 ns a lookup (EnumType
 # has a ``__getattr__``, which keeps 3.11 from caching class attribute lookups).
@@ -303,7 +311,7 @@ _SLIPS = (KeyError, TypeError, AttributeError, ValueError, IndexError, OverflowE
 
 
 def _malformed(what: str, exc: BaseException) -> Unusable:
-    return Unusable(f"malformed {what}: {type(exc).__name__}: {exc}")
+    return Unusable(f"malformed {what}: {type(exc).__name__}: {_cut(str(exc), 200)}")
 
 
 # Not frozen: it lives for one call and nobody keeps it, and a frozen attrs class sets each
@@ -337,8 +345,10 @@ class _Context:
         """The Event; ``key`` is its activity key, and its id too when GitHub gave none."""
         # Positional, in Event's field order (test_event_field_order pins it): keyword
         # arguments cost ~270 ns more per event.
+        if len(url) > _URL_MAX:
+            url = self.repo_url if len(self.repo_url) <= _URL_MAX else f"https://github.com/{self.repo}"
         return Event(self.github_id or key, self.repo, event_type, _one_line(title), self.author, url,
-                     created_at, action, self.is_bot, _clean(data or {}), self.source, key)
+                     created_at, action, self.is_bot, _clean(data or {}), self.source, _cut(key, _DATA_STRING_MAX))
 
 
 def _from_events_api(item: Mapping[str, Any], source: str) -> Event | None:
@@ -360,7 +370,7 @@ def _from_events_api(item: Mapping[str, Any], source: str) -> Event | None:
     login = _req_str(actor, "login", "actor")
     created_at = parse_time(item.get("created_at"))
     if created_at is None:
-        raise Unusable(f"Events API item has no usable created_at: {item.get('created_at')!r}")
+        raise Unusable(f"Events API item has no usable created_at: {_shown(item.get('created_at'))}")
     payload = item.get("payload")
     if type(payload) is not dict:
         payload = _req_obj(item, "payload", "Events API item")
@@ -634,7 +644,7 @@ def _number_from_url(url: object, where: str) -> int:
     """The number at the end of an API URL such as ``…/pulls/110``."""
     tail = url.rstrip("/").rsplit("/", 1)[-1] if isinstance(url, str) else ""
     if not (tail.isascii() and tail.isdigit()):
-        raise Unusable(f"{where} is {url!r}, not a URL ending in a number")
+        raise Unusable(f"{where} is {_shown(url)}, not a URL ending in a number")
     return int(tail)
 
 
@@ -758,7 +768,7 @@ def _public(c: _Context) -> Event | None:
 def _gollum(c: _Context) -> Event | None:
     pages = c.payload.get("pages")
     if not isinstance(pages, list):
-        raise Unusable(f"gollum.pages is {pages!r}, not a list")
+        raise Unusable(f"gollum.pages is {_shown(pages)}, not a list")
     if not pages:
         return None  # no page changed: nothing happened
     names, actions, revisions = [], [], set()
@@ -832,8 +842,20 @@ def _opt_obj(m: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
 def _req_str(m: Mapping[str, Any], key: str, where: str) -> str:
     value = m.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise Unusable(f"{where}.{key} is {value!r}, not a non-empty string")
+        raise Unusable(f"{where}.{key} is {_shown(value)}, not a non-empty string")
+    if key == "login" and len(value) > _LOGIN_MAX:
+        raise Unusable(f"{where}.login is {len(value)} characters long; GitHub's are at most {_LOGIN_MAX}")
     return value
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` for an error message, cut short: a message must not carry a huge input."""
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _opt_str(m: Mapping[str, Any], key: str) -> str | None:
@@ -845,7 +867,7 @@ def _opt_str(m: Mapping[str, Any], key: str) -> str | None:
 def _req_int(m: Mapping[str, Any], key: str, where: str) -> int:
     value = m.get(key)
     if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
-        raise Unusable(f"{where}.{key} is {value!r}, not an integer")
+        raise Unusable(f"{where}.{key} is {_shown(value)}, not an integer")
     return value
 
 
@@ -858,7 +880,9 @@ def _opt_int(m: Mapping[str, Any], key: str) -> int | None:
 
 def _repo_name(value: object, where: str) -> str:
     if not isinstance(value, str):
-        raise Unusable(f"{where} is {value!r}, not an owner/name string")
+        raise Unusable(f"{where} is {_shown(value)}, not an owner/name string")
+    if len(value) > _REPO_NAME_MAX:
+        raise Unusable(f"{where} is {len(value)} characters long; GitHub's are at most {_REPO_NAME_MAX}")
     # Exactly one slash, neither first nor last; count() makes no substrings, partition() did.
     if value.count("/") != 1 or value[0] == "/" or value[-1] == "/" or value != value.strip():
         raise Unusable(f"{where} is {value!r}, not owner/name")
@@ -936,7 +960,7 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
     clean = {}
     for key, value in data.items():  # a loop: in 3.11 a comprehension is one more call
         if type(value) in _PRIMITIVE_TYPES or (value is not None and _is_primitive(value)):
-            clean[key] = value
+            clean[key] = _cut(value, _DATA_STRING_MAX) if type(value) is str else value
     return clean
 
 

@@ -203,3 +203,29 @@ async def test_the_reader_process_ends_with_the_daemon(tmp_path):
     assert source.reader_pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # ended and reaped, not left behind
+
+
+async def test_huge_fields_are_cut_or_refused_before_anything_sends_or_logs_them(tmp_path, nursery, autojump_clock,
+                                                                                 caplog):
+    """Issue 14: a replay line with a 200 MB field became one 419 MB frame, and a 5 MB
+    repository name a 5 MB log line.  Here 5 MB each: a branch name, a commit message, a
+    repository name and a login."""
+    huge = "x" * 5_000_000
+    at = "2026-03-01T11:00:00Z"
+    branch = events_api_item(1, "big/branch", kind="PushEvent", at=at)
+    branch["payload"]["ref"] = "refs/heads/" + huge
+    message = events_api_item(2, "big/message", kind="PushEvent", at=at)
+    message["payload"]["commits"] = [{"sha": "a" * 40, "message": huge, "distinct": True,
+                                      "author": {"name": "n", "email": "e"}, "url": "https://x"}]
+    name = events_api_item(3, "big/" + huge, kind="PushEvent", at=at)
+    login = events_api_item(4, "big/login", kind="WatchEvent", at=at, login=huge)
+    path = tmp_path / "huge.json"
+    path.write_text("\n".join(json.dumps(item) for item in (branch, message, name, login)) + "\n")
+    app = await start_app(nursery, make_settings(replay=path))
+    await app.sources[0].finished.wait()
+    await trio.sleep(3)
+    stats = app.sources[0].stats
+    assert (stats.events, stats.unusable) == (2, 2)
+    frames = [frame for frame in app.hub.ring if frame.type == "new_event"]
+    assert len(frames) == 2 and max(len(frame.payload) for frame in frames) < 5_000
+    assert max(len(record.getMessage()) for record in caplog.records) < 2_000
