@@ -83,6 +83,7 @@ class Session:
         self._dead = False  # the peer stopped answering: no close handshake, just close the socket
         self._write_scope: trio.CancelScope | None = None  # the batch being written, if one
         self._bucket: TokenBucket | None = None  # made at the first message: most clients never send one
+        ws.ping_allowed = self._within_budget  # a ping costs a pong: it counts like a message
         client.on_end = self._stop_writing
 
     async def run(self) -> None:
@@ -183,17 +184,21 @@ class Session:
                 if isinstance(message, bytes):
                     client.end((1003, "binary frames are not accepted; send JSON text"))
                     return
-                now = trio.current_time()
-                if self._bucket is None:
-                    burst = self.settings.rate_burst
-                    self._bucket = TokenBucket(self.settings.rate_per_second, burst, burst, now)
-                if not self._bucket.take(now):
+                if not self._within_budget():
                     log.warning("client %s dropped: message flood", client.client_id)
                     client.end((1008, "too many messages; at most %g per second" % self.settings.rate_per_second))  # noqa: UP031
                     return
                 self._handle(message)
         finally:
             scope.cancel()
+
+    def _within_budget(self) -> bool:
+        """Take one message (or ping) from the client's budget; False once it floods."""
+        now = trio.current_time()
+        if self._bucket is None:
+            burst = self.settings.rate_burst
+            self._bucket = TokenBucket(self.settings.rate_per_second, burst, burst, now)
+        return self._bucket.take(now)
 
     def _handle(self, text: str) -> None:
         try:

@@ -36,7 +36,7 @@ import logging
 import os
 import struct
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import h11
 import trio
@@ -195,7 +195,7 @@ class ServerWebSocket:
 
     # Thousands of these live at once: slots keep each one small.
     __slots__ = ("stream", "_proto", "_lock", "_fd", "_max_message", "_parts", "_size",
-                 "_ping", "_tail", "_violated", "close_code")
+                 "_ping", "_tail", "_violated", "close_code", "ping_allowed")
 
     def __init__(self, stream: trio.SocketStream, connection: Connection, max_message_bytes: int) -> None:
         self.stream = stream
@@ -209,6 +209,9 @@ class ServerWebSocket:
         self._tail = b""  # the unwritten rest of a frame begun on the wire: it goes first
         self._violated = False  # the peer broke the protocol: its bytes are no longer frames
         self.close_code: int | None = None  # the peer's close code (1006: it just vanished)
+        #: Asked for each Ping the peer sends before it is answered (the session's message
+        #: budget: pings cost a pong each); False ends the connection with 1008.
+        self.ping_allowed: Callable[[], bool] | None = None
 
     @property
     def open(self) -> bool:
@@ -318,6 +321,12 @@ class ServerWebSocket:
                 elif isinstance(event, BytesMessage):
                     return bytes(event.data)
                 elif isinstance(event, Ping):
+                    allowed = self.ping_allowed
+                    if allowed is not None and self.open and not allowed():
+                        # Nothing a flooder sends is read any more, its Close included: the
+                        # close handshake sends ours and does not wait for an answer.
+                        self._violated = True
+                        raise ProtocolViolation(1008, "too many messages (pings count too)")
                     if self.open:
                         await self._answer(proto.send(event.response()))
                 elif isinstance(event, Pong):

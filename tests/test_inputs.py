@@ -97,6 +97,21 @@ async def test_flood_closes_1008_and_others_keep_going(app, autojump_clock):
     assert await _health(app) == 200
 
 
+async def test_a_ping_frame_flood_counts_against_the_message_budget(app, autojump_clock):
+    """Issue 14: ping frames were unlimited (12,400/s from one client took a core): each
+    costs a pong, so each counts like a message, and a flood ends with 1008."""
+    calm = await _open(app)
+    stream = await wsraw.open_raw(app.port, path="/ws/live-updates?snapshot=0&types=heartbeat")
+    try:
+        await stream.send_all(b"".join(wsraw.frame(0x9, b"p") for _ in range(500)))
+    except trio.BrokenResourceError:
+        pass
+    assert wsraw.close_code(await wsraw.read_all(stream)) == 1008
+    await calm.send_message('{"type": "ping"}')
+    await receive_until(calm, lambda m: m["type"] == "pong")
+    assert await _health(app) == 200
+
+
 async def test_ping_after_server_close_is_contained(app, autojump_clock):
     """trio-websocket #184: a ping arriving while the server closes raised in its
     reader task and took down a stock server.  Here it ends that connection only."""
