@@ -17,6 +17,7 @@ import gc
 import logging
 import os
 import re
+import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -289,9 +290,35 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
     )
 
 
+#: Descriptors beyond one per client: listeners, the state file, GitHub, webhooks, logs.
+SPARE_FILES = 256
+
+
+def raise_open_file_limit(max_clients: int) -> int:
+    """Raise the soft open-file limit to what ``--max-clients`` needs (up to the hard limit);
+    the limit in force.  Warns when it stays below the need: the next clients would find
+    accept() failing, not a clear 503."""
+    needed = max_clients + SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return soft
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    except (ValueError, OSError) as exc:
+        log.debug("could not raise the open-file limit: %s", exc)
+    if soft < needed:
+        log.warning("open-file limit %d is below the %d that --max-clients %d needs; raise it "
+                    "(LimitNOFILE= under systemd, ulimit -n in a shell) or lower --max-clients",
+                    soft, needed, max_clients)
+    return soft
+
+
 async def serve(settings: Settings) -> None:
     from osintd.app import App  # imported here so that --help stays fast
 
+    raise_open_file_limit(settings.max_clients)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         app = App(settings)
         async with trio.open_nursery() as nursery:

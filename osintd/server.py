@@ -49,6 +49,13 @@ ACCEPT_BURST = 64
 #: accept() errors that say the process or the machine is out of something: wait, then try again.
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_RETRY = 0.1
+#: The longest wait between accept() retries while out of descriptors (it doubles from ACCEPT_RETRY).
+ACCEPT_RETRY_MAX = 5.0
+#: Request bodies being received at once; the next request with a body gets 503 (each holds
+#: a descriptor and up to its body limit in memory).
+MAX_UNFINISHED_BODIES = 64
+#: Seconds a request body may take to arrive whole, after its head.
+BODY_TIMEOUT = 30.0
 #: accept() errors about the one connection it was taking (Linux reports pending network errors there).
 ACCEPT_IGNORED_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPERM, errno.EPROTO, errno.ENETDOWN, errno.ENOPROTOOPT,
                                    errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP,
@@ -132,6 +139,7 @@ class Server:
         self.port = settings.port
         self.connections_failed = 0
         self.connections_accepted = 0
+        self._unfinished_bodies = 0  # request bodies being received (see MAX_UNFINISHED_BODIES)
         self._accepting: trio.CancelScope | None = None
         self._idle = trio.Event()
         self._idle.set()
@@ -159,6 +167,7 @@ class Server:
         reference server: 7 s).  This loop waits until the backlog is readable,
         then accepts without yielding until it is empty.  It uses a duplicate of
         the listening descriptor, so closing it never closes the listener."""
+        retry = 0.0  # while out of descriptors: the wait before the next accept(), doubling
         with socket.socket(fileno=os.dup(listener.socket.fileno())) as backlog:
             backlog.setblocking(False)
             while True:
@@ -170,12 +179,18 @@ class Server:
                         break
                     except OSError as exc:
                         if exc.errno in ACCEPT_CAPACITY_ERRNOS:  # out of descriptors or memory: not ours to fix
-                            log.error("accept failed (%s); trying again in %.1f s", exc, ACCEPT_RETRY)
-                            await trio.sleep(ACCEPT_RETRY)
+                            if not retry:  # one line an episode, not one a retry
+                                log.error("accept failed (%s); retrying, waiting up to %.0f s between tries",
+                                          exc, ACCEPT_RETRY_MAX)
+                            retry = min(max(retry * 2, ACCEPT_RETRY), ACCEPT_RETRY_MAX)
+                            await trio.sleep(retry)
                             break
                         if exc.errno in ACCEPT_IGNORED_ERRNOS:  # that connection failed before it was taken
                             continue
                         raise
+                    if retry:
+                        log.info("accepting connections again")
+                        retry = 0.0
                     self.connections_accepted += 1
                     handlers.start_soon(self._handle_safely, trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
 
@@ -259,8 +274,29 @@ class Server:
 
     async def _plain(self, stream: trio.SocketStream, connection: h11.Connection, request: h11.Request, path: str,
                      headers: dict[str, str]) -> Response:
-        """Read the body (bounded), then route."""
+        """Read the body (bounded in size, in time and in how many arrive at once), then route."""
         limit = self.api.body_limit(path)
+        if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+            body = await self._read_body(stream, connection, limit)  # h11's EndOfMessage, at once
+            if isinstance(body, Response):
+                return body
+            return await self.api.handle(Request(request.method.decode("latin-1"), path, headers, body))
+        if self._unfinished_bodies >= MAX_UNFINISHED_BODIES:
+            return problem(503, "busy", f"{MAX_UNFINISHED_BODIES} request bodies are arriving already; retry later",
+                           ("Retry-After", "5"))
+        self._unfinished_bodies += 1
+        try:
+            with trio.move_on_after(BODY_TIMEOUT) as timer:
+                body = await self._read_body(stream, connection, limit)
+        finally:
+            self._unfinished_bodies -= 1
+        if timer.cancelled_caught:
+            return problem(408, "request_timeout", f"the request body did not arrive within {BODY_TIMEOUT:g} s")
+        if isinstance(body, Response):
+            return body
+        return await self.api.handle(Request(request.method.decode("latin-1"), path, headers, body))
+
+    async def _read_body(self, stream: trio.SocketStream, connection: h11.Connection, limit: int) -> bytes | Response:
         body = bytearray()
         while True:
             event = connection.next_event()
@@ -274,10 +310,9 @@ class Server:
                 if len(body) > limit:
                     return problem(413, "payload_too_large", f"request bodies here are limited to {limit} bytes")
             elif isinstance(event, h11.EndOfMessage):
-                break
+                return bytes(body)
             else:
                 return problem(400, "bad_request", "unexpected end of request")
-        return await self.api.handle(Request(request.method.decode("latin-1"), path, headers, bytes(body)))
 
     async def _respond(self, stream: trio.SocketStream, connection: h11.Connection, answer: Response,
                        head_only: bool = False, close: bool = False) -> None:

@@ -187,3 +187,19 @@ def test_secrets_from_the_credentials_directory(tmp_path):
     empty.write_text("  \n")
     with pytest.raises(UsageError, match="is empty"):
         settings_from(["--github-token-file", str(empty)], {})
+
+
+def test_the_open_file_limit_is_raised_to_what_max_clients_needs():
+    """Issue 14: 1,100 stalled connections exhausted the descriptors under the default soft
+    limit (1,024). Run in a child with a low soft limit: raised to --max-clients + spare."""
+    import resource
+
+    code = ("import resource; from osintd.cli import raise_open_file_limit, SPARE_FILES; "
+            "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)); "
+            "print(raise_open_file_limit(2000), resource.getrlimit(resource.RLIMIT_NOFILE)[0], SPARE_FILES)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, cwd=ROOT)
+    limit, soft, spare = map(int, result.stdout.split())
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    expected = 2000 + spare if hard == resource.RLIM_INFINITY else min(2000 + spare, hard)
+    assert limit == soft == expected

@@ -320,3 +320,31 @@ async def test_strict_http_heads(app, autojump_clock):
     ok = await _answer_to(app, f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
     assert ok.startswith(b"HTTP/1.1 200")
     assert await _health(app) == 200
+
+
+async def test_stalled_request_bodies_are_bounded_in_number_and_time(app, autojump_clock):
+    """Issue 14, finding 2: only the head had a time limit, so 1,100 stalled bodies exhausted
+    the descriptors.  At most MAX_UNFINISHED_BODIES bodies arrive at once (the next request
+    with a body gets 503), each within BODY_TIMEOUT (then 408 and the connection closes), and
+    requests without a body are answered all along."""
+    from osintd.server import BODY_TIMEOUT, MAX_UNFINISHED_BODIES
+
+    head = (f"POST /api/v1/repos HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n{").encode()
+    stalled = []
+    for _ in range(MAX_UNFINISHED_BODIES):
+        stream = await wsraw.connect(app.port)
+        await stream.send_all(head)
+        stalled.append(stream)
+    await trio.sleep(1)
+    one_more = await _answer_to(app, head)
+    assert one_more.startswith(b"HTTP/1.1 503") and b"Retry-After: 5" in one_more
+    assert await _health(app) == 200  # no body: answered
+    started = trio.current_time()
+    answers = [await wsraw.read_all(stream) for stream in stalled]  # each ends when the server closes it
+    assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers), answers[0][:100]
+    assert trio.current_time() - started <= BODY_TIMEOUT
+    # Their places are free again: a whole request with a body is answered, not refused.
+    whole = head.replace(b"Content-Length: 1000", b"Content-Length: 2") + b"}"
+    answer = await _answer_to(app, whole)
+    assert answer.startswith(b"HTTP/1.1 4") and not answer.startswith(b"HTTP/1.1 408"), answer[:100]
