@@ -116,6 +116,8 @@ class WebhookHandler(Protocol):
 
     async def handle(self, headers: Mapping[str, str], body: bytes) -> Response: ...
 
+    def refuse_unsigned(self, headers: Mapping[str, str]) -> Response | None: ...
+
 
 @attrs.frozen
 class Request:
@@ -168,6 +170,22 @@ class HttpApi:
         if path == self.WEBHOOK_PATH and self.webhooks is not None:
             return 25 * 1024 * 1024  # GitHub caps deliveries at 25 MB
         return 1024 * 1024
+
+    def refuse_before_body(self, method: str, path: str, headers: Mapping[str, str]) -> Response | None:
+        """The answer to a request that no body could change, given before its body is read
+        (nobody gets to make the server hold 25 MB for a request it will refuse): an
+        unknown path, a wrong method, a webhook delivery without a well-formed signature."""
+        if path == self.WEBHOOK_PATH:
+            if self.webhooks is None:
+                return problem(404, "not_found", "webhooks are off: start osintd with --webhook-secret-file")
+            if method != "POST":
+                return problem(405, "method_not_allowed", f"{path} takes POST", ("Allow", "POST"))
+            return self.webhooks.refuse_unsigned(headers)
+        if path not in self._routes and not path.startswith("/api/v1/repos/"):
+            return problem(404, "not_found", f"no resource at {path}; try /health, /ws/stats or /api/v1/repos")
+        if method not in ("GET", "HEAD"):
+            return problem(405, "method_not_allowed", f"{path} answers GET only", ("Allow", "GET, HEAD"))
+        return None
 
     async def handle(self, request: Request) -> Response:
         method, path = request.method, request.path

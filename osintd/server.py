@@ -276,7 +276,11 @@ class Server:
                      headers: dict[str, str]) -> Response:
         """Read the body (bounded in size, in time and in how many arrive at once), then route."""
         limit = self.api.body_limit(path)
-        if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+        if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
+            early = self.api.refuse_before_body(request.method.decode("latin-1"), path, headers)
+            if early is not None:
+                return early  # the body is never read: the connection closes after the answer
+        else:
             body = await self._read_body(stream, connection, limit)  # h11's EndOfMessage, at once
             if isinstance(body, Response):
                 return body

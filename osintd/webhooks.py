@@ -32,6 +32,8 @@ from osintd.normalize import from_webhook
 
 log = logging.getLogger(__name__)
 
+_HEX = frozenset("0123456789abcdef")
+
 MAX_WEBHOOK_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 
 
@@ -63,6 +65,17 @@ class WebhookReceiver:
         self._dedupe_capacity = dedupe_capacity
         self._enqueue_timeout = enqueue_timeout
         self.stats = WebhookStats()
+
+    def refuse_unsigned(self, headers: Mapping[str, str]) -> Response | None:
+        """401 before the body is read when ``X-Hub-Signature-256`` cannot be a signature
+        (missing, or not ``sha256=`` and 64 hex digits); None when it can be checked."""
+        signature = headers.get("x-hub-signature-256", "").strip()
+        digest = signature.removeprefix("sha256=")
+        if signature.startswith("sha256=") and len(digest) == 64 and all(c in _HEX for c in digest.lower()):
+            return None
+        self.stats.deliveries["unauthorized"] += 1
+        log.warning("webhook delivery refused before its body: missing or malformed X-Hub-Signature-256")
+        return problem(401, "bad_signature", "X-Hub-Signature-256 is missing or is not sha256= and 64 hex digits")
 
     def verify(self, body: bytes, signature: str | None) -> bool:
         if not signature or not signature.startswith("sha256="):

@@ -163,8 +163,9 @@ async def test_same_event_by_webhook_and_polling_is_broadcast_once(nursery, auto
     assert (app.scorer.total_events, app.scorer.merged) == (1, 1)
 
 
-async def test_a_delivery_that_cannot_be_stored_is_503_for_github_to_redeliver(tmp_path, nursery, autojump_clock):
-    """Issue 14: acknowledged means stored; with the disk full, a delivery gets 503."""
+async def test_a_delivery_that_cannot_be_stored_is_503_for_github_to_redeliver(tmp_path, nursery):
+    """Issue 14: acknowledged means stored; with the disk full, a delivery gets 503.  (Real
+    time: the store writes in a thread, which an autojumping clock would outrun.)"""
     app = await start_app(nursery, make_settings(webhook_secret=SECRET, state_dir=tmp_path / "state"))
 
     def full(row):  # what SQLite raises on a full disk, from the store's own writer
@@ -175,3 +176,21 @@ async def test_a_delivery_that_cannot_be_stored_is_503_for_github_to_redeliver(t
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "60"
     assert answer.json()["error"] == "state_unwritable" and app.webhooks.stats.deliveries["unstored"] == 1
     assert app.scorer.total_events == 0
+
+
+async def test_an_unsigned_delivery_is_refused_before_its_body_is_read(nursery, autojump_clock):
+    """Issue 14: webhook bodies (up to 25 MB) were read before the signature was checked.
+    A delivery whose X-Hub-Signature-256 cannot be a signature is answered 401 from its head
+    alone: here the 20 MB body it announces is never sent."""
+    import wsraw
+
+    app = await start_app(nursery, make_settings(webhook_secret=SECRET))
+    for signature in (None, "sha1=abc", "sha256=" + "z" * 64, "sha256=" + "a" * 63):
+        stream = await wsraw.connect(app.port)
+        head = (f"POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\nX-GitHub-Event: push\r\n"
+                f"X-GitHub-Delivery: d\r\nContent-Type: application/json\r\nContent-Length: 20000000\r\n"
+                + (f"X-Hub-Signature-256: {signature}\r\n" if signature else "") + "\r\n")
+        await stream.send_all(head.encode())
+        answer = await wsraw.read_all(stream)
+        assert answer.startswith(b"HTTP/1.1 401") and b"bad_signature" in answer, (signature, answer[:120])
+    assert app.webhooks.stats.deliveries["unauthorized"] == 4
