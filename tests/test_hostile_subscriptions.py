@@ -6,7 +6,8 @@ brackets, on the event loop); ``?repos=`` on the URL did the same before the han
 ten clients holding 9,000 globs each kept a core busy.  Against a running daemon with a
 control client connected: globs over the limits are refused at once, globs at the limits
 cost nothing noticeable, the control client never goes a second without a message and
-``/health`` answers within a second.
+``/health`` answers within a second.  Finding 2 (stalled bodies) is checked the same way
+at the end.
 """
 
 from __future__ import annotations
@@ -120,3 +121,49 @@ def test_globs_match_as_fnmatch_does_without_brackets():
         assert Glob.compile(glob).matches(name) == fnmatch.fnmatchcase(name, glob), (glob, name)
     assert Glob.compile("org/[ab]").matches("org/[ab]") and not Glob.compile("org/[ab]").matches("org/a")
     assert Glob.compile("openai/*").matches("openai/openai-python")
+
+
+async def test_stalled_bodies_do_not_silence_a_running_daemon(tmp_path):
+    """Issue 14, finding 2, in the acceptance's form: a running daemon with a control client
+    connected; 64 webhook bodies stalled half way (the most that may arrive at once) and one
+    more (503): the control client never goes a second without a message and /health
+    answers within a second."""
+    from osintd.server import MAX_UNFINISHED_BODIES
+
+    secret = tmp_path / "secret"
+    secret.write_text("s")
+    daemon = spawn_daemon(tmp_path, "--demo", "--demo-rate", "40", "--webhook-secret-file", str(secret))
+    try:
+        gaps: list[float] = []
+        health_times: list[float] = []
+        stop = trio.Event()
+        head = (f"POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\nX-GitHub-Event: push\r\n"
+                f"X-Hub-Signature-256: sha256={'0' * 64}\r\nContent-Length: 1000000\r\n\r\n{{").encode()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch, daemon.url, gaps, stop)
+            await trio.sleep(1.0)
+            stalled = []
+            for _ in range(MAX_UNFINISHED_BODIES):
+                stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+                await stream.send_all(head)
+                stalled.append(stream)
+            await trio.sleep(0.5)
+            one_more = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+            await one_more.send_all(head)
+            with trio.fail_after(5):
+                answer = await one_more.receive_some(4096)
+            assert answer.startswith(b"HTTP/1.1 503"), answer[:100]
+            async with httpx.AsyncClient(timeout=5) as http:
+                for _ in range(5):
+                    started = time.monotonic()
+                    assert (await http.get(f"{daemon.http}/health")).status_code == 200
+                    health_times.append(time.monotonic() - started)
+                    await trio.sleep(0.3)
+            await trio.sleep(1.0)
+            stop.set()
+            for stream in (*stalled, one_more):
+                await stream.aclose()
+        assert max(gaps) < 1.0, gaps
+        assert max(health_times) < 1.0, health_times
+    finally:
+        daemon.stop()
