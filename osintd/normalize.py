@@ -367,7 +367,7 @@ def _from_events_api(item: Mapping[str, Any], source: str) -> Event | None:
     actor = item.get("actor")
     if type(actor) is not dict:
         actor = _req_obj(item, "actor", "Events API item")
-    login = _req_str(actor, "login", "actor")
+    login = _req_login(actor, "actor")
     created_at = parse_time(item.get("created_at"))
     if created_at is None:
         raise Unusable(f"Events API item has no usable created_at: {_shown(item.get('created_at'))}")
@@ -402,7 +402,7 @@ def _from_webhook(event_name: str, payload: Mapping[str, Any], received_at: dt.d
     repository = _req_obj(payload, "repository", "webhook payload")
     repo = _repo_name(repository.get("full_name"), "repository.full_name")
     sender = _req_obj(payload, "sender", "webhook payload")
-    login = _req_str(sender, "login", "sender")
+    login = _req_login(sender, "sender")
     repo_url = _http_url(repository.get("html_url"))
     if repo_url is None:
         web_base = _web_base_from_api_url(repository.get("url"))
@@ -745,7 +745,7 @@ def _member(c: _Context) -> Event | None:
     p = c.payload
     action = _req_str(p, "action", "member")
     member = _req_obj(p, "member", "member")
-    login = _req_str(member, "login", "member")
+    login = _req_login(member, "member")
     if action not in ("added", "removed", "edited"):
         return None
     changes = _opt_obj(p, "changes") or {}
@@ -843,9 +843,14 @@ def _req_str(m: Mapping[str, Any], key: str, where: str) -> str:
     value = m.get(key)
     if not isinstance(value, str) or not value.strip():
         raise Unusable(f"{where}.{key} is {_shown(value)}, not a non-empty string")
-    if key == "login" and len(value) > _LOGIN_MAX:
-        raise Unusable(f"{where}.login is {len(value)} characters long; GitHub's are at most {_LOGIN_MAX}")
     return value
+
+
+def _req_login(account: Mapping[str, Any], where: str) -> str:
+    login = _req_str(account, "login", where)
+    if len(login) > _LOGIN_MAX:
+        raise Unusable(f"{where}.login is {len(login)} characters long; GitHub's are at most {_LOGIN_MAX}")
+    return login
 
 
 def _shown(value: object) -> str:

@@ -842,8 +842,8 @@ class Scorer:
         self._head_rank = {name: rank for rank, name in enumerate(self._head, start=1)}
         top = tuple(self._shown(repos[name], score, now, observed) for enough, score, name in head[:SUMMARIZED]
                     if enough)
-        self._top_until = min((repos[s.repo_full_name].shown_until for s in top), default=until)
-        self._top_until = min(self._top_until, until)
+        # The head's rounded scores, and the Top's velocities (shown_until) too.
+        self._top_until = min([until, *(repos[s.repo_full_name].shown_until for s in top)])
         return top
 
     def _same_head(self, moved: set[str]) -> bool:

@@ -400,7 +400,7 @@ class Server:
         """Refuse requests for other host names (DNS rebinding) with 421."""
         if host is None:
             return problem(400, "bad_request", "the Host header is required")
-        name = _host_name(host)
+        name = _split_host(host)[0]
         if name in self._allowed_hosts() or (self._wildcard_bind() and _is_ip(name)):
             return None
         return problem(421, "misdirected_request",
@@ -457,15 +457,12 @@ def _check_head(request: h11.Request, headers: dict[str, str]) -> Response | Non
     if size > MAX_HEAD_BYTES:
         return problem(431, "request_header_fields_too_large",
                        f"request heads are limited to {MAX_HEAD_BYTES} bytes; this one has about {size}")
-    host = headers.get("host", "").strip()
-    if host.startswith("["):  # [v6]:port
-        after = host[host.find("]") + 1:] if "]" in host else "?"
-    else:  # name:port (a bare v6 address has more colons, and no port)
-        after = host[host.find(":"):] if host.count(":") == 1 else ""
+    host = headers.get("host", "")
+    after = _split_host(host)[1]
     port = after[1:]
     if after and not (after.startswith(":") and port.isascii() and port.isdigit() and len(port) <= 5
                       and 0 < int(port) < 65536):
-        return problem(400, "bad_request", f"the Host header's port is not a port number: {host[:100]!r}")
+        return problem(400, "bad_request", f"the Host header's port is not a port number: {host.strip()[:100]!r}")
     if "content-length" in headers and "transfer-encoding" in headers:
         return problem(400, "bad_request", "a request may not have both Content-Length and Transfer-Encoding")
     return None
@@ -476,11 +473,17 @@ def _is_upgrade(headers: dict[str, str]) -> bool:
             and "upgrade" in headers.get("connection", "").lower())
 
 
-def _host_name(host: str) -> str:
+def _split_host(host: str) -> tuple[str, str]:
+    """A Host header's name (lower case; an IPv6 address without its brackets) and what
+    follows the name: "" or ":port" (or whatever the client put there)."""
     host = host.strip().lower()
-    if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if host.startswith("["):  # [v6]:port
+        end = host.find("]")
+        return (host[1:end], host[end + 1:]) if end >= 0 else (host, "?")
+    if host.count(":") == 1:  # name:port (a bare v6 address has more colons, and no port)
+        name, _, port = host.partition(":")
+        return name, ":" + port
+    return host, ""
 
 
 def _is_ip(name: str) -> bool:

@@ -172,8 +172,8 @@ class StateStore:
         until DELIVERY_RETENTION), so a crash while they go through again loses none."""
         db = self._db
         rows = list(db.execute("SELECT event_id, received, body FROM deliveries ORDER BY received"))
-        done = [(event_id,) for event_id, received, _ in rows
-                if event_id in seen or received < time.time() - DELIVERY_RETENTION]
+        oldest = time.time() - DELIVERY_RETENTION
+        done = [(event_id,) for event_id, received, _ in rows if event_id in seen or received < oldest]
         with db:
             db.executemany("DELETE FROM deliveries WHERE event_id = ?", done)
         finished = {event_id for (event_id,) in done}

@@ -9,7 +9,6 @@ unless the events after it confirm the jump (concatenated hours with a gap).
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import gzip
 import json
@@ -30,7 +29,6 @@ UTC = dt.timezone.utc
 
 def _star(repo: str, login: str) -> bytes:
     body = json.loads((SAMPLES / "webhooks" / "watch.started.json").read_text())
-    body = copy.deepcopy(body)
     body["repository"]["full_name"] = repo
     body["repository"]["name"] = repo.split("/")[1]
     body["repository"]["owner"]["login"] = repo.split("/")[0]
