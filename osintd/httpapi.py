@@ -111,12 +111,23 @@ class WsStats:
     replay_ring: int
 
 
+class BodyCheck(Protocol):
+    """A check computed over a request body as it streams in (a webhook's signature)."""
+
+    def update(self, chunk: bytes) -> None: ...
+
+    def matches(self) -> bool: ...
+
+
 class WebhookHandler(Protocol):
     """What takes ``POST /webhooks/github`` (a ``webhooks.WebhookReceiver``)."""
 
-    async def handle(self, headers: Mapping[str, str], body: bytes) -> Response: ...
+    async def handle(self, headers: Mapping[str, str], body: bytes,
+                     signature: BodyCheck | None = None) -> Response: ...
 
     def refuse_unsigned(self, headers: Mapping[str, str]) -> Response | None: ...
+
+    def start_signature(self, headers: Mapping[str, str]) -> BodyCheck: ...
 
 
 @attrs.frozen
@@ -127,6 +138,8 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes = b""
+    #: What ``HttpApi.body_check`` gave for this request, fed every byte of ``body``.
+    check: BodyCheck | None = None
 
 
 class HttpApi:
@@ -171,6 +184,13 @@ class HttpApi:
             return 25 * 1024 * 1024  # GitHub caps deliveries at 25 MB
         return 1024 * 1024
 
+    def body_check(self, path: str, headers: Mapping[str, str]) -> BodyCheck | None:
+        """A check to feed the body to as it arrives: a webhook's signature, so a 25 MB
+        delivery is never hashed in one piece on the event loop."""
+        if path == self.WEBHOOK_PATH and self.webhooks is not None:
+            return self.webhooks.start_signature(headers)
+        return None
+
     def refuse_before_body(self, method: str, path: str, headers: Mapping[str, str]) -> Response | None:
         """The answer to a request that no body could change, given before its body is read
         (nobody gets to make the server hold 25 MB for a request it will refuse): an
@@ -194,7 +214,7 @@ class HttpApi:
                 return problem(404, "not_found", "webhooks are off: start osintd with --webhook-secret-file")
             if method != "POST":
                 return problem(405, "method_not_allowed", f"{path} takes POST", ("Allow", "POST"))
-            return await self.webhooks.handle(request.headers, request.body)
+            return await self.webhooks.handle(request.headers, request.body, request.check)
         route = self._routes.get(path)
         if route is None and path.startswith("/api/v1/repos/"):
             route = lambda: self._repo(path.removeprefix("/api/v1/repos/"))  # noqa: E731

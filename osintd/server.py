@@ -32,7 +32,7 @@ from osintd import globs, wsio
 from osintd.broadcaster import Filter
 from osintd.hub import Hub
 from osintd.outbox import Outbox
-from osintd.httpapi import HttpApi, Request, Response, problem
+from osintd.httpapi import BodyCheck, HttpApi, Request, Response, problem
 from osintd.messages import SUBSCRIBABLE_TYPES
 from osintd.session import Session, SessionSettings, filter_from
 
@@ -56,6 +56,9 @@ ACCEPT_RETRY_MAX = 5.0
 MAX_UNFINISHED_BODIES = 64
 #: Seconds a request body may take to arrive whole, after its head.
 BODY_TIMEOUT = 30.0
+#: Bytes held at once by all the request bodies still arriving: four of GitHub's largest
+#: deliveries.  The request whose next chunk would pass it gets 503 and is closed.
+MAX_BUFFERED_BODY_BYTES = 100 * 1024 * 1024
 #: accept() errors about the one connection it was taking (Linux reports pending network errors there).
 ACCEPT_IGNORED_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPERM, errno.EPROTO, errno.ENETDOWN, errno.ENOPROTOOPT,
                                    errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP,
@@ -140,6 +143,7 @@ class Server:
         self.connections_failed = 0
         self.connections_accepted = 0
         self._unfinished_bodies = 0  # request bodies being received (see MAX_UNFINISHED_BODIES)
+        self._buffered_body_bytes = 0  # what they hold so far (see MAX_BUFFERED_BODY_BYTES)
         self._accepting: trio.CancelScope | None = None
         self._idle = trio.Event()
         self._idle.set()
@@ -274,49 +278,65 @@ class Server:
 
     async def _plain(self, stream: trio.SocketStream, connection: h11.Connection, request: h11.Request, path: str,
                      headers: dict[str, str]) -> Response:
-        """Read the body (bounded in size, in time and in how many arrive at once), then route."""
+        """Read the body (bounded in size, in time, in how many arrive at once and in the
+        bytes they hold together; a webhook's signature is computed as it streams), then route."""
+        method = request.method.decode("latin-1")
         limit = self.api.body_limit(path)
-        if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
-            early = self.api.refuse_before_body(request.method.decode("latin-1"), path, headers)
-            if early is not None:
-                return early  # the body is never read: the connection closes after the answer
-        else:
-            body = await self._read_body(stream, connection, limit)  # h11's EndOfMessage, at once
+        if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+            body = await self._read_body(stream, connection, limit, None)  # h11's EndOfMessage, at once
             if isinstance(body, Response):
                 return body
-            return await self.api.handle(Request(request.method.decode("latin-1"), path, headers, body))
+            return await self.api.handle(Request(method, path, headers, body))
+        early = self.api.refuse_before_body(method, path, headers)
+        if early is not None:
+            return early  # the body is never read: the connection closes after the answer
         if self._unfinished_bodies >= MAX_UNFINISHED_BODIES:
             return problem(503, "busy", f"{MAX_UNFINISHED_BODIES} request bodies are arriving already; retry later",
                            ("Retry-After", "5"))
+        check = self.api.body_check(path, headers)
         self._unfinished_bodies += 1
         try:
             with trio.move_on_after(BODY_TIMEOUT) as timer:
-                body = await self._read_body(stream, connection, limit)
+                body = await self._read_body(stream, connection, limit, check)
         finally:
             self._unfinished_bodies -= 1
         if timer.cancelled_caught:
             return problem(408, "request_timeout", f"the request body did not arrive within {BODY_TIMEOUT:g} s")
         if isinstance(body, Response):
             return body
-        return await self.api.handle(Request(request.method.decode("latin-1"), path, headers, body))
+        return await self.api.handle(Request(method, path, headers, body, check))
 
-    async def _read_body(self, stream: trio.SocketStream, connection: h11.Connection, limit: int) -> bytes | Response:
-        body = bytearray()
-        while True:
-            event = connection.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive_some(65536)
-                connection.receive_data(data)
-                if not data:
-                    return problem(400, "bad_request", "connection closed before the body ended")
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > limit:
-                    return problem(413, "payload_too_large", f"request bodies here are limited to {limit} bytes")
-            elif isinstance(event, h11.EndOfMessage):
-                return bytes(body)
-            else:
-                return problem(400, "bad_request", "unexpected end of request")
+    async def _read_body(self, stream: trio.SocketStream, connection: h11.Connection, limit: int,
+                         check: BodyCheck | None) -> bytes | Response:
+        """The body whole, each chunk fed to ``check`` as it arrives; its bytes count
+        against MAX_BUFFERED_BODY_BYTES until it is returned or refused."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                event = connection.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    connection.receive_data(data)
+                    if not data:
+                        return problem(400, "bad_request", "connection closed before the body ended")
+                elif isinstance(event, h11.Data):
+                    size += len(event.data)
+                    if size > limit:
+                        return problem(413, "payload_too_large", f"request bodies here are limited to {limit} bytes")
+                    if self._buffered_body_bytes + len(event.data) > MAX_BUFFERED_BODY_BYTES:
+                        return problem(503, "busy", "too many request bodies are arriving at once; retry later",
+                                       ("Retry-After", "5"))
+                    self._buffered_body_bytes += len(event.data)
+                    chunks.append(event.data)
+                    if check is not None:
+                        check.update(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    return b"".join(chunks)
+                else:
+                    return problem(400, "bad_request", "unexpected end of request")
+        finally:
+            self._buffered_body_bytes -= sum(len(chunk) for chunk in chunks)
 
     async def _respond(self, stream: trio.SocketStream, connection: h11.Connection, answer: Response,
                        head_only: bool = False, close: bool = False) -> None:

@@ -26,7 +26,7 @@ import attrs
 import orjson
 import trio
 
-from osintd.httpapi import Response, problem
+from osintd.httpapi import BodyCheck, Response, problem
 from osintd.models import Event
 from osintd.normalize import from_webhook
 
@@ -35,6 +35,24 @@ log = logging.getLogger(__name__)
 _HEX = frozenset("0123456789abcdef")
 
 MAX_WEBHOOK_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+
+
+class BodySignature:
+    """An HMAC-SHA256 of a delivery's body, fed as the body streams in, and the
+    signature its sender claims (``X-Hub-Signature-256``).
+
+    Invariant: ``matches`` is asked once, after the whole body went through ``update``.
+    """
+
+    def __init__(self, secret: bytes, claimed: str) -> None:
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
+        self._claimed = claimed.strip()
+
+    def update(self, chunk: bytes) -> None:
+        self._mac.update(chunk)
+
+    def matches(self) -> bool:
+        return hmac.compare_digest(("sha256=" + self._mac.hexdigest()).encode(), self._claimed.encode())
 
 
 @attrs.frozen
@@ -77,14 +95,22 @@ class WebhookReceiver:
         log.warning("webhook delivery refused before its body: missing or malformed X-Hub-Signature-256")
         return problem(401, "bad_signature", "X-Hub-Signature-256 is missing or is not sha256= and 64 hex digits")
 
+    def start_signature(self, headers: Mapping[str, str]) -> BodySignature:
+        """The signature check for a body about to stream in (``server`` feeds it each chunk)."""
+        return BodySignature(self._secret, headers.get("x-hub-signature-256", ""))
+
     def verify(self, body: bytes, signature: str | None) -> bool:
         if not signature or not signature.startswith("sha256="):
             return False
-        expected = "sha256=" + hmac.new(self._secret, body, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected.encode(), signature.strip().encode())
+        check = BodySignature(self._secret, signature)
+        check.update(body)
+        return check.matches()
 
-    async def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
-        if not self.verify(body, headers.get("x-hub-signature-256")):
+    async def handle(self, headers: Mapping[str, str], body: bytes,
+                     signature: BodyCheck | None = None) -> Response:
+        """``signature``, when given, has seen every byte of ``body`` as it arrived."""
+        signed = signature.matches() if signature is not None else self.verify(body, headers.get("x-hub-signature-256"))
+        if not signed:
             self.stats.deliveries["unauthorized"] += 1
             log.warning("webhook delivery refused: missing or bad X-Hub-Signature-256")
             return problem(401, "bad_signature", "X-Hub-Signature-256 is missing or does not match the body "

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import socket
 
 import httpx
+import orjson
 import pytest
 import trio
 import trio_websocket
@@ -351,3 +354,58 @@ async def test_stalled_request_bodies_are_bounded_in_number_and_time(nursery, au
     whole = head.replace(b"Content-Length: 1000", b"Content-Length: 2") + b"}"
     answer = await _answer_to(app, whole)
     assert answer.startswith(b"HTTP/1.1 401"), answer[:100]  # read whole, then its signature checked
+
+
+def _signed_head(port: int, body: bytes, secret: bytes, length: int | None = None) -> bytes:
+    signature = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return (f"POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"X-GitHub-Event: watch\r\nX-GitHub-Delivery: d-{len(body)}\r\nX-Hub-Signature-256: sha256={signature}\r\n"
+            f"Connection: close\r\nContent-Length: {len(body) if length is None else length}\r\n\r\n").encode()
+
+
+async def test_bodies_arriving_at_once_are_bounded_in_bytes(nursery, autojump_clock, monkeypatch):
+    """Issue 14, finding 2: 20 stalled 20 MiB bodies held 400 MiB.  Together the bodies still
+    arriving hold at most MAX_BUFFERED_BODY_BYTES: the request whose chunk would pass it gets
+    503 and is closed, the others finish, and the budget is free again after them."""
+    monkeypatch.setattr("osintd.server.MAX_BUFFERED_BODY_BYTES", 1_000_000)
+    app = await start_app(nursery, make_settings(webhook_secret=b"s"))
+    body = orjson.dumps({"action": "started", "repository": {"full_name": "o/r", "id": 1},
+                         "sender": {"login": "u", "id": 2}, "pad": "x" * 399_000})
+    head = _signed_head(app.port, body, b"s")
+    holding = []
+    for _ in range(2):  # 2 × 200 KB, each waiting for the rest of its body
+        stream = await wsraw.connect(app.port)
+        await stream.send_all(head + body[:200_000])
+        holding.append(stream)
+    await trio.sleep(0.5)
+    third = await wsraw.connect(app.port)
+    await third.send_all(head + body)  # 400 KB would make it 800 KB: fits
+    assert (await wsraw.read_all(third)).startswith(b"HTTP/1.1 202")
+    fourth = await wsraw.connect(app.port)
+    await fourth.send_all(_signed_head(app.port, body, b"s", 700_000) + b" " * 700_000)  # 400 + 700 KB: refused
+    answer = await wsraw.read_all(fourth)
+    assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 5" in answer, answer[:200]
+    for stream in holding:
+        await stream.send_all(body[200_000:])
+    answers = [await wsraw.read_all(stream) for stream in holding]
+    # The same delivery as the third's: answered as a redelivery already seen.
+    assert [answer[:12] for answer in answers] == [b"HTTP/1.1 200"] * 2, [a[:100] for a in answers]
+    assert app.server._buffered_body_bytes == 0  # nothing is left counted after the bodies ended
+    assert await _health(app) == 200
+
+
+async def test_a_signature_is_checked_over_a_body_that_streams_in_pieces(nursery, autojump_clock):
+    """The HMAC is fed chunk by chunk as the body arrives; a body in 1,000 pieces is
+    accepted with its right signature and refused when one byte differs from what was signed."""
+    app = await start_app(nursery, make_settings(webhook_secret=b"s"))
+    body = orjson.dumps({"action": "started", "repository": {"full_name": "o/r", "id": 1},
+                         "sender": {"login": "u", "id": 2}, "pad": "y" * 20_000})
+    for sent, status in ((body, b"202"), (body.replace(b"yyy", b"yyz", 1), b"401")):
+        stream = await wsraw.connect(app.port)
+        await stream.send_all(_signed_head(app.port, body, b"s"))
+        for start in range(0, len(sent), 21):
+            await stream.send_all(sent[start:start + 21])
+            if start % 2100 == 0:
+                await trio.sleep(0.01)  # many separate reads on the server's side
+        answer = await wsraw.read_all(stream)
+        assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
