@@ -319,6 +319,9 @@ async def serve(settings: Settings) -> None:
     from osintd.app import App  # imported here so that --help stays fast
 
     raise_open_file_limit(settings.max_clients)
+    # Past a file-size limit (LimitFSIZE=, ulimit -f) a write fails with EFBIG, which the
+    # state store reports as degraded health and recovers from; the signal would kill us.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         app = App(settings)
         async with trio.open_nursery() as nursery:

@@ -101,8 +101,8 @@ def daemon_families(hub: Hub, scorer: Scorer, server: Server, sources: Sequence[
                    ["source", "type"], _skipped(sources, webhooks))
     yield counter("osintd_events_backfilled", "Events accepted as backfill (already old when first seen): "
                   "scored and stored, not broadcast", scorer.backfilled)
-    yield counter("osintd_events_future_clamped", "Live events dated more than 5 minutes after the wall clock: "
-                  "scored as of then, not later", scorer.future_clamped)
+    yield counter("osintd_events_future_clamped", "Live events dated more than 5 minutes (the demo: 3 s) after "
+                  "the wall clock: scored as of then, not later", scorer.future_clamped)
     yield counter("osintd_replay_events_out_of_span", "Replayed events dated far from the file's other events: "
                   "dropped, so one bad timestamp cannot move the replay's clock",
                   sum(source.out_of_span for source in sources if isinstance(source, ReplaySource)))

@@ -108,6 +108,7 @@ HALF_STEP = 0.5 * 10.0 ** -DIGITS
 
 #: How far after the wall clock a live event's time may be (clocks differ a little); later
 #: ones are scored as of this far ahead, so one event cannot move "now" (see ``accept``).
+#: The model's ``future_skew``; the demo's clock runs 96× faster, so its skew is 96× shorter.
 FUTURE_SKEW = 300.0
 
 #: How many event kinds a standing names as what drove it.
@@ -150,6 +151,7 @@ class ScoringModel:
     hysteresis: float = 0.2
     trend_people: int = 3
     trend_hold: float = 600.0
+    future_skew: float = FUTURE_SKEW
     repeat_factor: float = 0.5
     window_label: str = "24h"
     summary_titles: int = 12
@@ -171,6 +173,7 @@ class ScoringModel:
             half_life=225.0,
             recent=60.0,
             trend_hold=base.trend_hold / 96,
+            future_skew=base.future_skew / 96,
             hot_score=base.hot_score * scale,
             active_score=base.active_score * scale,
             quiet_score=base.quiet_score * scale,
@@ -512,7 +515,7 @@ class Scorer:
         self.merged = 0
         #: Events accepted from a Backfill (counted in ``total_events`` too): scored, not news.
         self.backfilled = 0
-        #: Live events dated more than FUTURE_SKEW after the wall clock: scored as of then.
+        #: Live events dated more than ``model.future_skew`` after the wall clock: scored as of then.
         self.future_clamped = 0
         #: Events accepted by (source, type).
         self.ingested: collections.Counter[tuple[str, EventType]] = collections.Counter()
@@ -534,7 +537,7 @@ class Scorer:
         self.ingested[(event.source, event_type)] += 1
         at = event.created_at.timestamp()
         if self._wall_clock is not None:
-            latest = self._wall_clock().timestamp() + FUTURE_SKEW
+            latest = self._wall_clock().timestamp() + self.model.future_skew
             if at > latest:
                 # A live event from the future (a wrong clock, a forged signed payload) would
                 # make "now" jump and decay every other repository to nothing: it counts as now.

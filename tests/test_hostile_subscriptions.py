@@ -15,7 +15,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import random
-import time
 
 import httpx
 import pytest
@@ -23,6 +22,7 @@ import trio
 import trio_websocket
 
 from conftest import spawn_daemon
+from hostile import health_times, watch
 from osintd.globs import MAX_GLOB_LENGTH, MAX_GLOBS, Glob
 
 
@@ -31,30 +31,6 @@ def daemon(tmp_path):
     daemon = spawn_daemon(tmp_path, "--demo", "--demo-rate", "40")
     yield daemon
     daemon.stop()
-
-
-async def _watch(url: str, gaps: list[float], stop: trio.Event) -> None:
-    """The control client: the longest silence while the attack runs goes into ``gaps``."""
-    async with trio_websocket.open_websocket_url(url + "?snapshot=0&types=new_event") as ws:
-        await ws.get_message()  # connection
-        last = time.monotonic()
-        while not stop.is_set():
-            with trio.move_on_after(2.0):
-                await ws.get_message()
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
-
-
-async def _health_times(http: httpx.AsyncClient, url: str, pause: float) -> list[float]:
-    """Five health checks ``pause`` apart, each answered 200: how long each took."""
-    times = []
-    for _ in range(5):
-        started = time.monotonic()
-        assert (await http.get(url)).status_code == 200
-        times.append(time.monotonic() - started)
-        await trio.sleep(pause)
-    return times
 
 
 async def _answer(url: str, repos: list[str]) -> dict:
@@ -72,7 +48,7 @@ async def test_hostile_globs_are_refused_or_cheap_and_nothing_stalls(daemon):
     gaps: list[float] = []
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch, daemon.url, gaps, stop)
+        nursery.start_soon(watch, daemon.url, gaps, stop)
         await trio.sleep(1.0)
         async with httpx.AsyncClient(timeout=5) as http:
             # One glob of 15,000 and one of 60,000 "[": refused, with what to do.
@@ -110,11 +86,11 @@ async def test_hostile_globs_are_refused_or_cheap_and_nothing_stalls(daemon):
                 for _ in range(10):
                     holders.start_soon(hold)
             assert [a["type"] for a in held] == ["subscribed"] * 10
-            health_times = await _health_times(http, f"{daemon.http}/api/v1/health", 0.2)
+            times = await health_times(http, f"{daemon.http}/api/v1/health", 0.2)
         await trio.sleep(1.0)
         stop.set()
     assert max(gaps) < 1.0, gaps
-    assert max(health_times) < 1.0, health_times
+    assert max(times) < 1.0, times
 
 
 def test_globs_match_as_fnmatch_does_without_brackets():
@@ -145,7 +121,7 @@ async def test_stalled_bodies_do_not_silence_a_running_daemon(tmp_path):
         head = (f"POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\nX-GitHub-Event: push\r\n"
                 f"X-Hub-Signature-256: sha256={'0' * 64}\r\nContent-Length: 1000000\r\n\r\n{{").encode()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch, daemon.url, gaps, stop)
+            nursery.start_soon(watch, daemon.url, gaps, stop)
             await trio.sleep(1.0)
             stalled = []
             for _ in range(MAX_UNFINISHED_BODIES):
@@ -159,12 +135,12 @@ async def test_stalled_bodies_do_not_silence_a_running_daemon(tmp_path):
                 answer = await one_more.receive_some(4096)
             assert answer.startswith(b"HTTP/1.1 503"), answer[:100]
             async with httpx.AsyncClient(timeout=5) as http:
-                health_times = await _health_times(http, f"{daemon.http}/health", 0.3)
+                times = await health_times(http, f"{daemon.http}/health", 0.3)
             await trio.sleep(1.0)
             stop.set()
             for stream in (*stalled, one_more):
                 await stream.aclose()
         assert max(gaps) < 1.0, gaps
-        assert max(health_times) < 1.0, health_times
+        assert max(times) < 1.0, times
     finally:
         daemon.stop()
