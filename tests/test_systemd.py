@@ -4,6 +4,7 @@ socket activation, and the unit files themselves; plus /metrics for Prometheus."
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -14,6 +15,8 @@ import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+import osintd
 
 from conftest import ROOT, spawn_daemon
 
@@ -114,8 +117,16 @@ def test_metrics_parse_with_prometheus_clients_own_parser(tmp_path):
     assert content_type.startswith("text/plain; version=0.0.4")
     families = {family.name: family for family in text_string_to_metric_families(text)}
     for name in ("osintd_websocket_connections", "osintd_messages_broadcast", "osintd_slow_clients_dropped",
-                 "osintd_client_queue_depth_max", "osintd_events_ingested", "osintd_pipeline_lag_seconds"):
+                 "osintd_client_queue_depth_max", "osintd_client_queue_depth", "osintd_events_ingested",
+                 "osintd_pipeline_lag_seconds", "process_resident_memory_bytes", "process_open_fds",
+                 "process_cpu_seconds", "python_info", "osintd_build_info"):
         assert name in families, name
+    assert "osintd_client_queue_depth_total" not in text  # a gauge: no counter's suffix
+    assert families["osintd_client_queue_depth"].type == "gauge"
+    assert families["process_resident_memory_bytes"].samples[0].value > 10 * 2**20
+    assert families["process_open_fds"].samples[0].value >= 3
+    [build] = families["osintd_build_info"].samples
+    assert build.labels == {"version": osintd.__version__, "python": platform.python_version()} and build.value == 1
     ingested = {tuple(sorted(s.labels.items())): s.value for s in families["osintd_events_ingested"].samples
                 if s.name.endswith("_total")}
     assert sum(ingested.values()) > 50 and all(dict(k)["source"] == "demo" for k in ingested)
