@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import osintd
+from osintd.cli import settings_from
 
 from conftest import ROOT, spawn_daemon
 
@@ -146,9 +147,12 @@ def test_unit_files_verify_and_rate_1_5_or_better(tmp_path):
     for name in ("osintd.service", "osintd.socket"):
         text = (units / name).read_text().replace("/usr/local/bin/osintd", osintd)
         (tmp_path / name).write_text(text)
+    # The optional credentials' drop-in, where verify looks for drop-ins (beside the unit).
+    (tmp_path / "osintd.service.d").mkdir()
+    shutil.copy(units / "osintd.service.d" / "credentials.conf", tmp_path / "osintd.service.d")
     verify = subprocess.run([SYSTEMD_ANALYZE, "verify", str(tmp_path / "osintd.socket"),
                              str(tmp_path / "osintd.service")], capture_output=True, text=True, timeout=60)
-    assert verify.returncode == 0, verify.stderr
+    assert verify.returncode == 0 and "credentials.conf" not in verify.stderr, verify.stderr
     security = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=yes", "--no-pager",
                                str(tmp_path / "osintd.service")], capture_output=True, text=True, timeout=60)
     last = [line for line in security.stdout.splitlines() if "Overall exposure level" in line]
@@ -156,6 +160,21 @@ def test_unit_files_verify_and_rate_1_5_or_better(tmp_path):
     score = float(last[0].split("level for osintd.service:")[1].split()[0])
     print(last[0])
     assert score <= 1.5, security.stdout
+
+
+def test_the_unit_starts_without_credential_files_and_the_drop_in_adds_the_ones_osintd_reads(tmp_path):
+    """A LoadCredential= whose file is missing keeps the unit from starting (243/CREDENTIALS),
+    and both credentials are optional: the unit loads none, the example drop-in both."""
+    unit = (ROOT / "systemd" / "osintd.service").read_text()
+    assert not [line for line in unit.splitlines() if line.startswith("LoadCredential")]
+    drop_in = (ROOT / "systemd" / "osintd.service.d" / "credentials.conf").read_text().splitlines()
+    assert "[Service]" in drop_in
+    loaded = {line.split("=", 1)[1].split(":")[0] for line in drop_in if line.startswith("LoadCredential=")}
+    assert loaded == {"github-token", "webhook-secret"}  # the names osintd reads from $CREDENTIALS_DIRECTORY
+    for name in loaded:  # as systemd would hand them over
+        (tmp_path / name).write_text(f"value-of-{name}\n")
+    settings = settings_from(["--repo", "a/b"], {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert (settings.github_token, settings.webhook_secret) == ("value-of-github-token", b"value-of-webhook-secret")
 
 
 def test_journald_lines_have_a_priority_and_no_timestamp_of_their_own(tmp_path):
