@@ -106,7 +106,10 @@ def _speed(text: str) -> float | None:
 def build_parser() -> argparse.ArgumentParser:
     # Defaults are None here: Settings holds the real ones, so that precedence can tell set from unset.
     p = _Parser(prog="osintd", argument_default=None,
-                description="Live GitHub activity intelligence over WebSocket (ws://HOST:PORT/ws/live-updates).")
+                description="Live GitHub activity intelligence over WebSocket (ws://HOST:PORT/ws/live-updates).",
+                epilog="Every option is also an environment variable: --foo-bar is OSINTD_FOO_BAR (repeatable "
+                       "options take a list separated by commas or spaces; switches true or false). Precedence: "
+                       "flag, then environment, then config file, then default.")
     p.add_argument("--version", action="version", version=f"osintd {__version__}")
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML config file (flags and environment win over it)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
