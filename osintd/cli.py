@@ -6,8 +6,9 @@ signals, and exit codes (0 after a clean stop, 1 when serving failed, 2 for a
 bad value: one line on stderr, never a traceback).
 Must not: contain daemon logic.
 
-Config-file values go through the same parser as flags, so both are
-validated alike and a bad value names where it came from.
+Config-file values and ``OSINTD_*`` variables (``environment``: one for every
+long option, by its name) go through the same parser as flags, so all three
+are validated alike and a bad value names where it came from.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, NoReturn, TypeVar
 
 import trio
 
-from osintd import __version__, logs
+from osintd import __version__, environment, logs
 from osintd.config import ConfigError, FileConfig, Settings, load_config
 from osintd.store import StateError
 
@@ -105,7 +106,10 @@ def _speed(text: str) -> float | None:
 def build_parser() -> argparse.ArgumentParser:
     # Defaults are None here: Settings holds the real ones, so that precedence can tell set from unset.
     p = _Parser(prog="osintd", argument_default=None,
-                description="Live GitHub activity intelligence over WebSocket (ws://HOST:PORT/ws/live-updates).")
+                description="Live GitHub activity intelligence over WebSocket (ws://HOST:PORT/ws/live-updates).",
+                epilog="Every option is also an environment variable: --foo-bar is OSINTD_FOO_BAR (repeatable "
+                       "options take a list separated by commas or spaces; switches true or false). Precedence: "
+                       "flag, then environment, then config file, then default.")
     p.add_argument("--version", action="version", version=f"osintd {__version__}")
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML config file (flags and environment win over it)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
@@ -165,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="browser origin allowed to connect, repeatable; * allows any "
                         "(default: this server on localhost, 127.0.0.1 and [::1])")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), type=str.lower)
+    p.add_argument("--log-format", choices=logs.FORMATS, type=str.lower,
+                   help="text (default: one line, for a terminal or journald) or json (one object per line)")
     return p
 
 
@@ -185,7 +191,8 @@ def _file_argv(config: FileConfig) -> list[str]:
             argv.extend((flag, str(value)))
 
     s, g, d, r = config.server, config.github, config.demo, config.replay
-    for flag, value in (("--log-level", config.log_level), ("--state-dir", config.state_dir),
+    for flag, value in (("--log-level", config.log_level), ("--log-format", config.log_format),
+                        ("--state-dir", config.state_dir),
                         ("--host", s.host), ("--port", s.port),
                         ("--max-clients", s.max_clients), ("--client-queue", s.client_queue),
                         ("--slow-client-timeout", s.slow_client_timeout), ("--max-behind", s.max_behind),
@@ -213,38 +220,70 @@ def _read_secret(path: Path, what: str) -> str:
     return text
 
 
+def _from_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) -> argparse.Namespace:
+    """The options set by ``OSINTD_*`` variables, each parsed like its flag; the others are absent."""
+    found = argparse.Namespace()
+    for option in environment.options(parser):
+        text = environment.present(option, environ)
+        if text is None:
+            continue
+        try:
+            arguments = option.arguments(text)
+            if isinstance(arguments, bool):  # a switch: on, or explicitly off (which beats the file)
+                value = option.on if arguments else not option.on
+            else:
+                value = getattr(parser.parse_args(arguments), option.dest)
+        except (environment.BadValue, UsageError) as exc:
+            raise UsageError(f"environment variable {option.variable}: {exc}") from None
+        if value is not None:
+            setattr(found, option.dest, value)
+    return found
+
+
 def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
     """Flags first, then the environment, then the config file, then defaults."""
     parser = build_parser()
+    # A switch left off is "not given" (None), so that the environment and the file can still set it.
+    parser.set_defaults(**{option.dest: None for option in environment.options(parser) if option.kind == "switch"})
     flags = parser.parse_args(argv)
+    env = _from_environment(parser, environ)
     file = argparse.Namespace()
-    if flags.config is not None:
+    config = flags.config if flags.config is not None else getattr(env, "config", None)
+    if config is not None:
         try:
-            file_argv = _file_argv(load_config(flags.config))
+            file_argv = _file_argv(load_config(config))
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         try:
             file = parser.parse_args(file_argv)
         except UsageError as exc:
-            raise UsageError(f"config file {flags.config}: {exc}") from None
+            raise UsageError(f"config file {config}: {exc}") from None
 
-    def pick(name: str, env: str | None = None, convert: Callable[[str], Any] = lambda v: v) -> Any:
-        value = getattr(flags, name, None)
-        if value is not None:
-            return value
-        if env is not None and environ.get(env):
-            return convert(environ[env])
+    def pick(name: str, legacy: str | None = None, convert: Callable[[str], Any] = lambda v: v) -> Any:
+        """A setting from the first layer that has it; ``legacy`` names an older variable
+        (not OSINTD_*) that still counts as the environment, after the OSINTD_ one."""
+        for layer in (flags, env):
+            value = getattr(layer, name, None)
+            if value is not None:
+                return value
+        if legacy is not None and environ.get(legacy):
+            return convert(environ[legacy])
         return getattr(file, name, None)
 
     demo_env = environ.get("DEMO_MODE")
     if demo_env is not None and demo_env.strip().lower() not in TRUE | FALSE:
         raise UsageError(f"DEMO_MODE={demo_env!r} is not true or false")
-    demo = flags.demo or (demo_env.strip().lower() in TRUE if demo_env is not None
-                          else bool(getattr(file, "demo", None)))
+    if flags.demo is not None or getattr(env, "demo", None) is not None:
+        demo = bool(pick("demo"))
+    else:
+        demo = (demo_env.strip().lower() in TRUE if demo_env is not None
+                else bool(getattr(file, "demo", None)))
 
     token = None
     if flags.github_token_file is not None:
         token = _read_secret(flags.github_token_file, "--github-token-file")
+    elif getattr(env, "github_token_file", None) is not None:
+        token = _read_secret(env.github_token_file, "OSINTD_GITHUB_TOKEN_FILE")
     elif environ.get("GITHUB_TOKEN"):
         token = environ["GITHUB_TOKEN"].strip()
     elif getattr(file, "github_token_file", None) is not None:
@@ -273,7 +312,7 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         "announce_interval": pick("announce_interval"), "client_queue": pick("client_queue"),
         "slow_client_timeout": pick("slow_client_timeout"), "max_behind": pick("max_behind"),
         "replay_capacity": pick("replay_capacity"), "max_clients": pick("max_clients"),
-        "log_level": pick("log_level"), "min_people": pick("min_people"),
+        "log_level": pick("log_level"), "log_format": pick("log_format"), "min_people": pick("min_people"),
     }
     summary_interval = pick("summary_interval")
     runs_demo = demo or not (repos or orgs or replay or secret)
@@ -283,7 +322,7 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
     return Settings(
         **{name: value for name, value in values.items() if value is not None},
         demo=demo, repos=repos, orgs=orgs, github_token=token, webhook_secret=secret, replay=replay,
-        replay_speed=pick("replay_speed"), state_dir=state_dir, reset_state=bool(flags.reset_state),
+        replay_speed=pick("replay_speed"), state_dir=state_dir, reset_state=bool(pick("reset_state")),
         summary_interval=summary_interval if summary_interval is not None
         else (10.0 if runs_demo else defaults.summary_interval),
         allowed_origins=tuple(pick("allowed_origin") or ()),
@@ -358,7 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"osintd: error: {exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
+    for name in environment.unknown(build_parser(), os.environ):
+        log.warning("environment variable %s stands for no option of osintd; ignored", name)
     try:
         trio.run(serve, settings)
     except Exception as exc:

@@ -45,6 +45,7 @@ class Settings:
     max_clients: int = 10_000
     allowed_origins: tuple[str, ...] = ()
     log_level: str = "info"
+    log_format: str = "text"
     #: Seconds between scoreboards: ranking, trend and summary announcements are coalesced to this rate.
     announce_interval: float = 1.0
     #: Minimum seconds between two summary_update messages of one repository.
@@ -119,6 +120,7 @@ class ReplaySection:
 @attrs.frozen
 class FileConfig:
     log_level: str | None = None
+    log_format: str | None = None
     state_dir: str | None = None
     server: ServerSection = ServerSection()
     github: GitHubSection = GitHubSection()

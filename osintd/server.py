@@ -2,8 +2,11 @@
 
 Owns: accepting connections, reading each request head with h11, the
 handshake checks (Host, Origin, client limit, query string), answering
-accepted upgrades (through ``wsio``) and running their sessions, and
-answering plain HTTP through ``httpapi``.
+accepted upgrades (through ``wsio``) and running their sessions,
+answering plain HTTP through ``httpapi``, and the access log (logger
+``osintd.access``: one line per HTTP answer and per WebSocket session end,
+its fields also passed as ``extra=`` for the JSON format; paths are logged
+without their query string, which may carry a token).
 Must not: let one connection's failure reach another, or the nursery that
 runs them all; parse WebSocket frames (``wsio`` does).
 
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
     from wsproto.connection import Connection
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("osintd.access")
 
 WS_PATH = "/ws/live-updates"
 MAX_HEAD_BYTES = 16 * 1024
@@ -130,6 +134,9 @@ class Accepted:
     response: bytes | None
     connection: Connection
     upgrade: Upgrade
+    peer: str
+    #: When its request head had arrived (trio's clock): the session's duration counts from here.
+    started: float
 
 
 class Server:
@@ -225,17 +232,21 @@ class Server:
     async def _handle(self, stream: trio.SocketStream) -> Accepted | None:
         """Answer plain HTTP requests; return what an accepted upgrade needs, or None."""
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        peer = _peer(stream)
         first = True
         while True:
             with trio.move_on_after(self.settings.handshake_timeout) as timer:
                 request = await self._read_head(stream, connection)
             if timer.cancelled_caught or request is None:
                 return None
+            started = trio.current_time()
             if isinstance(request, Response):
-                await self._respond(stream, connection, request)
+                sent = await self._respond(stream, connection, request)
+                _log_request(peer, "-", "-", request.status, started, sent)
                 return None
             target = request.target.decode("latin-1")
             path, _, query = target.partition("?")
+            method = request.method.decode("latin-1")
             headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
             refusal = _check_head(request, headers) or self._check_host(headers.get("host"))
             if refusal is None and _is_upgrade(headers):
@@ -244,13 +255,14 @@ class Server:
                 elif not first:
                     refusal = problem(400, "bad_request", "open a new connection for the WebSocket upgrade")
                 else:
-                    return await self._upgrade(stream, connection, request, headers, query)
+                    return await self._upgrade(stream, connection, request, headers, query, peer, started)
             if refusal is None and path == WS_PATH:
                 refusal = problem(426, "upgrade_required", f"{WS_PATH} speaks WebSocket; connect with a "
                                   "WebSocket client", ("Upgrade", "websocket"))
             answer = refusal or await self._plain(stream, connection, request, path, headers)
-            await self._respond(stream, connection, answer, head_only=request.method == b"HEAD",
-                                close=_is_upgrade(headers))
+            sent = await self._respond(stream, connection, answer, head_only=request.method == b"HEAD",
+                                       close=_is_upgrade(headers))
+            _log_request(peer, method, path, answer.status, started, sent)
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
                 return None
             connection.start_next_cycle()
@@ -339,8 +351,9 @@ class Server:
             self._buffered_body_bytes -= sum(len(chunk) for chunk in chunks)
 
     async def _respond(self, stream: trio.SocketStream, connection: h11.Connection, answer: Response,
-                       head_only: bool = False, close: bool = False) -> None:
-        """Send ``answer``; errors (but a plain 404) and refused upgrades close the connection."""
+                       head_only: bool = False, close: bool = False) -> int:
+        """Send ``answer``; errors (but a plain 404) and refused upgrades close the connection.
+        The bytes sent (0 when the peer had gone)."""
         body = answer.encoded()
         headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(body))),
                    ("Cache-Control", "no-store"), *answer.headers]
@@ -354,12 +367,13 @@ class Server:
             data += connection.send(h11.EndOfMessage())
             await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-            pass
+            return 0
+        return len(data)
 
     # -------------------------------------------------------------- websocket
 
     async def _upgrade(self, stream: trio.SocketStream, connection: h11.Connection, request: h11.Request,
-                       headers: dict[str, str], query: str) -> Accepted | None:
+                       headers: dict[str, str], query: str, peer: str, started: float) -> Accepted | None:
         refusal = self._check_origin(headers.get("origin"))
         if refusal is None and self.sessions >= self.settings.max_clients:
             refusal = problem(503, "too_many_clients",
@@ -371,14 +385,15 @@ class Server:
                 upgrade = Upgrade.parse(query)
                 # Whatever the client sent after the head (h11 holds it) belongs to the WebSocket.
                 response, ws_connection = wsio.accept(request, connection.trailing_data[0])
-                accepted = Accepted(response, ws_connection, upgrade)
+                accepted = Accepted(response, ws_connection, upgrade, peer, started)
             except BadQuery as exc:
                 refusal = problem(400, "bad_request", str(exc))
             except wsio.HandshakeRefused as exc:
                 refusal = problem(exc.status, "bad_request", f"not a valid WebSocket handshake: {exc}",
                                   *exc.headers)
         if refusal is not None:
-            await self._respond(stream, connection, refusal, close=True)
+            sent = await self._respond(stream, connection, refusal, close=True)
+            _log_request(peer, request.method.decode("latin-1"), WS_PATH, refusal.status, started, sent)
         return accepted
 
     async def _serve_upgrade(self, stream: trio.SocketStream, accepted: Accepted) -> None:
@@ -395,6 +410,7 @@ class Server:
                     await stream.send_all(response)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
+            handshake_bytes = len(response)
             del response
             if timer.cancelled_caught:
                 return
@@ -403,12 +419,15 @@ class Server:
             client = Outbox(upgrade.filter, session_settings.client_queue, session_settings.slow_client_timeout,
                             session_settings.max_behind, ws.try_write_now)
             self.hub.attach(client, snapshot=upgrade.snapshot, since=upgrade.since, epoch=upgrade.epoch)
-            log.info("client %s connected (%d connected)", client.client_id, self.hub.connection_count)
+            log.info("client %s connected (%d connected)", client.client_id, self.hub.connection_count,
+                     extra={"client_id": client.client_id, "peer": accepted.peer})
             try:
                 await Session(ws, self.hub, session_settings, client, self._now).run()
             finally:
                 log.info("client %s disconnected: %s", client.client_id,
-                         client.close_reason or ws.close_code or "gone")
+                         client.close_reason or ws.close_code or "gone",
+                         extra={"client_id": client.client_id, "peer": accepted.peer})
+                _log_session(accepted, client, ws, handshake_bytes)
         finally:
             self.sessions -= 1
             if self.sessions == 0:
@@ -456,6 +475,44 @@ class Server:
 
     def _wildcard_bind(self) -> bool:
         return self.settings.host in ("0.0.0.0", "::", "")
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    """The peer's address as ``host:port`` (``[v6]:port``), or ``-`` when the socket has none."""
+    try:
+        address = stream.socket.getpeername()
+    except OSError:
+        return "-"
+    if not isinstance(address, tuple):
+        return str(address) or "-"
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _log_request(peer: str, method: str, path: str, status: int, started: float, sent: int) -> None:
+    """The access line of one HTTP answer.  ``path`` is without its query string: a
+    query may carry a token, and nothing secret is logged."""
+    duration_ms = round((trio.current_time() - started) * 1000, 1)
+    access.info("%s %s %s %d %.1f ms %d B", peer, method, path, status, duration_ms, sent,
+                extra={"peer": peer, "method": method, "path": path, "status": status,
+                       "duration_ms": duration_ms, "bytes_sent": sent})
+
+
+def _log_session(accepted: Accepted, client: Outbox, ws: wsio.ServerWebSocket, handshake_bytes: int) -> None:
+    """The access line of one WebSocket session, at its end: the close code is ours when
+    the server ended it, else the peer's (1006: it vanished without a Close)."""
+    if client.close_reason is not None:
+        code, closed_by = client.close_reason[0], "server"
+    else:
+        code, closed_by = ws.close_code or 1000, "client"
+    duration_s = round(trio.current_time() - accepted.started, 3)
+    sent = ws.bytes_sent + handshake_bytes
+    access.info("%s GET %s 101 closed %d by %s after %.1f s, %d B sent, %d B received (client %s)",
+                accepted.peer, WS_PATH, code, closed_by, duration_s, sent, ws.bytes_received, client.client_id,
+                extra={"peer": accepted.peer, "method": "GET", "path": WS_PATH, "status": 101,
+                       "client_id": client.client_id, "close_code": code, "closed_by": closed_by,
+                       "duration_ms": round(duration_s * 1000, 1), "bytes_sent": sent,
+                       "bytes_received": ws.bytes_received})
 
 
 def _describe(group: BaseExceptionGroup) -> str:

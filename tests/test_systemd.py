@@ -4,6 +4,7 @@ socket activation, and the unit files themselves; plus /metrics for Prometheus."
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -14,6 +15,9 @@ import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+import osintd
+from osintd.cli import settings_from
 
 from conftest import ROOT, spawn_daemon
 
@@ -114,8 +118,16 @@ def test_metrics_parse_with_prometheus_clients_own_parser(tmp_path):
     assert content_type.startswith("text/plain; version=0.0.4")
     families = {family.name: family for family in text_string_to_metric_families(text)}
     for name in ("osintd_websocket_connections", "osintd_messages_broadcast", "osintd_slow_clients_dropped",
-                 "osintd_client_queue_depth_max", "osintd_events_ingested", "osintd_pipeline_lag_seconds"):
+                 "osintd_client_queue_depth_max", "osintd_client_queue_depth", "osintd_events_ingested",
+                 "osintd_pipeline_lag_seconds", "process_resident_memory_bytes", "process_open_fds",
+                 "process_cpu_seconds", "python_info", "osintd_build_info"):
         assert name in families, name
+    assert "osintd_client_queue_depth_total" not in text  # a gauge: no counter's suffix
+    assert families["osintd_client_queue_depth"].type == "gauge"
+    assert families["process_resident_memory_bytes"].samples[0].value > 10 * 2**20
+    assert families["process_open_fds"].samples[0].value >= 3
+    [build] = families["osintd_build_info"].samples
+    assert build.labels == {"version": osintd.__version__, "python": platform.python_version()} and build.value == 1
     ingested = {tuple(sorted(s.labels.items())): s.value for s in families["osintd_events_ingested"].samples
                 if s.name.endswith("_total")}
     assert sum(ingested.values()) > 50 and all(dict(k)["source"] == "demo" for k in ingested)
@@ -135,9 +147,12 @@ def test_unit_files_verify_and_rate_1_5_or_better(tmp_path):
     for name in ("osintd.service", "osintd.socket"):
         text = (units / name).read_text().replace("/usr/local/bin/osintd", osintd)
         (tmp_path / name).write_text(text)
+    # The optional credentials' drop-in, where verify looks for drop-ins (beside the unit).
+    (tmp_path / "osintd.service.d").mkdir()
+    shutil.copy(units / "osintd.service.d" / "credentials.conf", tmp_path / "osintd.service.d")
     verify = subprocess.run([SYSTEMD_ANALYZE, "verify", str(tmp_path / "osintd.socket"),
                              str(tmp_path / "osintd.service")], capture_output=True, text=True, timeout=60)
-    assert verify.returncode == 0, verify.stderr
+    assert verify.returncode == 0 and "credentials.conf" not in verify.stderr, verify.stderr
     security = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=yes", "--no-pager",
                                str(tmp_path / "osintd.service")], capture_output=True, text=True, timeout=60)
     last = [line for line in security.stdout.splitlines() if "Overall exposure level" in line]
@@ -145,6 +160,21 @@ def test_unit_files_verify_and_rate_1_5_or_better(tmp_path):
     score = float(last[0].split("level for osintd.service:")[1].split()[0])
     print(last[0])
     assert score <= 1.5, security.stdout
+
+
+def test_the_unit_starts_without_credential_files_and_the_drop_in_adds_the_ones_osintd_reads(tmp_path):
+    """A LoadCredential= whose file is missing keeps the unit from starting (243/CREDENTIALS),
+    and both credentials are optional: the unit loads none, the example drop-in both."""
+    unit = (ROOT / "systemd" / "osintd.service").read_text()
+    assert not [line for line in unit.splitlines() if line.startswith("LoadCredential")]
+    drop_in = (ROOT / "systemd" / "osintd.service.d" / "credentials.conf").read_text().splitlines()
+    assert "[Service]" in drop_in
+    loaded = {line.split("=", 1)[1].split(":")[0] for line in drop_in if line.startswith("LoadCredential=")}
+    assert loaded == {"github-token", "webhook-secret"}  # the names osintd reads from $CREDENTIALS_DIRECTORY
+    for name in loaded:  # as systemd would hand them over
+        (tmp_path / name).write_text(f"value-of-{name}\n")
+    settings = settings_from(["--repo", "a/b"], {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert (settings.github_token, settings.webhook_secret) == ("value-of-github-token", b"value-of-webhook-secret")
 
 
 def test_journald_lines_have_a_priority_and_no_timestamp_of_their_own(tmp_path):
