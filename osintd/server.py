@@ -8,7 +8,11 @@ Must not: let one connection's failure reach another, or the nursery that
 runs them all; parse WebSocket frames (``wsio`` does).
 
 The request head is read here once, with h11, for HTTP and WebSocket alike;
-an accepted upgrade keeps nothing of it but the wsproto connection.
+an accepted upgrade keeps nothing of it but the wsproto connection and the
+client's address.  Behind a trusted proxy (``--forwarded-allow-ips``) the
+client's address, scheme and host come from its X-Forwarded-* headers
+(``proxy.Forwarded``): the log names that client, and the Host and Origin
+checks judge the request the client made, not the proxy's.
 """
 
 from __future__ import annotations
