@@ -237,9 +237,8 @@ class Server:
     # ------------------------------------------------------------ connection
 
     async def _handle_safely(self, stream: trio.SocketStream) -> None:
-        peer = Peer("unknown")
+        peer = Peer(_peer_of(stream))
         try:
-            peer.address = proxy.display_peer(stream.socket.getpeername())
             accepted = await self._handle(stream, peer)
             if accepted is not None:
                 # Run the session outside _handle, so the request's parsing state
@@ -501,6 +500,13 @@ class Server:
             if origin is not None:
                 hosts.add(origin.host)
         return hosts
+
+
+def _peer_of(stream: trio.SocketStream) -> str:
+    try:
+        return proxy.display_peer(stream.socket.getpeername())
+    except OSError:  # gone already (reset between accept and here)
+        return "unknown"
 
 
 def _describe(group: BaseExceptionGroup) -> str:
