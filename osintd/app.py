@@ -154,7 +154,8 @@ class App:
                                   send_timeout=settings.send_timeout,
                                   ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout)
         self.server = server = Server(ServerSettings(settings.host, settings.port, settings.max_clients,
-                                                     settings.handshake_timeout, settings.allowed_origins, session),
+                                                     settings.handshake_timeout, settings.allowed_origins, session,
+                                                     settings.public_urls, settings.forwarded_allow_ips),
                                       hub, api, clock.now)
         components = tuple(dict.fromkeys(getattr(source, "component", source.name) for source in sources))
         def progressing() -> bool:

@@ -29,6 +29,7 @@ import trio
 
 from osintd import __version__, environment, logs
 from osintd.config import ConfigError, FileConfig, Settings, load_config
+from osintd.proxy import AddressError, Origin, TrustedProxies, public_url
 from osintd.store import StateError
 
 log = logging.getLogger("osintd")
@@ -86,9 +87,27 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
 def _origin(text: str) -> str:
     if text == "*":
         return text
-    if not text.startswith(("http://", "https://")) or text.count("/") != 2:
+    if not text.startswith(("http://", "https://")) or text.count("/") != 2 or Origin.parse(text) is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not an origin like http://example.com:8080 (or *)")
     return text.rstrip("/")
+
+
+def _public_url(text: str) -> str:
+    try:
+        return str(public_url(text))
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _proxy_addresses(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        TrustedProxies.parse(items)
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not items:
+        raise argparse.ArgumentTypeError("name at least one proxy address (e.g. 127.0.0.1)")
+    return items
 
 
 def _url(text: str) -> str:
@@ -165,9 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="broadcasts kept for clients that resume (default 10000)")
     p.add_argument("--max-clients", type=_ranged(int, 1, 1_000_000, "a client count"),
                    help="WebSocket clients at once; the next one gets 503 (default 10000)")
+    p.add_argument("--public-url", type=_public_url, action="append", metavar="URL",
+                   help="an address people use to open osintd, e.g. https://osint.example.com behind a TLS "
+                        "proxy (repeatable): its host is answered for and its pages may connect")
     p.add_argument("--allowed-origin", type=_origin, action="append", metavar="ORIGIN",
-                   help="browser origin allowed to connect, repeatable; * allows any "
-                        "(default: this server on localhost, 127.0.0.1 and [::1])")
+                   help="another site whose pages may open the WebSocket, repeatable; its host is also "
+                        "answered for; * allows any origin (pages served by osintd itself always may)")
+    p.add_argument("--forwarded-allow-ips", type=_proxy_addresses, action="extend", metavar="IP[,IP...]",
+                   help="proxies (addresses or networks, or *) whose X-Forwarded-For, -Proto and -Host "
+                        "headers are believed: the client's address in logs, https for the Origin check "
+                        "(default: none)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), type=str.lower)
     p.add_argument("--log-format", choices=logs.FORMATS, type=str.lower,
                    help="text (default: one line, for a terminal or journald) or json (one object per line)")
@@ -197,6 +223,7 @@ def _file_argv(config: FileConfig) -> list[str]:
                         ("--max-clients", s.max_clients), ("--client-queue", s.client_queue),
                         ("--slow-client-timeout", s.slow_client_timeout), ("--max-behind", s.max_behind),
                         ("--replay-capacity", s.replay_capacity), ("--allowed-origin", s.allowed_origins),
+                        ("--public-url", s.public_urls), ("--forwarded-allow-ips", s.forwarded_allow_ips),
                         ("--heartbeat-interval", s.heartbeat_interval), ("--metrics-interval", s.metrics_interval),
                         ("--announce-interval", s.announce_interval), ("--summary-interval", s.summary_interval),
                         ("--min-people", s.min_people),
@@ -326,6 +353,8 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         summary_interval=summary_interval if summary_interval is not None
         else (10.0 if runs_demo else defaults.summary_interval),
         allowed_origins=tuple(pick("allowed_origin") or ()),
+        public_urls=tuple(dict.fromkeys(pick("public_url") or ())),
+        forwarded_allow_ips=tuple(pick("forwarded_allow_ips") or ()),
     )
 
 

@@ -44,6 +44,10 @@ class Settings:
     max_behind: float = 60.0
     max_clients: int = 10_000
     allowed_origins: tuple[str, ...] = ()
+    #: The addresses people use to reach osintd (``https://osint.example.com``), behind a proxy or not.
+    public_urls: tuple[str, ...] = ()
+    #: Peers (addresses, networks, or "*") whose X-Forwarded-For/-Proto/-Host headers are believed.
+    forwarded_allow_ips: tuple[str, ...] = ()
     log_level: str = "info"
     log_format: str = "text"
     #: Seconds between scoreboards: ranking, trend and summary announcements are coalesced to this rate.
@@ -88,6 +92,8 @@ class ServerSection:
     max_behind: float | None = None
     replay_capacity: int | None = None
     allowed_origins: list[str] | None = None
+    public_urls: list[str] | None = None
+    forwarded_allow_ips: list[str] | None = None
     heartbeat_interval: float | None = None
     metrics_interval: float | None = None
     announce_interval: float | None = None

@@ -88,11 +88,12 @@ def _need_browser() -> str:
 class Browser:
     """``node tests/browser/driver.js`` as a subprocess: one command, one answer."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, chromium_args: tuple[str, ...] = ()) -> None:
         node = _need_browser()
         self.stderr_path = tmp_path / "driver.stderr"
+        extra = [part for arg in chromium_args for part in ("--browser-arg", arg)]
         self.process = subprocess.Popen(
-            [node, str(DRIVER), "--executable", CHROMIUM, "--max-seconds", "110"],
+            [node, str(DRIVER), "--executable", CHROMIUM, "--max-seconds", "110", *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_path.open("wb"),
             cwd=BROWSER_DIR, text=True, bufsize=1,
         )

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -188,3 +189,43 @@ def test_journald_lines_have_a_priority_and_no_timestamp_of_their_own(tmp_path):
     assert plain.stop() == 0
     first = plain.log().splitlines()[0]
     assert first[:4].isdigit() and " INFO " in first  # a timestamp and a level off journald
+
+
+def test_the_host_check_uses_the_socket_systemd_hands_over_not_host(tmp_path):
+    """Socket activation on 127.0.0.2 while --host says 0.0.0.0: the Host check answers for
+    the socket's address, and not for any IP (the socket is not a wildcard bind)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.2", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    fd = listener.fileno()
+
+    def as_systemd_would() -> None:
+        os.dup2(fd, 3)
+        os.environ["LISTEN_FDS"] = "1"
+        os.environ["LISTEN_PID"] = str(os.getpid())
+
+    log = (tmp_path / "daemon.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "osintd", "--demo", "--host", "0.0.0.0", "--port", "1"],
+                               cwd=ROOT, preexec_fn=as_systemd_would, pass_fds=(3, fd), stdout=log, stderr=log)
+    listener.close()
+
+    def status(host: str) -> int | None:
+        request = urllib.request.Request(f"http://127.0.0.2:{port}/health", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return None
+
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and status(f"127.0.0.2:{port}") is None:
+            time.sleep(0.1)
+        assert status(f"127.0.0.2:{port}") == 200
+        assert status(f"192.0.2.2:{port}") == 421
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
