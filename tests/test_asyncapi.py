@@ -13,6 +13,7 @@ import ast
 import copy
 import datetime as dt
 import json
+import os
 import re
 import typing
 import urllib.parse
@@ -32,6 +33,8 @@ from osintd.server import BadQuery, Upgrade
 from test_guide_clients import CLIENTS, GUIDE
 
 DOCUMENT = asyncapi.document()
+#: The AsyncAPI specification's own JSON Schema of a 3.0.0 document (npm's @asyncapi/specs, `make test` installs it).
+SPECIFICATION = ROOT / "tests/asyncapi/node_modules/@asyncapi/specs/schemas/3.0.0-without-$id.json"
 REGENERATE = ".venv/bin/python -m osintd.asyncapi > docs/asyncapi.json"
 
 
@@ -55,6 +58,22 @@ def test_the_committed_document_is_the_generated_one():
     committed = (ROOT / "docs" / "asyncapi.json").read_bytes()
     assert committed == asyncapi.document_bytes(), (
         f"docs/asyncapi.json differs from what osintd/messages.py makes: regenerate it with  {REGENERATE}")
+
+
+def test_the_document_is_a_valid_asyncapi_3_document():
+    if not SPECIFICATION.exists():
+        message = "the AsyncAPI specification's schema is missing: cd tests/asyncapi && npm ci"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    validator = jsonschema.Draft7Validator(json.loads(SPECIFICATION.read_text(encoding="utf-8")))
+    problems = [f"{'/'.join(map(str, error.absolute_path))}: {error.message:.200}"
+                for error in validator.iter_errors(DOCUMENT)]
+    assert not problems, problems
+    # Not vacuous: an AsyncAPI 2 action is refused.
+    wrong = copy.deepcopy(DOCUMENT)
+    wrong["operations"]["receivePing"]["action"] = "publish"
+    assert not validator.is_valid(wrong)
 
 
 def test_the_document_lists_every_message_class_once():
