@@ -38,7 +38,6 @@ import functools
 import inspect
 import json
 import sys
-import textwrap
 import types
 import typing
 from typing import Any, Literal
@@ -112,21 +111,32 @@ def _docstring(cls: type) -> str | None:
 
 
 @functools.cache
-def _field_comments(cls: type) -> dict[str, str]:
-    """The ``#:`` comment lines right above each field of ``cls``, by field name."""
-    lines = textwrap.dedent(inspect.getsource(cls)).splitlines()
-    tree = ast.parse("\n".join(lines))
-    found: dict[str, str] = {}
-    for statement in typing.cast(ast.ClassDef, tree.body[0]).body:
-        if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
-            comment: list[str] = []
-            row = statement.lineno - 2  # the line above, 0-based
-            while row >= 0 and lines[row].strip().startswith("#:"):
-                comment.insert(0, lines[row].strip().removeprefix("#:").strip())
-                row -= 1
-            if comment:
-                found[statement.target.id] = " ".join(comment)
+def _comments_of_module(module: str) -> dict[str, dict[str, str]]:
+    """The ``#:`` comment lines right above each field of each class in ``module``, by class
+    and field name (none where the source is not at hand)."""
+    try:
+        lines = inspect.getsource(sys.modules[module]).splitlines()
+    except (OSError, TypeError):
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    for node in ast.parse("\n".join(lines)).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        fields = found.setdefault(node.name, {})
+        for statement in node.body:
+            if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+                comment: list[str] = []
+                row = statement.lineno - 2  # the line above, 0-based
+                while row >= 0 and lines[row].strip().startswith("#:"):
+                    comment.insert(0, lines[row].strip().removeprefix("#:").strip())
+                    row -= 1
+                if comment:
+                    fields[statement.target.id] = " ".join(comment)
     return found
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    return _comments_of_module(cls.__module__).get(cls.__qualname__, {})
 
 
 def _described(schema: Schema, description: str | None) -> Schema:
