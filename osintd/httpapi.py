@@ -1,4 +1,4 @@
-"""The plain-HTTP side of the port: health, stats and the read-only REST API.
+"""The plain-HTTP side of the port: health, stats, the read-only REST API and the protocol document.
 
 Owns: the routes and JSON bodies of every non-WebSocket request, and the
 count of API queries (``total_queries``).
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from osintd import __version__, wire
+from osintd import __version__, asyncapi, wire
 from osintd.hub import Hub
 from osintd.messages import NewEvent, RankedRepo
 from osintd.models import RepoScore
@@ -177,6 +177,7 @@ class HttpApi:
             "/api/v1/repos": self._repos,
             "/api/v1/events": self._events,
             "/metrics": self._metrics,
+            "/asyncapi.json": self._asyncapi,
         }
 
     def body_limit(self, path: str) -> int:
@@ -277,6 +278,10 @@ class HttpApi:
             seq=hub.seq,
             replay_ring=len(hub.ring),
         ))
+
+    def _asyncapi(self) -> Response:
+        """The protocol of ``/ws/live-updates`` (docs/asyncapi.json): it changes only with the version."""
+        return Response(200, asyncapi.document_bytes(), (("Cache-Control", "public, max-age=3600"),))
 
     def _metrics(self) -> Response:
         if self.metrics is None:
