@@ -517,9 +517,9 @@ def decode(text: str | bytes, log: logging.Logger) -> dict[str, Any] | None:
     return message
 
 
-def refusal(status: int, body: bytes | None, retry_after: str | None) -> Disconnect:
+def refusal(status: int, body: bytes | bytearray | None, retry_after: str | None) -> Disconnect:
     """How a handshake answered with HTTP ``status`` ends: final, or worth retrying."""
-    text = (body or b"").decode("utf-8", "replace")
+    text = bytes(body or b"").decode("utf-8", "replace")
     try:
         detail = json.loads(text).get("message", text)
     except (ValueError, AttributeError):
