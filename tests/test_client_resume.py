@@ -19,6 +19,8 @@ import os
 import re
 import signal
 import shutil
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -190,7 +192,7 @@ def _python_stats(client: LiveUpdatesClient | aio.LiveUpdatesClient) -> dict[str
     return attrs.asdict(client.stats)
 
 
-@pytest.fixture(params=["trio", "asyncio", "node"])
+@pytest.fixture(params=["trio", "asyncio", pytest.param("node", marks=pytest.mark.node)])
 def driver(request, tmp_path):
     made = {"trio": TrioDriver, "asyncio": AsyncioDriver, "node": lambda: NodeDriver(tmp_path=tmp_path)}[
         request.param]()
@@ -469,9 +471,20 @@ async def test_a_refusal_that_retrying_cannot_fix_ends_the_client(driver):
 
 
 def test_importing_osintd_aio_without_websockets_says_what_to_install(tmp_path):
-    import subprocess
-    import sys
     code = ("import sys; sys.modules['websockets'] = None\n"
             "try:\n    import osintd.aio\nexcept ImportError as error:\n    print(error)\n")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout
     assert "pip install 'osintd[aio]'" in output
+
+
+@pytest.mark.node
+def test_the_typescript_declarations_compile_a_usage_example_and_reject_misuse():
+    """tests/node/client_usage.mts against osintd/static/client.d.ts (its @ts-expect-error
+    lines must be errors, so the declarations cannot silently become ``any``)."""
+    tsc = NODE_DIR / "node_modules" / ".bin" / "tsc"
+    if shutil.which("node") is None or not tsc.exists():
+        pytest.skip("needs node and typescript: cd tests/node && npm ci")
+    result = subprocess.run([str(tsc), "--noEmit", "--strict", "--target", "es2022", "--module", "esnext",
+                             "--moduleResolution", "bundler", "--lib", "es2022,dom", "client_usage.mts"],
+                            cwd=NODE_DIR, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
