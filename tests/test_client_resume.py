@@ -488,3 +488,35 @@ def test_the_typescript_declarations_compile_a_usage_example_and_reject_misuse()
                              "--moduleResolution", "bundler", "--lib", "es2022,dom", "client_usage.mts"],
                             cwd=NODE_DIR, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_asyncio_client_as_a_context_manager_with_async_handlers_ping_and_a_refusal(daemon):
+    """osintd.aio's own API against a real daemon: ``async with``, sync and async
+    handlers, ``ping``, and a final refusal coming out of the ``async with``."""
+    async def main() -> tuple:
+        titles, awaited = [], []
+
+        async def slow(message: dict) -> None:
+            await asyncio.sleep(0.01)
+            awaited.append(message["event_id"])
+
+        client = aio.LiveUpdatesClient(daemon.url, types=["new_event"])
+        client.on("new_event", lambda m: titles.append(m["title"]))
+        client.on("new_event", slow)
+        async with client:
+            await asyncio.wait_for(client.wait_connected(), 10)
+            rtt = await client.ping()
+            while len(awaited) < 5:
+                await asyncio.sleep(0.05)
+        refused = None
+        try:
+            async with aio.LiveUpdatesClient(daemon.url.replace("/ws/live-updates", "/ws/elsewhere")):
+                await asyncio.sleep(10)
+        except* HandshakeRefused as group:
+            refused = group.exceptions[0]
+        return titles, awaited, rtt, client.state, refused
+
+    titles, awaited, rtt, state, refused = asyncio.run(asyncio.wait_for(main(), 30))
+    assert len(titles) >= 5 and len(awaited) >= 5 and rtt is not None and rtt >= 0
+    assert state is ConnectionState.CLOSED
+    assert refused is not None and refused.status_code == 404 and "/ws/live-updates" in refused.message
