@@ -24,10 +24,16 @@ from osintd.models import RepoScore
 
 JSON = "application/json"
 DASHBOARD_HEADERS = (
-    ("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    ("Content-Security-Policy", "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
                                 "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'"),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
+)
+#: The JavaScript client is public code: any page, on any origin, may import it as a module.
+CLIENT_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Access-Control-Allow-Origin", "*"),
+    ("Cache-Control", "no-cache"),
 )
 
 
@@ -171,6 +177,8 @@ class HttpApi:
         self._started = time.monotonic()
         self._routes: dict[str, Callable[[], Response]] = {
             "/": self._index,
+            "/client.js": lambda: _static("client.js", "text/javascript; charset=utf-8"),
+            "/client.d.ts": lambda: _static("client.d.ts", "text/plain; charset=utf-8"),
             "/health": self._health,
             "/api/v1/health": self._component_health,
             "/ws/stats": self._ws_stats,
@@ -306,3 +314,9 @@ class HttpApi:
     def _events(self) -> Response:
         newest_first = (json.loads(f.payload) for f in reversed(self.hub.ring) if f.type == NewEvent.TYPE)
         return Response(200, {"events": list(itertools.islice(newest_first, 100))})
+
+
+def _static(name: str, content_type: str) -> Response:
+    """The JavaScript client (``/client.js``, used by the dashboard too) and its TypeScript types."""
+    body = importlib.resources.files("osintd").joinpath(f"static/{name}").read_bytes()
+    return Response(200, body, CLIENT_HEADERS, content_type=content_type)
