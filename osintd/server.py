@@ -29,12 +29,13 @@ import h11
 import trio
 
 from osintd import globs, wsio
+from osintd.auth import UNLIMITED, Authenticator, AccessSettings, Grant
 from osintd.broadcaster import Filter
 from osintd.hub import Hub
 from osintd.outbox import Outbox
 from osintd.httpapi import BodyCheck, HttpApi, Request, Response, problem
 from osintd.messages import SUBSCRIBABLE_TYPES
-from osintd.session import Session, SessionSettings, filter_from
+from osintd.session import Session, SessionSettings
 
 if TYPE_CHECKING:
     from wsproto.connection import Connection
@@ -87,9 +88,11 @@ class Upgrade:
     snapshot: bool
     since: int | None
     epoch: str | None
+    #: What the client's token may read (its filter is already within it).
+    grant: Grant = UNLIMITED
 
     @classmethod
-    def parse(cls, query: str) -> Upgrade:
+    def parse(cls, query: str, grant: Grant = UNLIMITED) -> Upgrade:
         params = urllib.parse.parse_qs(query, keep_blank_values=True)
         one = {key: values[-1] for key, values in params.items()}
         types = _csv(one.get("types"))
@@ -112,8 +115,8 @@ class Upgrade:
             globs.check(repos or ())
         except globs.GlobError as exc:
             raise BadQuery(str(exc)) from None
-        return cls(filter_from(types, repos), snapshot in ("1", "true"),
-                   int(since) if since is not None else None, one.get("epoch"))
+        return cls(grant.narrow(types, repos), snapshot in ("1", "true"),
+                   int(since) if since is not None else None, one.get("epoch"), grant)
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -133,11 +136,13 @@ class Accepted:
 
 
 class Server:
-    def __init__(self, settings: ServerSettings, hub: Hub, api: HttpApi, now: Callable[[], dt.datetime]) -> None:
+    def __init__(self, settings: ServerSettings, hub: Hub, api: HttpApi, now: Callable[[], dt.datetime],
+                 auth: Authenticator | None = None) -> None:
         self.settings = settings
         self.hub = hub
         self.api = api
         self._now = now
+        self.auth = auth or Authenticator(AccessSettings(), lambda: now().timestamp())
         self.sessions = 0
         self.port = settings.port
         self.connections_failed = 0
@@ -238,17 +243,20 @@ class Server:
             path, _, query = target.partition("?")
             headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
             refusal = _check_head(request, headers) or self._check_host(headers.get("host"))
+            grant = self.auth.admit(path, query, headers) if refusal is None else UNLIMITED
+            if isinstance(grant, Response):
+                refusal, grant = grant, UNLIMITED
             if refusal is None and _is_upgrade(headers):
                 if path != WS_PATH:
                     refusal = problem(404, "not_found", f"WebSocket connections go to {WS_PATH}")
                 elif not first:
                     refusal = problem(400, "bad_request", "open a new connection for the WebSocket upgrade")
                 else:
-                    return await self._upgrade(stream, connection, request, headers, query)
+                    return await self._upgrade(stream, connection, request, headers, query, grant)
             if refusal is None and path == WS_PATH:
                 refusal = problem(426, "upgrade_required", f"{WS_PATH} speaks WebSocket; connect with a "
                                   "WebSocket client", ("Upgrade", "websocket"))
-            answer = refusal or await self._plain(stream, connection, request, path, headers)
+            answer = refusal or await self._plain(stream, connection, request, path, headers, grant)
             await self._respond(stream, connection, answer, head_only=request.method == b"HEAD",
                                 close=_is_upgrade(headers))
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
@@ -277,7 +285,7 @@ class Server:
                 return None  # ConnectionClosed or PAUSED
 
     async def _plain(self, stream: trio.SocketStream, connection: h11.Connection, request: h11.Request, path: str,
-                     headers: dict[str, str]) -> Response:
+                     headers: dict[str, str], grant: Grant = UNLIMITED) -> Response:
         """Read the body (bounded in size, in time, in how many arrive at once and in the
         bytes they hold together; a webhook's signature is computed as it streams), then route."""
         method = request.method.decode("latin-1")
@@ -286,7 +294,7 @@ class Server:
             body = await self._read_body(stream, connection, limit, None)  # h11's EndOfMessage, at once
             if isinstance(body, Response):
                 return body
-            return await self.api.handle(Request(method, path, headers, body))
+            return await self.api.handle(Request(method, path, headers, body, grant=grant))
         early = self.api.refuse_before_body(method, path, headers)
         if early is not None:
             return early  # the body is never read: the connection closes after the answer
@@ -304,7 +312,7 @@ class Server:
             return problem(408, "request_timeout", f"the request body did not arrive within {BODY_TIMEOUT:g} s")
         if isinstance(body, Response):
             return body
-        return await self.api.handle(Request(method, path, headers, body, check))
+        return await self.api.handle(Request(method, path, headers, body, check, grant))
 
     async def _read_body(self, stream: trio.SocketStream, connection: h11.Connection, limit: int,
                          check: BodyCheck | None) -> bytes | Response:
@@ -359,7 +367,7 @@ class Server:
     # -------------------------------------------------------------- websocket
 
     async def _upgrade(self, stream: trio.SocketStream, connection: h11.Connection, request: h11.Request,
-                       headers: dict[str, str], query: str) -> Accepted | None:
+                       headers: dict[str, str], query: str, grant: Grant = UNLIMITED) -> Accepted | None:
         refusal = self._check_origin(headers.get("origin"))
         if refusal is None and self.sessions >= self.settings.max_clients:
             refusal = problem(503, "too_many_clients",
@@ -368,7 +376,7 @@ class Server:
         accepted = None
         if refusal is None:
             try:
-                upgrade = Upgrade.parse(query)
+                upgrade = Upgrade.parse(query, grant)
                 # Whatever the client sent after the head (h11 holds it) belongs to the WebSocket.
                 response, ws_connection = wsio.accept(request, connection.trailing_data[0])
                 accepted = Accepted(response, ws_connection, upgrade)
@@ -405,7 +413,7 @@ class Server:
             self.hub.attach(client, snapshot=upgrade.snapshot, since=upgrade.since, epoch=upgrade.epoch)
             log.info("client %s connected (%d connected)", client.client_id, self.hub.connection_count)
             try:
-                await Session(ws, self.hub, session_settings, client, self._now).run()
+                await Session(ws, self.hub, session_settings, client, self._now, upgrade.grant).run()
             finally:
                 log.info("client %s disconnected: %s", client.client_id,
                          client.close_reason or ws.close_code or "gone")
