@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -332,3 +333,49 @@ def test_the_guides_python_client_connects_with_a_token_in_its_url(tmp_path):
         daemon.stop()
     log = daemon.log()
     assert "access control on" in log and FULL not in log and LIMITED not in log
+
+
+def test_the_dashboard_asks_for_a_token_and_keeps_it_for_the_tab(tmp_path):
+    from test_dashboard import STATE, Browser, assert_console_clean
+
+    tokens = _private(tmp_path / "tokens", TOKENS_FILE)
+    daemon = spawn_daemon(tmp_path, "--demo", "--demo-seed", "3", "--demo-rate", "20", "--heartbeat-interval", "2",
+                          "--client-tokens-file", str(tokens))
+    browser = Browser(tmp_path)
+    form_shown = "!document.getElementById('access').hidden"
+
+    def enter(token: str) -> None:
+        browser.eval(f"document.getElementById('access-token').value = {json.dumps(token)}")
+        browser.call("click", selector="#access button")
+
+    try:
+        browser.call("phase", name="locked")  # the server answers 401 until a token is given: Chromium says so
+        browser.call("open", url=f"{daemon.http}/")
+        browser.wait(form_shown, "the token form")
+        browser.call("screenshot", path=str(tmp_path / "token-form.png"))
+        assert browser.state()["connection"] == "locked" and browser.state()["stats"]["snapshots"] == 0
+        enter("not-a-token-of-this-server")
+        browser.wait(f"{form_shown} && document.getElementById('access-note').textContent.includes('refused')",
+                     "the form again, saying the token was refused")
+        enter(FULL)
+        browser.call("phase", name="in")
+        browser.wait(f"{STATE}.live && {STATE}.stats.snapshots >= 1", "the page live with the token")
+        # Its fetches carry the token too (the feed is filled from /api/v1/events).
+        browser.wait(f"{STATE}.stats.backfilled > 0", "the feed filled from /api/v1/events")
+        assert browser.eval("sessionStorage.getItem('osintd.token')") == FULL
+        assert browser.eval(form_shown) is False
+
+        # The same tab keeps it: opened again, the page goes live without asking.
+        browser.call("open", url=f"{daemon.http}/")
+        browser.wait(f"{STATE}.live", "the page live again with the kept token")
+        assert browser.eval(form_shown) is False
+        console = browser.close()
+    finally:
+        browser.kill()
+        daemon.stop()
+    refused = re.compile(r"Failed to load resource: the server responded with a status of 401 \(Unauthorized\)"
+                         r"|WebSocket connection to 'ws://127\.0\.0\.1:\d+/ws/live-updates(\?token=[^']*)?' "
+                         r"failed: HTTP Authentication failed; no valid credentials available")
+    assert_console_clean(console, refused, ("locked",))
+    log = daemon.log()
+    assert FULL not in log and "not-a-token-of-this-server" not in log
