@@ -51,7 +51,7 @@ import jwt
 
 from osintd import globs
 from osintd.broadcaster import Filter
-from osintd.httpapi import Response, problem
+from osintd.httpapi import HttpApi, Response, problem
 from osintd.messages import SUBSCRIBABLE_TYPES
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ MIN_JWT_SECRET_BYTES = 32
 #: The close of a session whose JWT expired (RFC 6455 1008: policy violation).
 TOKEN_EXPIRED = (1008, "token expired")
 
-OPEN_PATHS = frozenset({"/health", "/", "/client.js", "/webhooks/github"})
+OPEN_PATHS = frozenset({"/health", "/", "/client.js", HttpApi.WEBHOOK_PATH})
 METRICS_PATH = "/metrics"
 #: Paths whose answers no limit can narrow: only a token without limits reads them.
 UNLIMITED_PATHS = frozenset({"/ws/stats", "/api/v1/health"})
