@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import trio
 
+from osintd.auth import AccessSettings, Authenticator
 from osintd.clock import WallClock
 from osintd.config import Settings
 from osintd.demo import DemoSettings, DemoSource
@@ -153,10 +154,12 @@ class App:
                                   max_behind=settings.max_behind,
                                   send_timeout=settings.send_timeout,
                                   ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout)
+        self.auth = Authenticator(AccessSettings(settings.client_tokens, settings.jwt_secret, settings.metrics_token),
+                                  lambda: clock.now().timestamp())
         self.server = server = Server(ServerSettings(settings.host, settings.port, settings.max_clients,
                                                      settings.handshake_timeout, settings.allowed_origins, session,
                                                      settings.public_urls, settings.forwarded_allow_ips),
-                                      hub, api, clock.now)
+                                      hub, api, clock.now, self.auth)
         components = tuple(dict.fromkeys(getattr(source, "component", source.name) for source in sources))
         def progressing() -> bool:
             # Idle (nothing queued) is fine; queued work with no scoreboard for a while is a stall.
@@ -193,6 +196,7 @@ class App:
             await nursery.start(server.serve, listeners)
             log.info("serving ws://%s:%d/ws/live-updates (sources: %s)", _display_host(settings.host),
                      self.port, ", ".join([s.name for s in sources] + (["webhooks"] if self.webhooks else [])))
+            self.auth.report(listener.socket.getsockname() for listener in listeners)
             notifier.ready(self._status_line())  # only now: the port accepts
             nursery.start_soon(notifier.keep_watchdog_fed, progressing)
             nursery.start_soon(self._report_status, notifier)

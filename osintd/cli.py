@@ -194,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="proxies (addresses or networks, or *) whose X-Forwarded-For, -Proto and -Host "
                         "headers are believed: the client's address in logs, https for the Origin check "
                         "(default: none)")
+    p.add_argument("--client-tokens-file", type=Path, metavar="FILE",
+                   help="turns on access control: clients need a token, one 'NAME TOKEN [types=T,T] "
+                        "[repos=GLOB,GLOB]' a line (also $CREDENTIALS_DIRECTORY/client-tokens)")
+    p.add_argument("--jwt-secret-file", type=Path, metavar="FILE",
+                   help="turns on access control: clients may present HS256 JWTs signed with this key "
+                        "(exp required; also $CREDENTIALS_DIRECTORY/jwt-secret)")
+    p.add_argument("--metrics-token-file", type=Path, metavar="FILE",
+                   help="file holding the token Prometheus presents for /metrics (Bearer); without one, "
+                        "/metrics is refused while access control is on (also $CREDENTIALS_DIRECTORY/metrics-token)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), type=str.lower)
     p.add_argument("--log-format", choices=logs.FORMATS, type=str.lower,
                    help="text (default: one line, for a terminal or journald) or json (one object per line)")
@@ -216,7 +225,7 @@ def _file_argv(config: FileConfig) -> list[str]:
         else:
             argv.extend((flag, str(value)))
 
-    s, g, d, r = config.server, config.github, config.demo, config.replay
+    s, g, d, r, a = config.server, config.github, config.demo, config.replay, config.auth
     for flag, value in (("--log-level", config.log_level), ("--log-format", config.log_format),
                         ("--state-dir", config.state_dir),
                         ("--host", s.host), ("--port", s.port),
@@ -229,6 +238,8 @@ def _file_argv(config: FileConfig) -> list[str]:
                         ("--min-people", s.min_people),
                         ("--repo", g.repos), ("--org", g.orgs), ("--github-api-url", g.api_url),
                         ("--github-token-file", g.token_file), ("--webhook-secret-file", g.webhook_secret_file),
+                        ("--client-tokens-file", a.client_tokens_file), ("--jwt-secret-file", a.jwt_secret_file),
+                        ("--metrics-token-file", a.metrics_token_file),
                         ("--demo", d.enabled), ("--demo-rate", d.rate), ("--demo-seed", d.seed),
                         ("--replay", r.file), ("--replay-speed", r.speed)):
         add(flag, value)
@@ -324,6 +335,8 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         secret_file = candidate if candidate.exists() else None
     secret = _read_secret(secret_file, "webhook secret file").encode() if secret_file is not None else None
 
+    access = _access_files(pick, environ)
+
     replay = pick("replay")
     if replay is not None and not replay.is_file():
         raise UsageError(f"--replay {replay}: no such file")
@@ -354,8 +367,30 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         else (10.0 if runs_demo else defaults.summary_interval),
         allowed_origins=tuple(pick("allowed_origin") or ()),
         public_urls=tuple(dict.fromkeys(pick("public_url") or ())),
-        forwarded_allow_ips=tuple(pick("forwarded_allow_ips") or ()),
+        forwarded_allow_ips=tuple(pick("forwarded_allow_ips") or ()), **access,
     )
+
+
+def _access_files(pick: Callable[[str], Any], environ: dict[str, str]) -> dict[str, Any]:
+    """The access settings from their files (a flag, the config file, or a systemd credential
+    of the same name), each read and checked now: a bad one stops start-up with one line."""
+    from osintd import auth
+
+    def path(name: str, credential: str) -> Path | None:
+        chosen: Path | None = pick(name)
+        if chosen is None and environ.get("CREDENTIALS_DIRECTORY"):
+            candidate = Path(environ["CREDENTIALS_DIRECTORY"]) / credential
+            chosen = candidate if candidate.exists() else None
+        return chosen
+
+    tokens, secret, scrape = (path("client_tokens_file", "client-tokens"), path("jwt_secret_file", "jwt-secret"),
+                              path("metrics_token_file", "metrics-token"))
+    try:
+        return {"client_tokens": auth.read_tokens_file(tokens) if tokens is not None else (),
+                "jwt_secret": auth.read_jwt_secret(secret) if secret is not None else None,
+                "metrics_token": auth.read_metrics_token(scrape) if scrape is not None else None}
+    except auth.AccessFileError as exc:
+        raise UsageError(str(exc)) from None
 
 
 #: Descriptors beyond one per client: listeners, the state file, GitHub, webhooks, logs.

@@ -2,15 +2,20 @@
 
 Owns: the settings' names, defaults and validation.
 Must not: parse the command line (``cli``) or act on a setting.
-Secrets (the GitHub token, the webhook secret) are kept out of ``repr``.
+Secrets (the GitHub token, the webhook secret, client and scrape tokens, the JWT key)
+are kept out of ``repr``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from osintd.auth import NamedToken
 
 
 @attrs.frozen
@@ -48,6 +53,10 @@ class Settings:
     public_urls: tuple[str, ...] = ()
     #: Peers (addresses, networks, or "*") whose X-Forwarded-For/-Proto/-Host headers are believed.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # Access control (``auth``): named client tokens, the HS256 key of client JWTs, the /metrics scrape token.
+    client_tokens: tuple[NamedToken, ...] = attrs.field(default=(), repr=False)
+    jwt_secret: bytes | None = attrs.field(default=None, repr=False)
+    metrics_token: str | None = attrs.field(default=None, repr=False)
     log_level: str = "info"
     log_format: str = "text"
     #: Seconds between scoreboards: ranking, trend and summary announcements are coalesced to this rate.
@@ -111,6 +120,13 @@ class GitHubSection:
 
 
 @attrs.frozen
+class AuthSection:
+    client_tokens_file: str | None = None
+    jwt_secret_file: str | None = None
+    metrics_token_file: str | None = None
+
+
+@attrs.frozen
 class DemoSection:
     enabled: bool | None = None
     rate: float | None = None
@@ -130,6 +146,7 @@ class FileConfig:
     state_dir: str | None = None
     server: ServerSection = ServerSection()
     github: GitHubSection = GitHubSection()
+    auth: AuthSection = AuthSection()
     demo: DemoSection = DemoSection()
     replay: ReplaySection = ReplaySection()
 

@@ -7,20 +7,24 @@ Must not: read or write sockets (``server`` does), or change pipeline state.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import itertools
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
 
 from osintd import __version__, asyncapi, wire
 from osintd.hub import Hub
-from osintd.messages import NewEvent, RankedRepo
+from osintd.messages import NewEvent, RankedRepo, RankingChange
 from osintd.models import RepoScore
+
+if TYPE_CHECKING:
+    from osintd.auth import Grant  # auth builds its refusals from this module
 
 JSON = "application/json"
 DASHBOARD_HEADERS = (
@@ -146,6 +150,8 @@ class Request:
     body: bytes = b""
     #: What ``HttpApi.body_check`` gave for this request, fed every byte of ``body``.
     check: BodyCheck | None = None
+    #: What the request's token may read (``auth``); None: no limits.
+    grant: Grant | None = None
 
 
 class HttpApi:
@@ -182,10 +188,13 @@ class HttpApi:
             "/health": self._health,
             "/api/v1/health": self._component_health,
             "/ws/stats": self._ws_stats,
-            "/api/v1/repos": self._repos,
-            "/api/v1/events": self._events,
             "/metrics": self._metrics,
             "/asyncapi.json": self._asyncapi,
+        }
+        #: Routes whose answers a token's limits narrow (``auth.Grant``).
+        self._granted_routes: dict[str, Callable[[Grant | None], Response]] = {
+            "/api/v1/repos": self._repos,
+            "/api/v1/events": self._events,
         }
 
     def body_limit(self, path: str) -> int:
@@ -210,7 +219,7 @@ class HttpApi:
             if method != "POST":
                 return problem(405, "method_not_allowed", f"{path} takes POST", ("Allow", "POST"))
             return self.webhooks.refuse_unsigned(headers)
-        if path not in self._routes and not path.startswith("/api/v1/repos/"):
+        if path not in self._routes and path not in self._granted_routes and not path.startswith("/api/v1/repos/"):
             return problem(404, "not_found", f"no resource at {path}; try /health, /ws/stats or /api/v1/repos")
         if method not in ("GET", "HEAD"):
             return problem(405, "method_not_allowed", f"{path} answers GET only", ("Allow", "GET, HEAD"))
@@ -225,8 +234,11 @@ class HttpApi:
                 return problem(405, "method_not_allowed", f"{path} takes POST", ("Allow", "POST"))
             return await self.webhooks.handle(request.headers, request.body, request.check)
         route = self._routes.get(path)
+        granted = self._granted_routes.get(path)
+        if granted is not None:
+            route = functools.partial(granted, request.grant)
         if route is None and path.startswith("/api/v1/repos/"):
-            route = lambda: self._repo(path.removeprefix("/api/v1/repos/"))  # noqa: E731
+            route = functools.partial(self._repo, path.removeprefix("/api/v1/repos/"), request.grant)
         if route is None:
             return problem(404, "not_found", f"no resource at {path}; try /health, /ws/stats or /api/v1/repos")
         if method not in ("GET", "HEAD"):
@@ -296,10 +308,13 @@ class HttpApi:
             return problem(404, "not_found", "metrics are not enabled")
         return Response(200, self.metrics(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
-    def _repos(self) -> Response:
-        return Response(200, {"repositories": self.hub.snapshot().top, "seq": self.hub.seq})
+    def _repos(self, grant: Grant | None) -> Response:
+        top = self.hub.snapshot(grant.scope if grant is not None else None).top
+        return Response(200, {"repositories": top, "seq": self.hub.seq})
 
-    def _repo(self, name: str) -> Response:
+    def _repo(self, name: str, grant: Grant | None) -> Response:
+        if grant is not None and not grant.admits(RankingChange.TYPE, name):
+            return problem(404, "not_found", f"{name} is not tracked (no events inside the window)")
         board = self.hub.board
         score = next((s for s in board.top if s.repo_full_name == name), None) if board else None
         if score is not None:
@@ -311,8 +326,9 @@ class HttpApi:
             return problem(404, "not_found", f"{name} is not tracked (no events inside the window)")
         return Response(200, RankedRepo.of(*standing))
 
-    def _events(self) -> Response:
-        newest_first = (json.loads(f.payload) for f in reversed(self.hub.ring) if f.type == NewEvent.TYPE)
+    def _events(self, grant: Grant | None) -> Response:
+        newest_first = (json.loads(f.payload) for f in reversed(self.hub.ring)
+                        if f.type == NewEvent.TYPE and (grant is None or grant.admits(f.type, f.repo)))
         return Response(200, {"events": list(itertools.islice(newest_first, 100))})
 
 

@@ -36,13 +36,14 @@ import h11
 import trio
 
 from osintd import globs, proxy, wsio
+from osintd.auth import UNLIMITED, AccessSettings, Authenticator, Grant
 from osintd.broadcaster import Filter
 from osintd.hub import Hub
 from osintd.outbox import Outbox
 from osintd.httpapi import BodyCheck, HttpApi, Request, Response, problem
 from osintd.messages import SUBSCRIBABLE_TYPES
 from osintd.proxy import Forwarded, Origin, TrustedProxies
-from osintd.session import Session, SessionSettings, filter_from
+from osintd.session import Session, SessionSettings
 
 if TYPE_CHECKING:
     from wsproto.connection import Connection
@@ -101,9 +102,11 @@ class Upgrade:
     snapshot: bool
     since: int | None
     epoch: str | None
+    #: What the client's token may read (its filter is already within it).
+    grant: Grant = UNLIMITED
 
     @classmethod
-    def parse(cls, query: str) -> Upgrade:
+    def parse(cls, query: str, grant: Grant = UNLIMITED) -> Upgrade:
         params = urllib.parse.parse_qs(query, keep_blank_values=True)
         one = {key: values[-1] for key, values in params.items()}
         types = _csv(one.get("types"))
@@ -126,8 +129,8 @@ class Upgrade:
             globs.check(repos or ())
         except globs.GlobError as exc:
             raise BadQuery(str(exc)) from None
-        return cls(filter_from(types, repos), snapshot in ("1", "true"),
-                   int(since) if since is not None else None, one.get("epoch"))
+        return cls(grant.narrow(types, repos), snapshot in ("1", "true"),
+                   int(since) if since is not None else None, one.get("epoch"), grant)
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -159,11 +162,13 @@ class Peer:
 
 
 class Server:
-    def __init__(self, settings: ServerSettings, hub: Hub, api: HttpApi, now: Callable[[], dt.datetime]) -> None:
+    def __init__(self, settings: ServerSettings, hub: Hub, api: HttpApi, now: Callable[[], dt.datetime],
+                 auth: Authenticator | None = None) -> None:
         self.settings = settings
         self.hub = hub
         self.api = api
         self._now = now
+        self.auth = auth or Authenticator(AccessSettings(), lambda: now().timestamp())
         self.sessions = 0
         self.port = settings.port
         self.connections_failed = 0
@@ -281,17 +286,21 @@ class Server:
             forwarded = Forwarded.read(socket_peer, request.headers, self._trusted)
             peer.address = forwarded.peer
             refusal = _check_head(request, headers) or self._check_host(forwarded.host)
+            grant = self.auth.admit(path, query, headers) if refusal is None else UNLIMITED
+            if isinstance(grant, Response):
+                refusal, grant = grant, UNLIMITED
             if refusal is None and _is_upgrade(headers):
                 if path != WS_PATH:
                     refusal = problem(404, "not_found", f"WebSocket connections go to {WS_PATH}")
                 elif not first:
                     refusal = problem(400, "bad_request", "open a new connection for the WebSocket upgrade")
                 else:
-                    return await self._upgrade(stream, connection, request, headers, query, forwarded, started)
+                    return await self._upgrade(stream, connection, request, headers, query, forwarded, started,
+                                               grant)
             if refusal is None and path == WS_PATH:
                 refusal = problem(426, "upgrade_required", f"{WS_PATH} speaks WebSocket; connect with a "
                                   "WebSocket client", ("Upgrade", "websocket"))
-            answer = refusal or await self._plain(stream, connection, request, path, headers)
+            answer = refusal or await self._plain(stream, connection, request, path, headers, grant)
             sent = await self._respond(stream, connection, answer, head_only=request.method == b"HEAD",
                                        close=_is_upgrade(headers))
             _log_request(peer.address, method, path, answer.status, started, sent)
@@ -321,7 +330,7 @@ class Server:
                 return None  # ConnectionClosed or PAUSED
 
     async def _plain(self, stream: trio.SocketStream, connection: h11.Connection, request: h11.Request, path: str,
-                     headers: dict[str, str]) -> Response:
+                     headers: dict[str, str], grant: Grant = UNLIMITED) -> Response:
         """Read the body (bounded in size, in time, in how many arrive at once and in the
         bytes they hold together; a webhook's signature is computed as it streams), then route."""
         method = request.method.decode("latin-1")
@@ -330,7 +339,7 @@ class Server:
             body = await self._read_body(stream, connection, limit, None)  # h11's EndOfMessage, at once
             if isinstance(body, Response):
                 return body
-            return await self.api.handle(Request(method, path, headers, body))
+            return await self.api.handle(Request(method, path, headers, body, grant=grant))
         early = self.api.refuse_before_body(method, path, headers)
         if early is not None:
             return early  # the body is never read: the connection closes after the answer
@@ -348,7 +357,7 @@ class Server:
             return problem(408, "request_timeout", f"the request body did not arrive within {BODY_TIMEOUT:g} s")
         if isinstance(body, Response):
             return body
-        return await self.api.handle(Request(method, path, headers, body, check))
+        return await self.api.handle(Request(method, path, headers, body, check, grant))
 
     async def _read_body(self, stream: trio.SocketStream, connection: h11.Connection, limit: int,
                          check: BodyCheck | None) -> bytes | Response:
@@ -406,7 +415,7 @@ class Server:
 
     async def _upgrade(self, stream: trio.SocketStream, connection: h11.Connection, request: h11.Request,
                        headers: dict[str, str], query: str, forwarded: Forwarded,
-                       started: float) -> Accepted | None:
+                       started: float, grant: Grant = UNLIMITED) -> Accepted | None:
         refusal = self._check_origin(headers.get("origin"), forwarded)
         if refusal is None and self.sessions >= self.settings.max_clients:
             refusal = problem(503, "too_many_clients",
@@ -415,7 +424,7 @@ class Server:
         accepted = None
         if refusal is None:
             try:
-                upgrade = Upgrade.parse(query)
+                upgrade = Upgrade.parse(query, grant)
                 # Whatever the client sent after the head (h11 holds it) belongs to the WebSocket.
                 response, ws_connection = wsio.accept(request, connection.trailing_data[0])
                 accepted = Accepted(response, ws_connection, upgrade, forwarded.peer, started)
@@ -455,7 +464,7 @@ class Server:
             log.info("client %s connected from %s (%d connected)", client.client_id, accepted.peer,
                      self.hub.connection_count, extra={"client_id": client.client_id, "peer": accepted.peer})
             try:
-                await Session(ws, self.hub, session_settings, client, self._now).run()
+                await Session(ws, self.hub, session_settings, client, self._now, upgrade.grant).run()
             finally:
                 log.info("client %s disconnected: %s", client.client_id,
                          client.close_reason or ws.close_code or "gone",

@@ -3,6 +3,7 @@ precedence: flag, then environment, then config file, then default."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from osintd.auth import NamedToken
 from osintd.cli import UsageError, build_parser, settings_from
 from osintd.config import Settings
 
@@ -34,6 +36,10 @@ SAMPLES: dict[str, tuple[str, str, object]] = {
     "--github-api-url": ("https://ghe.example/api/v3/", "github_api_url", "https://ghe.example/api/v3"),
     "--github-token-file": ("{tmp}/token", "github_token", "token-from-file"),
     "--webhook-secret-file": ("{tmp}/secret", "webhook_secret", b"secret-from-file"),
+    "--client-tokens-file": ("{tmp}/client-tokens", "client_tokens",
+                             (NamedToken("env-client", hashlib.sha256(b"abcdefghijklmnopqrstuvwx").digest()),)),
+    "--jwt-secret-file": ("{tmp}/jwt-secret", "jwt_secret", b"jwt-secret-from-file-0123456789abcdef"),
+    "--metrics-token-file": ("{tmp}/metrics-token", "metrics_token", "scrape-token-from-file-0123"),
     "--replay": ("{tmp}/hour.json", "replay", Path("{tmp}/hour.json")),
     "--replay-speed": ("2.5", "replay_speed", 2.5),
     "--state-dir": ("{tmp}/state", "state_dir", Path("{tmp}/state")),
@@ -87,6 +93,11 @@ def files(tmp_path):
     (tmp_path / "token").write_text("token-from-file\n")
     (tmp_path / "secret").write_text("secret-from-file\n")
     (tmp_path / "hour.json").write_text("")
+    for name, text in (("client-tokens", "env-client abcdefghijklmnopqrstuvwx\n"),
+                       ("jwt-secret", "jwt-secret-from-file-0123456789abcdef\n"),
+                       ("metrics-token", "scrape-token-from-file-0123\n")):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o600)  # access files readable by everyone are refused
     return tmp_path
 
 
