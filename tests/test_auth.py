@@ -379,3 +379,33 @@ def test_the_dashboard_asks_for_a_token_and_keeps_it_for_the_tab(tmp_path):
     assert_console_clean(console, refused, ("locked",))
     log = daemon.log()
     assert FULL not in log and "not-a-token-of-this-server" not in log
+
+
+def test_osintd_watch_presents_a_token_from_a_file_or_the_environment(tmp_path):
+    """``osintd watch --token-file`` (or ``OSINTD_TOKEN``) sends the token as a Bearer header:
+    it is let in; a wrong one is refused with one line and exit 1; the token is never logged."""
+    import subprocess
+    import sys
+
+    tokens = _private(tmp_path / "tokens", TOKENS_FILE)
+    daemon = spawn_daemon(tmp_path, "--demo", "--demo-rate", "20", "--client-tokens-file", str(tokens))
+    token_file = _private(tmp_path / "watch-token", FULL + "\n")
+    watch = [sys.executable, "-m", "osintd", "watch", "--json", "--types", "new_event", "--url", daemon.url]
+    env = {k: v for k, v in os.environ.items() if k != "OSINTD_TOKEN"}
+    try:
+        for extra, extra_env in ((["--token-file", str(token_file)], {}), ([], {"OSINTD_TOKEN": FULL})):
+            process = subprocess.Popen(watch + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                                       env={**env, **extra_env})
+            try:
+                kinds = [json.loads(process.stdout.readline())["type"] for _ in range(3)]
+            finally:
+                process.terminate()
+                process.wait(10)
+            assert kinds[0] == "connection" and "new_event" in kinds, (kinds, process.stderr.read())
+        refused = subprocess.run(watch, capture_output=True, text=True, timeout=30, cwd=ROOT,
+                                 env={**env, "OSINTD_TOKEN": "not-a-token-of-this-server"})
+        assert refused.returncode == 1 and "401" in refused.stderr.splitlines()[-1]
+        assert "Traceback" not in refused.stderr
+    finally:
+        daemon.stop()
+    assert FULL not in daemon.log() and "not-a-token-of-this-server" not in daemon.log()
