@@ -96,6 +96,11 @@ def _query_schema() -> Schema:
                       "description": "Comma-separated globs on repo_full_name (* any run of characters, "
                                      "? one character), at most 100 of 200 characters; messages without a "
                                      "repository always pass. The subscribe message's repos."},
+            "token": {"type": "string", "examples": ["4pZ3m0bq2yq9cW1H8mT0x7Uo5nRk_vL2sJd6aE"],
+                      "description": "With access control on: the client's token, for clients that cannot "
+                                     "send Authorization: Bearer (browsers). A missing, wrong or expired "
+                                     "token is refused with 401; a JWT that expires mid-session closes it "
+                                     "with 1008."},
         },
         "dependencies": {"since": ["epoch"]},
     }
