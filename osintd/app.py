@@ -194,7 +194,7 @@ class App:
                     self._sources_running += 1
                     nursery.start_soon(self._run_source, source, events_in.clone(), health_in)
             await nursery.start(server.serve, listeners)
-            log.info("serving ws://%s:%d/ws/live-updates (sources: %s)", _display_host(settings.host),
+            log.info("serving ws://%s:%d/ws/live-updates (sources: %s)", _bound_host(listeners[0], settings.host),
                      self.port, ", ".join([s.name for s in sources] + (["webhooks"] if self.webhooks else [])))
             self.auth.report(listener.socket.getsockname() for listener in listeners)
             notifier.ready(self._status_line())  # only now: the port accepts
@@ -243,7 +243,10 @@ class App:
                 await self.store.close()
 
 
-def _display_host(host: str) -> str:
+def _bound_host(listener: trio.SocketListener, configured: str) -> str:
+    """The address the first listener is bound to (systemd's, under socket activation)."""
+    name = listener.socket.getsockname()
+    host = str(name[0]) if isinstance(name, tuple) else configured
     return f"[{host}]" if ":" in host else host
 
 

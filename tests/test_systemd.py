@@ -229,3 +229,5 @@ def test_the_host_check_uses_the_socket_systemd_hands_over_not_host(tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
+    # The log says where it really serves: the socket's address, not --host.
+    assert f"serving ws://127.0.0.2:{port}/ws/live-updates" in (tmp_path / "daemon.log").read_text()
