@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import math
 import os
 import re
 import resource
@@ -116,9 +117,11 @@ def _url(text: str) -> str:
     return text.rstrip("/")
 
 
-def _speed(text: str) -> float | None:
+def _speed(text: str) -> float:
+    """A speed-up factor; "max" is infinity here (as fast as the pipeline goes), so that it is
+    a value, which wins over a config file's speed, not an unset flag."""
     if text == "max":
-        return None
+        return math.inf
     return _ranged(float, 0.001, 1e9, "a speed-up factor (or max)")(text)
 
 
@@ -246,6 +249,11 @@ def _file_argv(config: FileConfig) -> list[str]:
     return argv
 
 
+def _finite(speed: float | None) -> float | None:
+    """Settings' replay speed: None for "max"."""
+    return None if speed is None or math.isinf(speed) else speed
+
+
 def _read_secret(path: Path, what: str) -> str:
     try:
         text = path.read_text(encoding="utf-8").strip()
@@ -362,7 +370,7 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
     return Settings(
         **{name: value for name, value in values.items() if value is not None},
         demo=demo, repos=repos, orgs=orgs, github_token=token, webhook_secret=secret, replay=replay,
-        replay_speed=pick("replay_speed"), state_dir=state_dir, reset_state=bool(pick("reset_state")),
+        replay_speed=_finite(pick("replay_speed")), state_dir=state_dir, reset_state=bool(pick("reset_state")),
         summary_interval=summary_interval if summary_interval is not None
         else (10.0 if runs_demo else defaults.summary_interval),
         allowed_origins=tuple(pick("allowed_origin") or ()),

@@ -152,6 +152,15 @@ def test_precedence_flag_then_env_then_file_then_default(tmp_path):
     assert "from-env" not in repr(env) and "from-file-token" not in repr(from_file)
 
 
+def test_replay_speed_max_on_the_command_line_beats_the_file(tmp_path):
+    """"max" is a value (as fast as the pipeline goes, None in Settings), not an unset flag."""
+    config = _config(tmp_path, "[replay]\nspeed = 2.0\n")
+    assert settings_from(["--config", str(config)], {}).replay_speed == 2.0
+    assert settings_from(["--config", str(config), "--replay-speed", "max"], {}).replay_speed is None
+    assert settings_from(["--config", str(config)], {"OSINTD_REPLAY_SPEED": "max"}).replay_speed is None
+    assert settings_from(["--replay-speed", "60"], {}).replay_speed == 60.0
+
+
 @pytest.mark.parametrize("text, complaint", [
     ("[server]\nport = \"eighty\"\n", "server.port"),
     ("[servr]\nport = 1\n", "extra fields found (servr)"),
