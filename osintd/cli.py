@@ -96,6 +96,15 @@ def _url(text: str) -> str:
     return text.rstrip("/")
 
 
+_CLUSTER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _redis_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError("expected redis://HOST:PORT/DB (or rediss://, unix://)")
+    return text
+
+
 def _speed(text: str) -> float | None:
     if text == "max":
         return None
@@ -165,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="browser origin allowed to connect, repeatable; * allows any "
                         "(default: this server on localhost, 127.0.0.1 and [::1])")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), type=str.lower)
+    p.add_argument("--redis", type=_redis_url, metavar="redis://HOST:PORT/DB",
+                   help="join a cluster of nodes through this Redis (see README, Beyond one machine)")
+    p.add_argument("--cluster", type=_matching(_CLUSTER, "a cluster name (letters, digits, . _ -)"),
+                   metavar="NAME", help="the cluster's name in that Redis (default osintd)")
     return p
 
 
@@ -184,7 +197,7 @@ def _file_argv(config: FileConfig) -> list[str]:
         else:
             argv.extend((flag, str(value)))
 
-    s, g, d, r = config.server, config.github, config.demo, config.replay
+    s, g, d, r, c = config.server, config.github, config.demo, config.replay, config.cluster
     for flag, value in (("--log-level", config.log_level), ("--state-dir", config.state_dir),
                         ("--host", s.host), ("--port", s.port),
                         ("--max-clients", s.max_clients), ("--client-queue", s.client_queue),
@@ -196,7 +209,8 @@ def _file_argv(config: FileConfig) -> list[str]:
                         ("--repo", g.repos), ("--org", g.orgs), ("--github-api-url", g.api_url),
                         ("--github-token-file", g.token_file), ("--webhook-secret-file", g.webhook_secret_file),
                         ("--demo", d.enabled), ("--demo-rate", d.rate), ("--demo-seed", d.seed),
-                        ("--replay", r.file), ("--replay-speed", r.speed)):
+                        ("--replay", r.file), ("--replay-speed", r.speed),
+                        ("--redis", c.redis), ("--cluster", c.name)):
         add(flag, value)
     return argv
 
@@ -280,13 +294,22 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
     if pick("demo_ramp") and not runs_demo:
         raise UsageError("--demo-ramp only applies to the demo; add --demo (without --repo, --org or --replay)")
     state_dir = pick("state_dir", "STATE_DIRECTORY", lambda value: Path(value.split(":")[0]))
+    redis_url, cluster = pick("redis"), pick("cluster")
+    if redis_url is None and cluster is not None:
+        raise UsageError("--cluster names a cluster in Redis; add --redis redis://HOST:PORT/DB")
+    if redis_url is not None and (flags.state_dir is not None or getattr(file, "state_dir", None) is not None):
+        raise UsageError("--redis keeps the state in Redis; drop --state-dir (a node of a cluster has no state file)")
+    if redis_url is not None and replay is not None:
+        raise UsageError("--redis needs live sources (--demo, --repo, --org, webhooks), not --replay")
     return Settings(
         **{name: value for name, value in values.items() if value is not None},
         demo=demo, repos=repos, orgs=orgs, github_token=token, webhook_secret=secret, replay=replay,
-        replay_speed=pick("replay_speed"), state_dir=state_dir, reset_state=bool(flags.reset_state),
+        replay_speed=pick("replay_speed"), state_dir=None if redis_url else state_dir,
+        reset_state=bool(flags.reset_state),
         summary_interval=summary_interval if summary_interval is not None
         else (10.0 if runs_demo else defaults.summary_interval),
         allowed_origins=tuple(pick("allowed_origin") or ()),
+        redis_url=redis_url, **({"cluster": cluster} if cluster is not None else {}),
     )
 
 
