@@ -275,17 +275,22 @@ class App:
         node_box.append(node)
         notifier = Notifier()
         self._notifier = notifier
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(node.run)
-            await nursery.start(server.serve, listeners)
-            log.info("serving ws://%s:%d/ws/live-updates (cluster %s through %s, node %s, epoch %s, seq %d)",
-                     _display_host(settings.host), self.port, settings.cluster, display_url(settings.redis_url or ""),
-                     node.node, hub.epoch, hub.delivered)
-            notifier.ready(self._status_line())
-            nursery.start_soon(notifier.keep_watchdog_fed, lambda: True)
-            nursery.start_soon(self._report_status, notifier)
-            task_status.started(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(node.run)
+                await nursery.start(server.serve, listeners)
+                log.info("serving ws://%s:%d/ws/live-updates (cluster %s through %s, node %s, epoch %s, seq %d)",
+                         _display_host(settings.host), self.port, settings.cluster,
+                         display_url(settings.redis_url or ""), node.node, hub.epoch, hub.delivered)
+                notifier.ready(self._status_line())
+                nursery.start_soon(notifier.keep_watchdog_fed, lambda: True)
+                nursery.start_soon(self._report_status, notifier)
+                task_status.started(self)
+        finally:  # while the Redis client is still open (shutdown's own flush would find it closed)
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await hub.flush()  # a leader's last batch (fenced if it no longer leads)
+                await node.release()
 
     def _start_term(self, nursery: trio.Nursery, model: ScoringModel, saved: SavedState, api: HttpApi) -> None:
         """A cluster leader's pipeline, fresh for this term, restored from the cluster's state."""
@@ -373,11 +378,10 @@ class App:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            await self.hub.flush()  # what was accepted but not yet stored
-            if self.cluster is not None:
-                await self.cluster.release()
-            if self.store is not None:
-                await self.store.close()
+            if self.cluster is None:  # a cluster node does this in _run_clustered, before its client closes
+                await self.hub.flush()  # what was accepted but not yet stored
+                if self.store is not None:
+                    await self.store.close()
 
 
 def _display_host(host: str) -> str:
