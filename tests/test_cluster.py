@@ -74,6 +74,8 @@ class Recorder:
         self.epoch: str | None = None
         self.closed = trio.Event()
         self.connected = trio.Event()
+        #: A node's own word on Redis: a system_status said unstamped, with the seq delivered so far.
+        self.local_status: list[dict] = []
 
     async def run(self) -> None:
         try:
@@ -83,7 +85,10 @@ class Recorder:
                     if message["type"] == "connection":
                         self.epoch = message["epoch"]
                         self.connected.set()
-                    if message["type"] in STAMPED:
+                    if message["type"] == "system_status" and self.messages \
+                            and message["seq"] <= self.messages[-1]["seq"]:
+                        self.local_status.append(message)
+                    elif message["type"] in STAMPED:
                         self.messages.append(message)
                     elif message["type"] != "heartbeat":
                         self.first.append(message)
@@ -165,3 +170,43 @@ async def test_kill_9_the_leader_a_new_one_leads_and_no_client_sees_a_gap_or_a_d
         if message["seq"] in reference:
             assert message == reference[message["seq"]]
     assert set(resumed.seqs) & set(on_survivors[0].seqs)
+
+
+async def test_redis_stopped_10_s_nodes_say_degraded_then_recover_with_nothing_lost_or_repeated(nodes, redis):
+    cluster = [nodes() for _ in range(2)]
+    await wait_for_leader(cluster, 15)
+    recorders = [Recorder(node.url) for node in cluster]
+    async with trio.open_nursery() as nursery:
+        for recorder in recorders:
+            nursery.start_soon(recorder.run)
+            await recorder.connected.wait()
+        await trio.sleep(2)
+        await trio.to_thread.run_sync(redis.stop)
+        await trio.sleep(0.3)  # what was on its way to the clients as Redis went
+        before = [recorder.seqs[-1] for recorder in recorders]
+        with trio.fail_after(8):  # every node says so: health and its clients
+            while not all([(await health(node))["components"].get("redis") == "down" for node in cluster]):
+                await trio.sleep(0.2)
+        down = [await health(node) for node in cluster]
+        await trio.sleep(8)
+        frozen = [recorder.seqs[-1] for recorder in recorders]
+        await trio.to_thread.run_sync(redis.start)
+        with trio.fail_after(20):
+            while not all([(await health(node))["components"].get("redis") == "operational" for node in cluster]):
+                await trio.sleep(0.2)
+        leader = await wait_for_leader(cluster, 15)
+        await trio.sleep(4)
+        nursery.cancel_scope.cancel()
+
+    for answer in down:
+        assert answer["status"] == "degraded" and answer["cluster"]["redis"] == "down", answer
+    # Nothing unstored reached a client while Redis was away (at most what was in flight as it went).
+    for recorder, was, then in zip(recorders, before, frozen):
+        assert then == was, (was, then)
+        assert_consecutive(recorder.seqs, f"client of {recorder.url}")
+        assert recorder.seqs[-1] > then + 10, "broadcasting resumed after Redis came back"
+        assert any(s["components"].get("redis") == "down" for s in recorder.local_status)
+        assert recorder.local_status[-1]["components"]["redis"] == "operational"
+    common = set(recorders[0].seqs) & set(recorders[1].seqs)
+    assert all(recorders[0].by_seq()[seq] == recorders[1].by_seq()[seq] for seq in common)
+    assert (await health(leader))["role"] == "leader"
