@@ -165,6 +165,8 @@ class Keys:
 
 def connect(url: str) -> coredis.Redis[bytes]:
     """A client for ``--redis`` (not connected yet: ``async with`` it)."""
+    # coredis says every retry at INFO; this module says once when Redis goes and comes back.
+    logging.getLogger("coredis").setLevel(logging.WARNING)
     return coredis.Redis.from_url(url, connect_timeout=2.0, stream_timeout=10.0)
 
 

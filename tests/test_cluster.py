@@ -210,3 +210,40 @@ async def test_redis_stopped_10_s_nodes_say_degraded_then_recover_with_nothing_l
     common = set(recorders[0].seqs) & set(recorders[1].seqs)
     assert all(recorders[0].by_seq()[seq] == recorders[1].by_seq()[seq] for seq in common)
     assert (await health(leader))["role"] == "leader"
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["--cluster", "prod"], "add --redis"),
+    (["--redis", "http://127.0.0.1:6379"], "expected redis://HOST:PORT/DB"),
+    (["--redis", "redis://127.0.0.1:6379/0", "--state-dir", "/tmp/x"], "drop --state-dir"),
+    (["--redis", "redis://127.0.0.1:6379/0", "--cluster", "a b"], "is not a cluster name"),
+])
+def test_cluster_flags_are_checked_with_one_line_errors(argv, error):
+    from osintd.cli import UsageError, settings_from
+
+    with pytest.raises(UsageError, match=error):
+        settings_from(argv, {})
+
+
+def test_the_config_file_names_the_cluster_and_a_password_stays_out_of_repr(tmp_path):
+    from osintd.cli import settings_from
+
+    config = tmp_path / "osintd.toml"
+    config.write_text('[cluster]\nredis = "redis://:sekrit@10.0.0.5:6379/0"\nname = "prod"\n')
+    settings = settings_from(["--config", str(config)], {})
+    assert (settings.redis_url, settings.cluster) == ("redis://:sekrit@10.0.0.5:6379/0", "prod")
+    assert "sekrit" not in repr(settings)
+    assert settings_from([], {}).redis_url is None
+
+
+def test_a_node_that_cannot_reach_redis_says_so_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.redisserver import free_port
+
+    result = subprocess.run([sys.executable, "-m", "osintd", "--demo", "--port", "0", "--redis",
+                             f"redis://127.0.0.1:{free_port()}/0"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.startswith("osintd: error: cannot reach Redis at redis://127.0.0.1:")
+    assert "Traceback" not in result.stderr
