@@ -156,6 +156,7 @@ async def test_kill_9_the_leader_a_new_one_leads_and_no_client_sees_a_gap_or_a_d
         await trio.sleep(4)  # the new leader broadcasts for a while
         nursery.cancel_scope.cancel()
 
+    print(f"new leader after {took:.1f} s")
     assert took < 15
     assert (await health(new_leader))["cluster"]["term"] >= 2
     for recorder in on_survivors:
