@@ -9,7 +9,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/osintd --demo
 
 # Lint and types first: they take seconds, the tests minutes.
-test: lint $(VENV)/.installed tests/node/node_modules/.installed tests/browser/node_modules/.installed
+test: lint $(VENV)/.installed tests/node/node_modules/.installed tests/browser/node_modules/.installed \
+      tests/asyncapi/node_modules/.installed
 	$(PYTHON) -m pytest -q
 
 lint: $(VENV)/.installed
@@ -30,5 +31,9 @@ tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+tests/asyncapi/node_modules/.installed: tests/asyncapi/package.json tests/asyncapi/package-lock.json
+	cd tests/asyncapi && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 clean:
-	rm -rf $(VENV) tests/node/node_modules tests/browser/node_modules
+	rm -rf $(VENV) tests/node/node_modules tests/browser/node_modules tests/asyncapi/node_modules

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from osintd.auth import AccessSettings, Authenticator
 from osintd.clock import WallClock
 from osintd.config import Settings
 from osintd.demo import DemoSettings, DemoSource
@@ -165,9 +166,12 @@ class App:
                                   max_behind=settings.max_behind,
                                   send_timeout=settings.send_timeout,
                                   ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout)
+        self.auth = Authenticator(AccessSettings(settings.client_tokens, settings.jwt_secret, settings.metrics_token),
+                                  lambda: clock.now().timestamp())
         self.server = server = Server(ServerSettings(settings.host, settings.port, settings.max_clients,
-                                                     settings.handshake_timeout, settings.allowed_origins, session),
-                                      hub, api, clock.now)
+                                                     settings.handshake_timeout, settings.allowed_origins, session,
+                                                     settings.public_urls, settings.forwarded_allow_ips),
+                                      hub, api, clock.now, self.auth)
         components = tuple(dict.fromkeys(getattr(source, "component", source.name) for source in sources))
         def progressing() -> bool:
             # Idle (nothing queued) is fine; queued work with no scoreboard for a while is a stall.
@@ -204,6 +208,7 @@ class App:
             await nursery.start(server.serve, listeners)
             log.info("serving ws://%s:%d/ws/live-updates (sources: %s)", _display_host(settings.host),
                      self.port, ", ".join([s.name for s in sources] + (["webhooks"] if self.webhooks else [])))
+            self.auth.report(listener.socket.getsockname() for listener in listeners)
             notifier.ready(self._status_line())  # only now: the port accepts
             nursery.start_soon(notifier.keep_watchdog_fed, progressing)
             nursery.start_soon(self._report_status, notifier)
@@ -253,9 +258,12 @@ class App:
         session = SessionSettings(client_queue=settings.client_queue, slow_client_timeout=settings.slow_client_timeout,
                                   max_behind=settings.max_behind, send_timeout=settings.send_timeout,
                                   ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout)
+        self.auth = Authenticator(AccessSettings(settings.client_tokens, settings.jwt_secret, settings.metrics_token),
+                                  lambda: clock.now().timestamp())
         self.server = server = Server(ServerSettings(settings.host, settings.port, settings.max_clients,
-                                                     settings.handshake_timeout, settings.allowed_origins, session),
-                                      hub, api, clock.now)
+                                                     settings.handshake_timeout, settings.allowed_origins, session,
+                                                     settings.public_urls, settings.forwarded_allow_ips),
+                                      hub, api, clock.now, self.auth)
         listeners = (self._listeners or listeners_from_environment()
                      or await trio.open_tcp_listeners(settings.port, host=settings.host))
         self.port = listeners[0].socket.getsockname()[1]
@@ -283,6 +291,7 @@ class App:
                 log.info("serving ws://%s:%d/ws/live-updates (cluster %s through %s, node %s, epoch %s, seq %d)",
                          _display_host(settings.host), self.port, settings.cluster,
                          display_url(settings.redis_url or ""), node.node, hub.epoch, hub.delivered)
+                self.auth.report(listener.socket.getsockname() for listener in listeners)
                 notifier.ready(self._status_line())
                 nursery.start_soon(notifier.keep_watchdog_fed, lambda: True)
                 nursery.start_soon(self._report_status, notifier)

@@ -122,6 +122,9 @@ class Filter:
 
     types: frozenset[str] | None = None
     repos: tuple[str, ...] | None = None
+    #: The limits of the client's token (``auth.Grant.scope``): nothing outside them passes,
+    #: whatever the subscription asks for.
+    within: Filter | None = None
     _globs: tuple[Glob, ...] | None = attrs.field(init=False, default=None, eq=False)
     _answers: dict[str, bool] = attrs.field(init=False, factory=dict, eq=False)
 
@@ -130,11 +133,25 @@ class Filter:
             object.__setattr__(self, "_globs", tuple(Glob.compile(glob) for glob in self.repos))
 
     def admits(self, frame: Frame) -> bool:
+        # The rule of admits_kind, written out: this runs for every filtered client and frame.
+        if self.within is not None and not self.within.admits(frame):
+            return False
         # Heartbeats always pass: clients watch them to tell a quiet feed from a dead one.
         if self.types is not None and frame.type not in self.types and frame.type != "heartbeat":
             return False
         if self._globs is not None and frame.repo is not None:
             return self._admits_repo(frame.repo)
+        return True
+
+    def admits_kind(self, type: str, repo: str | None) -> bool:
+        """Whether a message of ``type`` about ``repo`` would pass (for data not sent as a
+        frame: a snapshot's rows, REST answers)."""
+        if self.within is not None and not self.within.admits_kind(type, repo):
+            return False
+        if self.types is not None and type not in self.types and type != "heartbeat":
+            return False
+        if self._globs is not None and repo is not None:
+            return self._admits_repo(repo)
         return True
 
     def _admits_repo(self, name: str) -> bool:

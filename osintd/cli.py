@@ -6,8 +6,9 @@ signals, and exit codes (0 after a clean stop, 1 when serving failed, 2 for a
 bad value: one line on stderr, never a traceback).
 Must not: contain daemon logic.
 
-Config-file values go through the same parser as flags, so both are
-validated alike and a bad value names where it came from.
+Config-file values and ``OSINTD_*`` variables (``environment``: one for every
+long option, by its name) go through the same parser as flags, so all three
+are validated alike and a bad value names where it came from.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from typing import Any, NoReturn, TypeVar
 
 import trio
 
-from osintd import __version__, logs
+from osintd import __version__, environment, logs
 from osintd.config import ConfigError, FileConfig, Settings, load_config
+from osintd.proxy import AddressError, Origin, TrustedProxies, public_url
 from osintd.store import StateError
 
 log = logging.getLogger("osintd")
@@ -85,9 +87,27 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
 def _origin(text: str) -> str:
     if text == "*":
         return text
-    if not text.startswith(("http://", "https://")) or text.count("/") != 2:
+    if not text.startswith(("http://", "https://")) or text.count("/") != 2 or Origin.parse(text) is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not an origin like http://example.com:8080 (or *)")
     return text.rstrip("/")
+
+
+def _public_url(text: str) -> str:
+    try:
+        return str(public_url(text))
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _proxy_addresses(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        TrustedProxies.parse(items)
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not items:
+        raise argparse.ArgumentTypeError("name at least one proxy address (e.g. 127.0.0.1)")
+    return items
 
 
 def _url(text: str) -> str:
@@ -114,7 +134,10 @@ def _speed(text: str) -> float | None:
 def build_parser() -> argparse.ArgumentParser:
     # Defaults are None here: Settings holds the real ones, so that precedence can tell set from unset.
     p = _Parser(prog="osintd", argument_default=None,
-                description="Live GitHub activity intelligence over WebSocket (ws://HOST:PORT/ws/live-updates).")
+                description="Live GitHub activity intelligence over WebSocket (ws://HOST:PORT/ws/live-updates).",
+                epilog="Every option is also an environment variable: --foo-bar is OSINTD_FOO_BAR (repeatable "
+                       "options take a list separated by commas or spaces; switches true or false). Precedence: "
+                       "flag, then environment, then config file, then default.")
     p.add_argument("--version", action="version", version=f"osintd {__version__}")
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML config file (flags and environment win over it)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
@@ -170,10 +193,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="broadcasts kept for clients that resume (default 10000)")
     p.add_argument("--max-clients", type=_ranged(int, 1, 1_000_000, "a client count"),
                    help="WebSocket clients at once; the next one gets 503 (default 10000)")
+    p.add_argument("--public-url", type=_public_url, action="append", metavar="URL",
+                   help="an address people use to open osintd, e.g. https://osint.example.com behind a TLS "
+                        "proxy (repeatable): its host is answered for and its pages may connect")
     p.add_argument("--allowed-origin", type=_origin, action="append", metavar="ORIGIN",
-                   help="browser origin allowed to connect, repeatable; * allows any "
-                        "(default: this server on localhost, 127.0.0.1 and [::1])")
+                   help="another site whose pages may open the WebSocket, repeatable; its host is also "
+                        "answered for; * allows any origin (pages served by osintd itself always may)")
+    p.add_argument("--forwarded-allow-ips", type=_proxy_addresses, action="extend", metavar="IP[,IP...]",
+                   help="proxies (addresses or networks, or *) whose X-Forwarded-For, -Proto and -Host "
+                        "headers are believed: the client's address in logs, https for the Origin check "
+                        "(default: none)")
+    p.add_argument("--client-tokens-file", type=Path, metavar="FILE",
+                   help="turns on access control: clients need a token, one 'NAME TOKEN [types=T,T] "
+                        "[repos=GLOB,GLOB]' a line (also $CREDENTIALS_DIRECTORY/client-tokens)")
+    p.add_argument("--jwt-secret-file", type=Path, metavar="FILE",
+                   help="turns on access control: clients may present HS256 JWTs signed with this key "
+                        "(exp required; also $CREDENTIALS_DIRECTORY/jwt-secret)")
+    p.add_argument("--metrics-token-file", type=Path, metavar="FILE",
+                   help="file holding the token Prometheus presents for /metrics (Bearer); without one, "
+                        "/metrics is refused while access control is on (also $CREDENTIALS_DIRECTORY/metrics-token)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), type=str.lower)
+    p.add_argument("--log-format", choices=logs.FORMATS, type=str.lower,
+                   help="text (default: one line, for a terminal or journald) or json (one object per line)")
     p.add_argument("--redis", type=_redis_url, metavar="redis://HOST:PORT/DB",
                    help="join a cluster of nodes through this Redis (see README, Beyond one machine)")
     p.add_argument("--cluster", type=_matching(_CLUSTER, "a cluster name (letters, digits, . _ -)"),
@@ -197,17 +238,21 @@ def _file_argv(config: FileConfig) -> list[str]:
         else:
             argv.extend((flag, str(value)))
 
-    s, g, d, r, c = config.server, config.github, config.demo, config.replay, config.cluster
-    for flag, value in (("--log-level", config.log_level), ("--state-dir", config.state_dir),
+    s, g, d, r, a, c = config.server, config.github, config.demo, config.replay, config.auth, config.cluster
+    for flag, value in (("--log-level", config.log_level), ("--log-format", config.log_format),
+                        ("--state-dir", config.state_dir),
                         ("--host", s.host), ("--port", s.port),
                         ("--max-clients", s.max_clients), ("--client-queue", s.client_queue),
                         ("--slow-client-timeout", s.slow_client_timeout), ("--max-behind", s.max_behind),
                         ("--replay-capacity", s.replay_capacity), ("--allowed-origin", s.allowed_origins),
+                        ("--public-url", s.public_urls), ("--forwarded-allow-ips", s.forwarded_allow_ips),
                         ("--heartbeat-interval", s.heartbeat_interval), ("--metrics-interval", s.metrics_interval),
                         ("--announce-interval", s.announce_interval), ("--summary-interval", s.summary_interval),
                         ("--min-people", s.min_people),
                         ("--repo", g.repos), ("--org", g.orgs), ("--github-api-url", g.api_url),
                         ("--github-token-file", g.token_file), ("--webhook-secret-file", g.webhook_secret_file),
+                        ("--client-tokens-file", a.client_tokens_file), ("--jwt-secret-file", a.jwt_secret_file),
+                        ("--metrics-token-file", a.metrics_token_file),
                         ("--demo", d.enabled), ("--demo-rate", d.rate), ("--demo-seed", d.seed),
                         ("--replay", r.file), ("--replay-speed", r.speed),
                         ("--redis", c.redis), ("--cluster", c.name)):
@@ -227,38 +272,70 @@ def _read_secret(path: Path, what: str) -> str:
     return text
 
 
+def _from_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) -> argparse.Namespace:
+    """The options set by ``OSINTD_*`` variables, each parsed like its flag; the others are absent."""
+    found = argparse.Namespace()
+    for option in environment.options(parser):
+        text = environment.present(option, environ)
+        if text is None:
+            continue
+        try:
+            arguments = option.arguments(text)
+            if isinstance(arguments, bool):  # a switch: on, or explicitly off (which beats the file)
+                value = option.on if arguments else not option.on
+            else:
+                value = getattr(parser.parse_args(arguments), option.dest)
+        except (environment.BadValue, UsageError) as exc:
+            raise UsageError(f"environment variable {option.variable}: {exc}") from None
+        if value is not None:
+            setattr(found, option.dest, value)
+    return found
+
+
 def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
     """Flags first, then the environment, then the config file, then defaults."""
     parser = build_parser()
+    # A switch left off is "not given" (None), so that the environment and the file can still set it.
+    parser.set_defaults(**{option.dest: None for option in environment.options(parser) if option.kind == "switch"})
     flags = parser.parse_args(argv)
+    env = _from_environment(parser, environ)
     file = argparse.Namespace()
-    if flags.config is not None:
+    config = flags.config if flags.config is not None else getattr(env, "config", None)
+    if config is not None:
         try:
-            file_argv = _file_argv(load_config(flags.config))
+            file_argv = _file_argv(load_config(config))
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         try:
             file = parser.parse_args(file_argv)
         except UsageError as exc:
-            raise UsageError(f"config file {flags.config}: {exc}") from None
+            raise UsageError(f"config file {config}: {exc}") from None
 
-    def pick(name: str, env: str | None = None, convert: Callable[[str], Any] = lambda v: v) -> Any:
-        value = getattr(flags, name, None)
-        if value is not None:
-            return value
-        if env is not None and environ.get(env):
-            return convert(environ[env])
+    def pick(name: str, legacy: str | None = None, convert: Callable[[str], Any] = lambda v: v) -> Any:
+        """A setting from the first layer that has it; ``legacy`` names an older variable
+        (not OSINTD_*) that still counts as the environment, after the OSINTD_ one."""
+        for layer in (flags, env):
+            value = getattr(layer, name, None)
+            if value is not None:
+                return value
+        if legacy is not None and environ.get(legacy):
+            return convert(environ[legacy])
         return getattr(file, name, None)
 
     demo_env = environ.get("DEMO_MODE")
     if demo_env is not None and demo_env.strip().lower() not in TRUE | FALSE:
         raise UsageError(f"DEMO_MODE={demo_env!r} is not true or false")
-    demo = flags.demo or (demo_env.strip().lower() in TRUE if demo_env is not None
-                          else bool(getattr(file, "demo", None)))
+    if flags.demo is not None or getattr(env, "demo", None) is not None:
+        demo = bool(pick("demo"))
+    else:
+        demo = (demo_env.strip().lower() in TRUE if demo_env is not None
+                else bool(getattr(file, "demo", None)))
 
     token = None
     if flags.github_token_file is not None:
         token = _read_secret(flags.github_token_file, "--github-token-file")
+    elif getattr(env, "github_token_file", None) is not None:
+        token = _read_secret(env.github_token_file, "OSINTD_GITHUB_TOKEN_FILE")
     elif environ.get("GITHUB_TOKEN"):
         token = environ["GITHUB_TOKEN"].strip()
     elif getattr(file, "github_token_file", None) is not None:
@@ -271,6 +348,8 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         candidate = Path(environ["CREDENTIALS_DIRECTORY"]) / "webhook-secret"
         secret_file = candidate if candidate.exists() else None
     secret = _read_secret(secret_file, "webhook secret file").encode() if secret_file is not None else None
+
+    access = _access_files(pick, environ)
 
     replay = pick("replay")
     if replay is not None and not replay.is_file():
@@ -287,7 +366,7 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         "announce_interval": pick("announce_interval"), "client_queue": pick("client_queue"),
         "slow_client_timeout": pick("slow_client_timeout"), "max_behind": pick("max_behind"),
         "replay_capacity": pick("replay_capacity"), "max_clients": pick("max_clients"),
-        "log_level": pick("log_level"), "min_people": pick("min_people"),
+        "log_level": pick("log_level"), "log_format": pick("log_format"), "min_people": pick("min_people"),
     }
     summary_interval = pick("summary_interval")
     runs_demo = demo or not (repos or orgs or replay or secret)
@@ -295,9 +374,7 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         raise UsageError("--demo-ramp only applies to the demo; add --demo (without --repo, --org or --replay)")
     state_dir = pick("state_dir", "STATE_DIRECTORY", lambda value: Path(value.split(":")[0]))
     redis_url, cluster = pick("redis"), pick("cluster")
-    if redis_url is None and cluster is not None:
-        raise UsageError("--cluster names a cluster in Redis; add --redis redis://HOST:PORT/DB")
-    if redis_url is not None and (flags.state_dir is not None or getattr(file, "state_dir", None) is not None):
+    if redis_url is not None and any(getattr(layer, "state_dir", None) is not None for layer in (flags, env, file)):
         raise UsageError("--redis keeps the state in Redis; drop --state-dir (a node of a cluster has no state file)")
     if redis_url is not None and secret is not None:
         raise UsageError("--redis with --webhook-secret-file is not supported yet: a cluster takes no webhooks "
@@ -308,12 +385,36 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
         **{name: value for name, value in values.items() if value is not None},
         demo=demo, repos=repos, orgs=orgs, github_token=token, webhook_secret=secret, replay=replay,
         replay_speed=pick("replay_speed"), state_dir=None if redis_url else state_dir,
-        reset_state=bool(flags.reset_state),
+        reset_state=bool(pick("reset_state")),
         summary_interval=summary_interval if summary_interval is not None
         else (10.0 if runs_demo else defaults.summary_interval),
         allowed_origins=tuple(pick("allowed_origin") or ()),
+        public_urls=tuple(dict.fromkeys(pick("public_url") or ())),
+        forwarded_allow_ips=tuple(pick("forwarded_allow_ips") or ()), **access,
         redis_url=redis_url, **({"cluster": cluster} if cluster is not None else {}),
     )
+
+
+def _access_files(pick: Callable[[str], Any], environ: dict[str, str]) -> dict[str, Any]:
+    """The access settings from their files (a flag, the config file, or a systemd credential
+    of the same name), each read and checked now: a bad one stops start-up with one line."""
+    from osintd import auth
+
+    def path(name: str, credential: str) -> Path | None:
+        chosen: Path | None = pick(name)
+        if chosen is None and environ.get("CREDENTIALS_DIRECTORY"):
+            candidate = Path(environ["CREDENTIALS_DIRECTORY"]) / credential
+            chosen = candidate if candidate.exists() else None
+        return chosen
+
+    tokens, secret, scrape = (path("client_tokens_file", "client-tokens"), path("jwt_secret_file", "jwt-secret"),
+                              path("metrics_token_file", "metrics-token"))
+    try:
+        return {"client_tokens": auth.read_tokens_file(tokens) if tokens is not None else (),
+                "jwt_secret": auth.read_jwt_secret(secret) if secret is not None else None,
+                "metrics_token": auth.read_metrics_token(scrape) if scrape is not None else None}
+    except auth.AccessFileError as exc:
+        raise UsageError(str(exc)) from None
 
 
 #: Descriptors beyond one per client: listeners, the state file, GitHub, webhooks, logs.
@@ -384,7 +485,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"osintd: error: {exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
+    for name in environment.unknown(build_parser(), os.environ):
+        log.warning("environment variable %s stands for no option of osintd; ignored", name)
     try:
         trio.run(serve, settings)
     except Exception as exc:

@@ -2,15 +2,20 @@
 
 Owns: the settings' names, defaults and validation.
 Must not: parse the command line (``cli``) or act on a setting.
-Secrets (the GitHub token, the webhook secret) are kept out of ``repr``.
+Secrets (the GitHub token, the webhook secret, client and scrape tokens, the JWT key)
+are kept out of ``repr``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from osintd.auth import NamedToken
 
 
 @attrs.frozen
@@ -44,7 +49,16 @@ class Settings:
     max_behind: float = 60.0
     max_clients: int = 10_000
     allowed_origins: tuple[str, ...] = ()
+    #: The addresses people use to reach osintd (``https://osint.example.com``), behind a proxy or not.
+    public_urls: tuple[str, ...] = ()
+    #: Peers (addresses, networks, or "*") whose X-Forwarded-For/-Proto/-Host headers are believed.
+    forwarded_allow_ips: tuple[str, ...] = ()
+    # Access control (``auth``): named client tokens, the HS256 key of client JWTs, the /metrics scrape token.
+    client_tokens: tuple[NamedToken, ...] = attrs.field(default=(), repr=False)
+    jwt_secret: bytes | None = attrs.field(default=None, repr=False)
+    metrics_token: str | None = attrs.field(default=None, repr=False)
     log_level: str = "info"
+    log_format: str = "text"
     #: Seconds between scoreboards: ranking, trend and summary announcements are coalesced to this rate.
     announce_interval: float = 1.0
     #: Minimum seconds between two summary_update messages of one repository.
@@ -92,6 +106,8 @@ class ServerSection:
     max_behind: float | None = None
     replay_capacity: int | None = None
     allowed_origins: list[str] | None = None
+    public_urls: list[str] | None = None
+    forwarded_allow_ips: list[str] | None = None
     heartbeat_interval: float | None = None
     metrics_interval: float | None = None
     announce_interval: float | None = None
@@ -106,6 +122,13 @@ class GitHubSection:
     api_url: str | None = None
     token_file: str | None = None
     webhook_secret_file: str | None = None
+
+
+@attrs.frozen
+class AuthSection:
+    client_tokens_file: str | None = None
+    jwt_secret_file: str | None = None
+    metrics_token_file: str | None = None
 
 
 @attrs.frozen
@@ -130,9 +153,11 @@ class ClusterSection:
 @attrs.frozen
 class FileConfig:
     log_level: str | None = None
+    log_format: str | None = None
     state_dir: str | None = None
     server: ServerSection = ServerSection()
     github: GitHubSection = GitHubSection()
+    auth: AuthSection = AuthSection()
     demo: DemoSection = DemoSection()
     replay: ReplaySection = ReplaySection()
     cluster: ClusterSection = ClusterSection()

@@ -1,4 +1,4 @@
-"""The plain-HTTP side of the port: health, stats and the read-only REST API.
+"""The plain-HTTP side of the port: health, stats, the read-only REST API and the protocol document.
 
 Owns: the routes and JSON bodies of every non-WebSocket request, and the
 count of API queries (``total_queries``).
@@ -7,27 +7,37 @@ Must not: read or write sockets (``server`` does), or change pipeline state.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import itertools
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
 
-from osintd import __version__, wire
+from osintd import __version__, asyncapi, wire
 from osintd.hub import Hub
-from osintd.messages import NewEvent, RankedRepo
+from osintd.messages import NewEvent, RankedRepo, RankingChange
 from osintd.models import RepoScore
+
+if TYPE_CHECKING:
+    from osintd.auth import Grant  # auth builds its refusals from this module
 
 JSON = "application/json"
 DASHBOARD_HEADERS = (
-    ("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    ("Content-Security-Policy", "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
                                 "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'"),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
+)
+#: The JavaScript client is public code: any page, on any origin, may import it as a module.
+CLIENT_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Access-Control-Allow-Origin", "*"),
+    ("Cache-Control", "no-cache"),
 )
 
 
@@ -140,6 +150,8 @@ class Request:
     body: bytes = b""
     #: What ``HttpApi.body_check`` gave for this request, fed every byte of ``body``.
     check: BodyCheck | None = None
+    #: What the request's token may read (``auth``); None: no limits.
+    grant: Grant | None = None
 
 
 class HttpApi:
@@ -174,12 +186,18 @@ class HttpApi:
         self._started = time.monotonic()
         self._routes: dict[str, Callable[[], Response]] = {
             "/": self._index,
+            "/client.js": lambda: _static("client.js", "text/javascript; charset=utf-8"),
+            "/client.d.ts": lambda: _static("client.d.ts", "text/plain; charset=utf-8"),
             "/health": self._health,
             "/api/v1/health": self._component_health,
             "/ws/stats": self._ws_stats,
+            "/metrics": self._metrics,
+            "/asyncapi.json": self._asyncapi,
+        }
+        #: Routes whose answers a token's limits narrow (``auth.Grant``).
+        self._granted_routes: dict[str, Callable[[Grant | None], Response]] = {
             "/api/v1/repos": self._repos,
             "/api/v1/events": self._events,
-            "/metrics": self._metrics,
         }
 
     def body_limit(self, path: str) -> int:
@@ -204,7 +222,7 @@ class HttpApi:
             if method != "POST":
                 return problem(405, "method_not_allowed", f"{path} takes POST", ("Allow", "POST"))
             return self.webhooks.refuse_unsigned(headers)
-        if path not in self._routes and not path.startswith("/api/v1/repos/"):
+        if path not in self._routes and path not in self._granted_routes and not path.startswith("/api/v1/repos/"):
             return problem(404, "not_found", f"no resource at {path}; try /health, /ws/stats or /api/v1/repos")
         if method not in ("GET", "HEAD"):
             return problem(405, "method_not_allowed", f"{path} answers GET only", ("Allow", "GET, HEAD"))
@@ -219,8 +237,11 @@ class HttpApi:
                 return problem(405, "method_not_allowed", f"{path} takes POST", ("Allow", "POST"))
             return await self.webhooks.handle(request.headers, request.body, request.check)
         route = self._routes.get(path)
+        granted = self._granted_routes.get(path)
+        if granted is not None:
+            route = functools.partial(granted, request.grant)
         if route is None and path.startswith("/api/v1/repos/"):
-            route = lambda: self._repo(path.removeprefix("/api/v1/repos/"))  # noqa: E731
+            route = functools.partial(self._repo, path.removeprefix("/api/v1/repos/"), request.grant)
         if route is None:
             return problem(404, "not_found", f"no resource at {path}; try /health, /ws/stats or /api/v1/repos")
         if method not in ("GET", "HEAD"):
@@ -290,15 +311,22 @@ class HttpApi:
             replay_ring=len(hub.ring),
         )))
 
+    def _asyncapi(self) -> Response:
+        """The protocol of ``/ws/live-updates`` (docs/asyncapi.json): it changes only with the version."""
+        return Response(200, asyncapi.document_bytes(), (("Cache-Control", "public, max-age=3600"),))
+
     def _metrics(self) -> Response:
         if self.metrics is None:
             return problem(404, "not_found", "metrics are not enabled")
         return Response(200, self.metrics(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
-    def _repos(self) -> Response:
-        return Response(200, {"repositories": self.hub.snapshot().top, "seq": self.hub.seq})
+    def _repos(self, grant: Grant | None) -> Response:
+        top = self.hub.snapshot(grant.scope if grant is not None else None).top
+        return Response(200, {"repositories": top, "seq": self.hub.seq})
 
-    def _repo(self, name: str) -> Response:
+    def _repo(self, name: str, grant: Grant | None) -> Response:
+        if grant is not None and not grant.admits(RankingChange.TYPE, name):
+            return problem(404, "not_found", f"{name} is not tracked (no events inside the window)")
         board = self.hub.board
         score = next((s for s in board.top if s.repo_full_name == name), None) if board else None
         if score is not None:
@@ -310,6 +338,13 @@ class HttpApi:
             return problem(404, "not_found", f"{name} is not tracked (no events inside the window)")
         return Response(200, RankedRepo.of(*standing))
 
-    def _events(self) -> Response:
-        newest_first = (json.loads(f.payload) for f in reversed(self.hub.ring) if f.type == NewEvent.TYPE)
+    def _events(self, grant: Grant | None) -> Response:
+        newest_first = (json.loads(f.payload) for f in reversed(self.hub.ring)
+                        if f.type == NewEvent.TYPE and (grant is None or grant.admits(f.type, f.repo)))
         return Response(200, {"events": list(itertools.islice(newest_first, 100))})
+
+
+def _static(name: str, content_type: str) -> Response:
+    """The JavaScript client (``/client.js``, used by the dashboard too) and its TypeScript types."""
+    body = importlib.resources.files("osintd").joinpath(f"static/{name}").read_bytes()
+    return Response(200, body, CLIENT_HEADERS, content_type=content_type)

@@ -38,9 +38,10 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from osintd.broadcaster import Broadcaster, Frame, direct
+from osintd.broadcaster import Broadcaster, Filter, Frame, direct
 from osintd.governor import LOOP_PROBE_EVERY, Governor, GovernorStatistics
-from osintd.messages import Error, Heartbeat, MetricsUpdate, NewEvent, Outgoing, RankedRepo, Snapshot, SystemStatus
+from osintd.messages import (Error, Heartbeat, MetricsUpdate, NewEvent, Outgoing, RankedRepo, RankingChange, Snapshot,
+                             SystemStatus)
 from osintd.models import Backfill, BoardState, CursorMark, Event, EventBatch, PipelineItem, Scoreboard
 from osintd.outbox import BEHIND, GOING_AWAY, SLOW_CONSUMER, Outbox
 from osintd.store import SavedState, Store, StoredFrame
@@ -369,7 +370,8 @@ class Hub:
                since: int | None = None, epoch: str | None = None) -> None:
         """Register ``client``: its first frames (connection, then a resume
         answer or a snapshot) go first, and live frames follow."""
-        self.broadcaster.attach(client, self.snapshot, self._now(), send_snapshot=snapshot, since=since, epoch=epoch)
+        self.broadcaster.attach(client, lambda: self.snapshot(client.filter.within), self._now(),
+                                send_snapshot=snapshot, since=since, epoch=epoch)
 
     def detach(self, client: Outbox) -> None:
         self.broadcaster.detach(client)
@@ -384,7 +386,7 @@ class Hub:
 
     def resume(self, client: Outbox, since: int, epoch: str) -> None:
         """A ``resume`` request on a live connection (see ``Broadcaster.resume``)."""
-        self.broadcaster.resume(client, since, epoch, self.snapshot, self._now())
+        self.broadcaster.resume(client, since, epoch, lambda: self.snapshot(client.filter.within), self._now())
 
     def drop_slow(self, client: Outbox) -> None:
         self.broadcaster.drop(client, trio.current_time())
@@ -399,10 +401,16 @@ class Hub:
 
     # ------------------------------------------------------------------ views
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, scope: Filter | None = None) -> Snapshot:
+        """What a new client sees first; ``scope`` (its token's limits) keeps the rows and the
+        metrics it may not read out, as their messages (ranking_change, metrics_update) would be."""
         top = [RankedRepo.of(rank, score) for rank, score in enumerate(self.board.top[:10], start=1)] \
             if self.board is not None else (self._shown_top or [])
-        return Snapshot(self._now(), self.epoch, self.delivered, top, self.metrics, self.system)
+        metrics = self.metrics
+        if scope is not None:
+            top = [row for row in top if scope.admits_kind(RankingChange.TYPE, row.repo_full_name)]
+            metrics = metrics if scope.admits_kind(MetricsUpdate.TYPE, None) else None
+        return Snapshot(self._now(), self.epoch, self.delivered, top, metrics, self.system)
 
     def statistics(self) -> HubStatistics:
         b, g = self.broadcaster, self.governor

@@ -4,15 +4,21 @@ Owns: the metric names, help texts and labels, and the registry.
 Must not: change what it reads; every value is read at scrape time from the
 object that owns it (hub, scorer, sources), except the pipeline-lag
 histogram, which the differ feeds.
+
+Besides osintd's own families: prometheus-client's process collector
+(``process_resident_memory_bytes``, ``process_open_fds``, CPU, start time: what
+matters at 10,000 clients) and platform collector (``python_info``), and
+``osintd_build_info{version,python}``.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import trio
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:  # for annotations only: like the poller below, what metrics reads is no hard import
@@ -36,8 +42,10 @@ class Metrics:
                              "Seconds from an event's creation (its GitHub timestamp) to its broadcast",
                              buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 21600),
                              registry=self.registry)
-        self._readers: list[Callable[[], Iterable[Metric]]] = []
+        self._readers: list[Callable[[], Iterable[Metric]]] = [_build_info]
         self.registry.register(self)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
 
     def add(self, reader: Callable[[], Iterable[Metric]]) -> None:
         self._readers.append(reader)
@@ -51,6 +59,13 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _build_info() -> Iterable[Metric]:
+    from osintd import __version__
+
+    yield labelled(GaugeMetricFamily, "osintd_build_info", "osintd's version and the Python running it (always 1)",
+                   ["version", "python"], {(__version__, platform.python_version()): 1})
 
 
 def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
@@ -87,7 +102,7 @@ def daemon_families(hub: Hub, scorer: Scorer, server: Server, sources: Sequence[
     now = trio.current_time()
     queued = [client.queued for client in hub.clients.values()]
     yield gauge("osintd_client_queue_depth_max", "Longest client queue", max(queued, default=0))
-    yield gauge("osintd_client_queue_depth_total", "Messages queued for all clients", sum(queued))
+    yield gauge("osintd_client_queue_depth", "Messages queued for all clients", sum(queued))
     yield gauge("osintd_client_lag_seconds_max", "Seconds the most behind client's oldest waiting message waited",
                 max((client.lag(now) for client in hub.clients.values()), default=0.0))
     yield labelled(GaugeMetricFamily, "osintd_pipeline_queue_depth", "Items waiting between pipeline stages",

@@ -2,13 +2,20 @@
 
 Owns: accepting connections, reading each request head with h11, the
 handshake checks (Host, Origin, client limit, query string), answering
-accepted upgrades (through ``wsio``) and running their sessions, and
-answering plain HTTP through ``httpapi``.
+accepted upgrades (through ``wsio``) and running their sessions,
+answering plain HTTP through ``httpapi``, and the access log (logger
+``osintd.access``: one line per HTTP answer and per WebSocket session end,
+its fields also passed as ``extra=`` for the JSON format; paths are logged
+without their query string, which may carry a token).
 Must not: let one connection's failure reach another, or the nursery that
 runs them all; parse WebSocket frames (``wsio`` does).
 
 The request head is read here once, with h11, for HTTP and WebSocket alike;
-an accepted upgrade keeps nothing of it but the wsproto connection.
+an accepted upgrade keeps nothing of it but the wsproto connection and the
+client's address.  Behind a trusted proxy (``--forwarded-allow-ips``) the
+client's address, scheme and host come from its X-Forwarded-* headers
+(``proxy.Forwarded``): the log names that client, and the Host and Origin
+checks judge the request the client made, not the proxy's.
 """
 
 from __future__ import annotations
@@ -28,18 +35,21 @@ import attrs
 import h11
 import trio
 
-from osintd import globs, wsio
+from osintd import globs, proxy, wsio
+from osintd.auth import UNLIMITED, AccessSettings, Authenticator, Grant
 from osintd.broadcaster import Filter
 from osintd.hub import Hub
 from osintd.outbox import Outbox
 from osintd.httpapi import BodyCheck, HttpApi, Request, Response, problem
 from osintd.messages import SUBSCRIBABLE_TYPES
-from osintd.session import Session, SessionSettings, filter_from
+from osintd.proxy import Forwarded, Origin, TrustedProxies
+from osintd.session import Session, SessionSettings
 
 if TYPE_CHECKING:
     from wsproto.connection import Connection
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("osintd.access")
 
 WS_PATH = "/ws/live-updates"
 MAX_HEAD_BYTES = 16 * 1024
@@ -73,6 +83,11 @@ class ServerSettings:
     handshake_timeout: float = 10.0
     allowed_origins: tuple[str, ...] = ()
     session: SessionSettings = SessionSettings()
+    #: The addresses people use (``--public-url``): their hosts pass the Host check, and
+    #: pages served from them pass the Origin check.
+    public_urls: tuple[str, ...] = ()
+    #: Peers whose X-Forwarded-* headers are believed (``--forwarded-allow-ips``).
+    forwarded_allow_ips: tuple[str, ...] = ()
 
 
 class BadQuery(ValueError):
@@ -87,9 +102,11 @@ class Upgrade:
     snapshot: bool
     since: int | None
     epoch: str | None
+    #: What the client's token may read (its filter is already within it).
+    grant: Grant = UNLIMITED
 
     @classmethod
-    def parse(cls, query: str) -> Upgrade:
+    def parse(cls, query: str, grant: Grant = UNLIMITED) -> Upgrade:
         params = urllib.parse.parse_qs(query, keep_blank_values=True)
         one = {key: values[-1] for key, values in params.items()}
         types = _csv(one.get("types"))
@@ -112,8 +129,8 @@ class Upgrade:
             globs.check(repos or ())
         except globs.GlobError as exc:
             raise BadQuery(str(exc)) from None
-        return cls(filter_from(types, repos), snapshot in ("1", "true"),
-                   int(since) if since is not None else None, one.get("epoch"))
+        return cls(grant.narrow(types, repos), snapshot in ("1", "true"),
+                   int(since) if since is not None else None, one.get("epoch"), grant)
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -130,14 +147,28 @@ class Accepted:
     response: bytes | None
     connection: Connection
     upgrade: Upgrade
+    #: The client's address (a trusted proxy's X-Forwarded-For, else the socket's peer).
+    peer: str
+    #: When its request head had arrived (trio's clock): the session's duration counts from here.
+    started: float
+
+
+@attrs.define
+class Peer:
+    """Who is on the other end of one connection: the socket's address until a request
+    head says more (through a trusted proxy, each request may speak for another client)."""
+
+    address: str
 
 
 class Server:
-    def __init__(self, settings: ServerSettings, hub: Hub, api: HttpApi, now: Callable[[], dt.datetime]) -> None:
+    def __init__(self, settings: ServerSettings, hub: Hub, api: HttpApi, now: Callable[[], dt.datetime],
+                 auth: Authenticator | None = None) -> None:
         self.settings = settings
         self.hub = hub
         self.api = api
         self._now = now
+        self.auth = auth or Authenticator(AccessSettings(), lambda: now().timestamp())
         self.sessions = 0
         self.port = settings.port
         self.connections_failed = 0
@@ -145,6 +176,12 @@ class Server:
         self._unfinished_bodies = 0  # request bodies being received (see MAX_UNFINISHED_BODIES)
         self._buffered_body_bytes = 0  # what they hold so far (see MAX_BUFFERED_BODY_BYTES)
         self._accepting: trio.CancelScope | None = None
+        self._public = tuple(proxy.public_url(url) for url in settings.public_urls)
+        self._trusted = TrustedProxies.parse(settings.forwarded_allow_ips)
+        # The addresses the listening sockets are bound to (set by serve: under socket
+        # activation they are systemd's, not --host).
+        self._bound: frozenset[str] = frozenset({settings.host.strip("[]").lower()})
+        self._wildcard = settings.host in ("0.0.0.0", "::", "")
         self._idle = trio.Event()
         self._idle.set()
 
@@ -154,6 +191,9 @@ class Server:
                     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> None:
         # The port actually bound (settings may say 0): own origins are on this one.
         self.port = listeners[0].socket.getsockname()[1]
+        bound = [proxy.display_peer(listener.socket.getsockname()) for listener in listeners]
+        self._bound = frozenset(address.lower() for address in bound)
+        self._wildcard = any(address in ("0.0.0.0", "::") for address in bound)
         async with trio.open_nursery() as handlers:
             with trio.CancelScope() as self._accepting:
                 async with trio.open_nursery() as accepting:
@@ -208,8 +248,9 @@ class Server:
     # ------------------------------------------------------------ connection
 
     async def _handle_safely(self, stream: trio.SocketStream) -> None:
+        peer = Peer(_peer_of(stream))
         try:
-            accepted = await self._handle(stream)
+            accepted = await self._handle(stream, peer)
             if accepted is not None:
                 # Run the session outside _handle, so the request's parsing state
                 # (h11 connection, head bytes, headers) is freed, not kept per client.
@@ -218,39 +259,51 @@ class Server:
             # One connection's failure, whatever raised it (a library bug such as
             # trio-websocket's #184 used to be), ends that connection only.
             self.connections_failed += 1
-            log.warning("connection failed: %s", _describe(group), exc_info=log.isEnabledFor(logging.DEBUG))
+            log.warning("connection from %s failed: %s", peer.address, _describe(group),
+                        exc_info=log.isEnabledFor(logging.DEBUG))
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _handle(self, stream: trio.SocketStream) -> Accepted | None:
+    async def _handle(self, stream: trio.SocketStream, peer: Peer) -> Accepted | None:
         """Answer plain HTTP requests; return what an accepted upgrade needs, or None."""
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        socket_peer = peer.address
         first = True
         while True:
             with trio.move_on_after(self.settings.handshake_timeout) as timer:
                 request = await self._read_head(stream, connection)
             if timer.cancelled_caught or request is None:
                 return None
+            started = trio.current_time()
             if isinstance(request, Response):
-                await self._respond(stream, connection, request)
+                sent = await self._respond(stream, connection, request)
+                _log_request(peer.address, "-", "-", request.status, started, sent)
                 return None
             target = request.target.decode("latin-1")
             path, _, query = target.partition("?")
+            method = request.method.decode("latin-1")
             headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
-            refusal = _check_head(request, headers) or self._check_host(headers.get("host"))
+            forwarded = Forwarded.read(socket_peer, request.headers, self._trusted)
+            peer.address = forwarded.peer
+            refusal = _check_head(request, headers) or self._check_host(forwarded.host)
+            grant = self.auth.admit(path, query, headers) if refusal is None else UNLIMITED
+            if isinstance(grant, Response):
+                refusal, grant = grant, UNLIMITED
             if refusal is None and _is_upgrade(headers):
                 if path != WS_PATH:
                     refusal = problem(404, "not_found", f"WebSocket connections go to {WS_PATH}")
                 elif not first:
                     refusal = problem(400, "bad_request", "open a new connection for the WebSocket upgrade")
                 else:
-                    return await self._upgrade(stream, connection, request, headers, query)
+                    return await self._upgrade(stream, connection, request, headers, query, forwarded, started,
+                                               grant)
             if refusal is None and path == WS_PATH:
                 refusal = problem(426, "upgrade_required", f"{WS_PATH} speaks WebSocket; connect with a "
                                   "WebSocket client", ("Upgrade", "websocket"))
-            answer = refusal or await self._plain(stream, connection, request, path, headers)
-            await self._respond(stream, connection, answer, head_only=request.method == b"HEAD",
-                                close=_is_upgrade(headers))
+            answer = refusal or await self._plain(stream, connection, request, path, headers, grant)
+            sent = await self._respond(stream, connection, answer, head_only=request.method == b"HEAD",
+                                       close=_is_upgrade(headers))
+            _log_request(peer.address, method, path, answer.status, started, sent)
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
                 return None
             connection.start_next_cycle()
@@ -277,7 +330,7 @@ class Server:
                 return None  # ConnectionClosed or PAUSED
 
     async def _plain(self, stream: trio.SocketStream, connection: h11.Connection, request: h11.Request, path: str,
-                     headers: dict[str, str]) -> Response:
+                     headers: dict[str, str], grant: Grant = UNLIMITED) -> Response:
         """Read the body (bounded in size, in time, in how many arrive at once and in the
         bytes they hold together; a webhook's signature is computed as it streams), then route."""
         method = request.method.decode("latin-1")
@@ -286,7 +339,7 @@ class Server:
             body = await self._read_body(stream, connection, limit, None)  # h11's EndOfMessage, at once
             if isinstance(body, Response):
                 return body
-            return await self.api.handle(Request(method, path, headers, body))
+            return await self.api.handle(Request(method, path, headers, body, grant=grant))
         early = self.api.refuse_before_body(method, path, headers)
         if early is not None:
             return early  # the body is never read: the connection closes after the answer
@@ -304,7 +357,7 @@ class Server:
             return problem(408, "request_timeout", f"the request body did not arrive within {BODY_TIMEOUT:g} s")
         if isinstance(body, Response):
             return body
-        return await self.api.handle(Request(method, path, headers, body, check))
+        return await self.api.handle(Request(method, path, headers, body, check, grant))
 
     async def _read_body(self, stream: trio.SocketStream, connection: h11.Connection, limit: int,
                          check: BodyCheck | None) -> bytes | Response:
@@ -339,8 +392,9 @@ class Server:
             self._buffered_body_bytes -= sum(len(chunk) for chunk in chunks)
 
     async def _respond(self, stream: trio.SocketStream, connection: h11.Connection, answer: Response,
-                       head_only: bool = False, close: bool = False) -> None:
-        """Send ``answer``; errors (but a plain 404) and refused upgrades close the connection."""
+                       head_only: bool = False, close: bool = False) -> int:
+        """Send ``answer``; errors (but a plain 404) and refused upgrades close the connection.
+        The bytes sent (0 when the peer had gone)."""
         body = answer.encoded()
         headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(body))),
                    ("Cache-Control", "no-store"), *answer.headers]
@@ -354,13 +408,15 @@ class Server:
             data += connection.send(h11.EndOfMessage())
             await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-            pass
+            return 0
+        return len(data)
 
     # -------------------------------------------------------------- websocket
 
     async def _upgrade(self, stream: trio.SocketStream, connection: h11.Connection, request: h11.Request,
-                       headers: dict[str, str], query: str) -> Accepted | None:
-        refusal = self._check_origin(headers.get("origin"))
+                       headers: dict[str, str], query: str, forwarded: Forwarded,
+                       started: float, grant: Grant = UNLIMITED) -> Accepted | None:
+        refusal = self._check_origin(headers.get("origin"), forwarded)
         if refusal is None and self.sessions >= self.settings.max_clients:
             refusal = problem(503, "too_many_clients",
                               f"this server takes at most {self.settings.max_clients} clients; retry later",
@@ -368,17 +424,18 @@ class Server:
         accepted = None
         if refusal is None:
             try:
-                upgrade = Upgrade.parse(query)
+                upgrade = Upgrade.parse(query, grant)
                 # Whatever the client sent after the head (h11 holds it) belongs to the WebSocket.
                 response, ws_connection = wsio.accept(request, connection.trailing_data[0])
-                accepted = Accepted(response, ws_connection, upgrade)
+                accepted = Accepted(response, ws_connection, upgrade, forwarded.peer, started)
             except BadQuery as exc:
                 refusal = problem(400, "bad_request", str(exc))
             except wsio.HandshakeRefused as exc:
                 refusal = problem(exc.status, "bad_request", f"not a valid WebSocket handshake: {exc}",
                                   *exc.headers)
         if refusal is not None:
-            await self._respond(stream, connection, refusal, close=True)
+            sent = await self._respond(stream, connection, refusal, close=True)
+            _log_request(forwarded.peer, request.method.decode("latin-1"), WS_PATH, refusal.status, started, sent)
         return accepted
 
     async def _serve_upgrade(self, stream: trio.SocketStream, accepted: Accepted) -> None:
@@ -395,6 +452,7 @@ class Server:
                     await stream.send_all(response)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
+            handshake_bytes = len(response)
             del response
             if timer.cancelled_caught:
                 return
@@ -403,12 +461,15 @@ class Server:
             client = Outbox(upgrade.filter, session_settings.client_queue, session_settings.slow_client_timeout,
                             session_settings.max_behind, ws.try_write_now)
             self.hub.attach(client, snapshot=upgrade.snapshot, since=upgrade.since, epoch=upgrade.epoch)
-            log.info("client %s connected (%d connected)", client.client_id, self.hub.connection_count)
+            log.info("client %s connected from %s (%d connected)", client.client_id, accepted.peer,
+                     self.hub.connection_count, extra={"client_id": client.client_id, "peer": accepted.peer})
             try:
-                await Session(ws, self.hub, session_settings, client, self._now).run()
+                await Session(ws, self.hub, session_settings, client, self._now, upgrade.grant).run()
             finally:
                 log.info("client %s disconnected: %s", client.client_id,
-                         client.close_reason or ws.close_code or "gone")
+                         client.close_reason or ws.close_code or "gone",
+                         extra={"client_id": client.client_id, "peer": accepted.peer})
+                _log_session(accepted, client, ws, handshake_bytes)
         finally:
             self.sessions -= 1
             if self.sessions == 0:
@@ -417,45 +478,87 @@ class Server:
     # ----------------------------------------------------------------- checks
 
     def _check_host(self, host: str | None) -> Response | None:
-        """Refuse requests for other host names (DNS rebinding) with 421."""
+        """Refuse requests for other host names (DNS rebinding) with 421.
+
+        ``host`` is the Host the client asked for (a trusted proxy's X-Forwarded-Host
+        if it sent one).  It passes when it names this server: a loopback name, an
+        address a listening socket is bound to, the host of a ``--public-url`` or of an
+        ``--allowed-origin``; with a wildcard bind, any IP address."""
         if host is None:
             return problem(400, "bad_request", "the Host header is required")
         name = _split_host(host)[0]
-        if name in self._allowed_hosts() or (self._wildcard_bind() and _is_ip(name)):
+        if name in self._allowed_hosts() or (self._wildcard and _is_ip(name)):
             return None
         return problem(421, "misdirected_request",
-                       f"this server does not answer for host {name!r}; use localhost or add "
-                       f"the page's origin with --allowed-origin")
+                       f"this server does not answer for host {name!r}; use localhost, or start osintd "
+                       f"with --public-url naming the address people use (e.g. --public-url https://{name})")
 
-    def _check_origin(self, origin: str | None) -> Response | None:
-        """Browsers send Origin; refuse pages from elsewhere with 403. No Origin passes."""
+    def _check_origin(self, origin: str | None, forwarded: Forwarded) -> Response | None:
+        """Browsers send Origin; refuse pages from elsewhere with 403. No Origin passes.
+
+        Same origin passes: a page always connects back to where it came from, so an
+        Origin equal to this request's own scheme://Host (the scheme a trusted proxy
+        names, else http) passes; ``_check_host`` has already admitted that Host, which
+        is what keeps a rebinding page out.  So do this server on loopback, the
+        ``--public-url``s and the ``--allowed-origin``s (the way to admit other sites)."""
         if origin is None or "*" in self.settings.allowed_origins:
             return None
-        if origin.rstrip("/").lower() in self._allowed_origins():
+        page = Origin.parse(origin)
+        if page is not None and (page in self._allowed_origins()
+                                 or page == Origin.of_request(forwarded.scheme, forwarded.host)):
             return None
-        log.warning("refused WebSocket from origin %s", origin)
+        log.warning("refused WebSocket from %s: origin %s", forwarded.peer, origin[:200])
         return problem(403, "forbidden_origin",
-                       f"origin {origin} is not allowed; start osintd with --allowed-origin {origin}")
+                       f"origin {origin} is not allowed; start osintd with --public-url {origin} if that "
+                       f"is where people open it, or --allowed-origin {origin} to let that site's pages connect")
 
-    def _allowed_origins(self) -> set[str]:
-        port = self.port
-        own = {f"{scheme}://{host}:{port}" for scheme in ("http", "https")
-               for host in ("localhost", "127.0.0.1", "[::1]")}
-        if port in (80, 443):
-            own |= {f"{scheme}://{host}" for scheme in ("http", "https")
-                    for host in ("localhost", "127.0.0.1", "[::1]")}
-        return own | {o.rstrip("/").lower() for o in self.settings.allowed_origins}
+    def _allowed_origins(self) -> set[Origin]:
+        own = {Origin(scheme, host, self.port) for scheme in ("http", "https")
+               for host in ("localhost", "127.0.0.1", "::1")}
+        listed = {Origin.parse(text) for text in self.settings.allowed_origins}
+        return own | set(self._public) | {origin for origin in listed if origin is not None}
 
     def _allowed_hosts(self) -> set[str]:
-        hosts = {"localhost", "127.0.0.1", "::1", self.settings.host.strip("[]").lower()}
-        for origin in self.settings.allowed_origins:
-            hostname = urllib.parse.urlsplit(origin).hostname
-            if hostname:
-                hosts.add(hostname.lower())
+        hosts = {"localhost", "127.0.0.1", "::1", *self._bound}
+        hosts |= {origin.host for origin in self._public}
+        for text in self.settings.allowed_origins:
+            origin = Origin.parse(text)
+            if origin is not None:
+                hosts.add(origin.host)
         return hosts
 
-    def _wildcard_bind(self) -> bool:
-        return self.settings.host in ("0.0.0.0", "::", "")
+
+def _peer_of(stream: trio.SocketStream) -> str:
+    try:
+        return proxy.display_peer(stream.socket.getpeername())
+    except OSError:  # gone already (reset between accept and here)
+        return "unknown"
+
+
+def _log_request(peer: str, method: str, path: str, status: int, started: float, sent: int) -> None:
+    """The access line of one HTTP answer.  ``path`` is without its query string: a
+    query may carry a token, and nothing secret is logged."""
+    duration_ms = round((trio.current_time() - started) * 1000, 1)
+    access.info("%s %s %s %d %.1f ms %d B", peer, method, path, status, duration_ms, sent,
+                extra={"peer": peer, "method": method, "path": path, "status": status,
+                       "duration_ms": duration_ms, "bytes_sent": sent})
+
+
+def _log_session(accepted: Accepted, client: Outbox, ws: wsio.ServerWebSocket, handshake_bytes: int) -> None:
+    """The access line of one WebSocket session, at its end: the close code is ours when
+    the server ended it, else the peer's (1006: it vanished without a Close)."""
+    if client.close_reason is not None:
+        code, closed_by = client.close_reason[0], "server"
+    else:
+        code, closed_by = ws.close_code or 1000, "client"
+    duration_s = round(trio.current_time() - accepted.started, 3)
+    sent = ws.bytes_sent + handshake_bytes
+    access.info("%s GET %s 101 closed %d by %s after %.1f s, %d B sent, %d B received (client %s)",
+                accepted.peer, WS_PATH, code, closed_by, duration_s, sent, ws.bytes_received, client.client_id,
+                extra={"peer": accepted.peer, "method": "GET", "path": WS_PATH, "status": 101,
+                       "client_id": client.client_id, "close_code": code, "closed_by": closed_by,
+                       "duration_ms": round(duration_s * 1000, 1), "bytes_sent": sent,
+                       "bytes_received": ws.bytes_received})
 
 
 def _describe(group: BaseExceptionGroup) -> str:

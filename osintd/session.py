@@ -7,7 +7,7 @@ Must not: broadcast (the hub does), parse frames (``wsio`` does), or let any
 failure of this connection escape: a peer that misbehaves, vanishes or trips
 a library bug ends its own session and nothing else.
 
-Close codes: 1001 shutdown, 1003 binary frame, 1008 message flood,
+Close codes: 1001 shutdown, 1003 binary frame, 1008 message flood or token expired,
 1009 message over the size limit, 1011 keepalive ping unanswered (no Close
 frame: the socket is just closed), 1013 slow consumer; 1002/1007 as wsproto
 decides for frames that break RFC 6455.
@@ -23,7 +23,8 @@ import attrs
 import trio
 
 from osintd import wire
-from osintd.broadcaster import Filter, Frame
+from osintd.auth import TOKEN_EXPIRED, UNLIMITED, Grant
+from osintd.broadcaster import Frame
 from osintd.hub import Hub
 from osintd.outbox import Outbox
 from osintd.wsio import ConnectionClosed, MessageTooBig, ProtocolViolation, ServerWebSocket
@@ -71,14 +72,16 @@ class TokenBucket:
 class Session:
     """Runs one accepted WebSocket until it closes; see :meth:`run`."""
 
-    __slots__ = ("ws", "hub", "settings", "client", "_now", "_dead", "_write_scope", "_bucket")
+    __slots__ = ("ws", "hub", "settings", "client", "grant", "_now", "_dead", "_write_scope", "_bucket")
 
     def __init__(self, ws: ServerWebSocket, hub: Hub, settings: SessionSettings, client: Outbox,
-                 now: Callable[[], dt.datetime]) -> None:
+                 now: Callable[[], dt.datetime], grant: Grant = UNLIMITED) -> None:
         self.ws = ws  # its stream is closed here, whatever happened
         self.hub = hub
         self.settings = settings
         self.client = client
+        #: What the client's token may read, and until when (``auth``).
+        self.grant = grant
         self._now = now
         self._dead = False  # the peer stopped answering: no close handshake, just close the socket
         self._write_scope: trio.CancelScope | None = None  # the batch being written, if one
@@ -93,14 +96,25 @@ class Session:
         incoming side, keep an idle connection small; keepalive pings are the
         sender's job when it has had nothing to send for ``ping_interval``."""
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_loop, nursery.cancel_scope, name="osintd.session.reader")
-                await self._send_loop()
-                nursery.cancel_scope.cancel()
+            # A JWT's expiry is the deadline of the whole session: no timer task, no per-message check.
+            with trio.CancelScope(deadline=self._token_deadline()) as lifetime:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read_loop, nursery.cancel_scope, name="osintd.session.reader")
+                    await self._send_loop()
+                    nursery.cancel_scope.cancel()
+            if lifetime.cancelled_caught and not self.client.ended:
+                log.info("client %s (%s) closed: its token expired", self.client.client_id, self.grant.name)
+                self.client.end(TOKEN_EXPIRED)
         finally:
             self.hub.detach(self.client)
             with trio.CancelScope(shield=True):
                 await self._close()
+
+    def _token_deadline(self) -> float:
+        expires = self.grant.expires
+        if expires is None:
+            return float("inf")
+        return trio.current_time() + (expires - self._now().timestamp())
 
     # ------------------------------------------------------------------ send
 
@@ -210,8 +224,10 @@ class Session:
         if isinstance(request, PingRequest):
             self.hub.send_direct(self.client, Pong(self._now()))
         elif isinstance(request, SubscribeRequest):
-            self.client.filter = filter_from(request.types, request.repos)
-            self.hub.send_direct(self.client, Subscribed(self._now(), request.types, request.repos))
+            # Narrowed to the token's limits, not refused: "subscribed" says what is in force.
+            self.client.filter = self.grant.narrow(request.types, request.repos)
+            types, repos = self.grant.in_force(request.types, request.repos)
+            self.hub.send_direct(self.client, Subscribed(self._now(), types, repos))
         elif isinstance(request, ResumeRequest):
             self.hub.resume(self.client, request.since, request.epoch)
 
@@ -258,8 +274,3 @@ def _joined(frames: list[Frame]) -> tuple[bytes, list[int]]:
         size += len(data)
         starts.append(size)
     return b"".join(wires), starts
-
-
-def filter_from(types: list[str] | None, repos: list[str] | None) -> Filter:
-    return Filter(frozenset(types) if types is not None else None,
-                  tuple(repos) if repos is not None else None)

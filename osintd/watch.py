@@ -25,7 +25,7 @@ import shutil
 import signal
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any, BinaryIO, NoReturn
 
 import attrs
@@ -70,6 +70,13 @@ class WatchOptions:
     types: tuple[str, ...] | None
     repos: tuple[str, ...] | None
     json_lines: bool
+    #: Sent as ``Authorization: Bearer`` to a server with access control (never on the URL,
+    #: where ``ps`` and proxies' logs would show it).
+    token: str | None = attrs.field(default=None, repr=False)
+
+    def client(self) -> LiveUpdatesClient:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        return LiveUpdatesClient(self.url, types=self.types, repos=self.repos, headers=headers)
 
 
 def _url(text: str) -> str:
@@ -104,12 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these repositories, e.g. 'openai/*' (the leaderboard then follows only their moves)")
     p.add_argument("--json", action="store_true", dest="json_lines",
                    help="print each message as one JSON line on stdout (for jq) instead of the live view")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="file holding an access token for a server with access control "
+                        "(or the token itself in $OSINTD_TOKEN)")
     return p
 
 
-def parse_options(argv: Sequence[str]) -> WatchOptions:
+def parse_options(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> WatchOptions:
     flags = build_parser().parse_args(list(argv))
-    return WatchOptions(flags.url, flags.types, flags.repos, flags.json_lines)
+    environ = os.environ if environ is None else environ
+    token = environ.get("OSINTD_TOKEN") or None
+    if flags.token_file is not None:
+        try:
+            with open(flags.token_file, encoding="utf-8") as file:
+                token = file.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--token-file {flags.token_file}: cannot read it ({exc.__class__.__name__})") from None
+        if not token or any(c.isspace() for c in token):
+            raise UsageError(f"--token-file {flags.token_file} must hold one token")
+    return WatchOptions(flags.url, flags.types, flags.repos, flags.json_lines, token)
 
 
 def main(argv: list[str]) -> int:
@@ -168,7 +188,7 @@ def _main_json(options: WatchOptions) -> Ending:
 
 
 async def _run_json(options: WatchOptions, out: BinaryIO, ending: Ending) -> None:
-    client = LiveUpdatesClient(options.url, types=options.types, repos=options.repos)
+    client = options.client()
     async with trio.open_nursery() as nursery:
         def print_line(message: dict[str, Any]) -> None:
             if ending.pipe_closed:
@@ -565,7 +585,7 @@ def _main_terminal(options: WatchOptions) -> Ending:
 
 
 async def _run_terminal(options: WatchOptions, view: WatchView, terminal: Terminal, ending: Ending) -> None:
-    client = LiveUpdatesClient(options.url, types=options.types, repos=options.repos)
+    client = options.client()
     client.on("*", view.apply)
     client.on("state", view.on_state)
     client.on("resync", view.on_resync)

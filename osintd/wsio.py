@@ -195,7 +195,7 @@ class ServerWebSocket:
 
     # Thousands of these live at once: slots keep each one small.
     __slots__ = ("stream", "_proto", "_lock", "_fd", "_max_message", "_parts", "_size",
-                 "_ping", "_tail", "_violated", "close_code", "ping_allowed")
+                 "_ping", "_tail", "_violated", "close_code", "ping_allowed", "bytes_sent", "bytes_received")
 
     def __init__(self, stream: trio.SocketStream, connection: Connection, max_message_bytes: int) -> None:
         self.stream = stream
@@ -212,6 +212,9 @@ class ServerWebSocket:
         #: Asked for each Ping the peer sends before it is answered (the session's message
         #: budget: pings cost a pong each); False ends the connection with 1008.
         self.ping_allowed: Callable[[], bool] | None = None
+        #: Bytes written to and read from the socket (for the access log).
+        self.bytes_sent = 0
+        self.bytes_received = 0
 
     @property
     def open(self) -> bool:
@@ -260,6 +263,7 @@ class ServerWebSocket:
                 self.close_code = ABNORMAL_CLOSURE
             raise ConnectionClosed(self.close_code) from None
         finally:
+            self.bytes_sent += offset
             if offset < total:  # where whole frames begin: after the tail (it ends one), not at 0
                 self._tail = _rest_of_frame(data, offset, [owed, *(owed + end for end in ends)])
             del view
@@ -276,6 +280,7 @@ class ServerWebSocket:
             return 0
         except OSError:
             return -1  # the connection is going away; the reader or sender will find out
+        self.bytes_sent += written
         if written < len(data):
             self._tail = data[written:]
         return written
@@ -344,6 +349,7 @@ class ServerWebSocket:
 
     def _feed(self, data: bytes) -> None:
         """Feed bytes from the socket to wsproto; EOF (or a broken socket: b"") ends the connection."""
+        self.bytes_received += len(data)
         if not data:
             if self.close_code is None:
                 self.close_code = ABNORMAL_CLOSURE
@@ -437,6 +443,7 @@ class ServerWebSocket:
                 return
             if not data:
                 return
+            self.bytes_received += len(data)
             limit -= len(data)
 
 

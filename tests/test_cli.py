@@ -32,6 +32,8 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 20) -> subproc
     (["--client-queue", "1"], "out of range"),
     (["--max-clients", "0"], "out of range"),
     (["--allowed-origin", "evil.example"], "is not an origin"),
+    (["--public-url", "https://osint.example/dashboard"], "is not a public URL"),
+    (["--forwarded-allow-ips", "nginx"], "is not an IP address or network"),
     (["--log-level", "loud"], "invalid choice"),
     (["--demo-ramp", "50:10,fast:5"], "is not events per second"),
     (["--demo-ramp", "50"], "is not RATE:SECONDS"),
@@ -67,7 +69,8 @@ def test_help_lists_the_flags():
     result = run_cli("--help")
     assert result.returncode == 0
     for flag in ("--host", "--port", "--demo", "--demo-rate", "--demo-seed", "--heartbeat-interval",
-                 "--metrics-interval", "--client-queue", "--max-clients", "--allowed-origin", "--log-level"):
+                 "--metrics-interval", "--client-queue", "--max-clients", "--allowed-origin", "--log-level",
+                 "--public-url", "--forwarded-allow-ips"):
         assert flag in result.stdout
 
 

@@ -214,7 +214,6 @@ async def test_redis_stopped_10_s_nodes_say_degraded_then_recover_with_nothing_l
 
 
 @pytest.mark.parametrize(("argv", "error"), [
-    (["--cluster", "prod"], "add --redis"),
     (["--redis", "http://127.0.0.1:6379"], "expected redis://HOST:PORT/DB"),
     (["--redis", "redis://127.0.0.1:6379/0", "--state-dir", "/tmp/x"], "drop --state-dir"),
     (["--redis", "redis://127.0.0.1:6379/0", "--cluster", "a b"], "is not a cluster name"),

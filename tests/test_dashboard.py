@@ -88,11 +88,12 @@ def _need_browser() -> str:
 class Browser:
     """``node tests/browser/driver.js`` as a subprocess: one command, one answer."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, chromium_args: tuple[str, ...] = ()) -> None:
         node = _need_browser()
         self.stderr_path = tmp_path / "driver.stderr"
+        extra = [part for arg in chromium_args for part in ("--browser-arg", arg)]
         self.process = subprocess.Popen(
-            [node, str(DRIVER), "--executable", CHROMIUM, "--max-seconds", "110"],
+            [node, str(DRIVER), "--executable", CHROMIUM, "--max-seconds", "110", *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_path.open("wb"),
             cwd=BROWSER_DIR, text=True, bufsize=1,
         )
@@ -317,6 +318,7 @@ class ScriptedServer:
     seq, a repeated frame, a gap, a slow resume answer."""
 
     PAGE = (ROOT / "osintd" / "static" / "dashboard.html").read_bytes()
+    CLIENT = (ROOT / "osintd" / "static" / "client.js").read_bytes()  # the page imports it
 
     def __init__(self) -> None:
         self.links: queue.Queue = queue.Queue()
@@ -335,6 +337,8 @@ class ScriptedServer:
             return None
         if path == "/":
             body, headers = self.PAGE, [("Content-Type", "text/html; charset=utf-8"), *DASHBOARD_HEADERS]
+        elif path == "/client.js":
+            body, headers = self.CLIENT, [("Content-Type", "text/javascript")]
         elif path == "/api/v1/repos":
             body, headers = json.dumps(self.board).encode(), [("Content-Type", "application/json")]
         elif path == "/api/v1/events":
@@ -516,6 +520,11 @@ def test_page_is_self_contained(daemons):
             assert value.startswith("data:"), f"{attr}={value!r} in {tag}"
     assert "@import" not in page and "url(" not in page
     assert "ws://localhost" not in page and "127.0.0.1" not in page and "location.host" in page
+    # Its connection code is the JavaScript client, imported from this server (CSP 'self').
+    assert 'import { LiveUpdatesClient } from "/client.js"' in page and "script-src 'self'" in csp
+    with urllib.request.urlopen(f"{daemon.http}/client.js", timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/javascript")
+        assert "export class LiveUpdatesClient" in response.read().decode()
 
 
 def test_dashboard_fills_streams_and_moves(daemons, browser, observers):

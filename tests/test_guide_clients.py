@@ -42,7 +42,7 @@ from typing import Callable, Iterable
 import pytest
 from websockets.sync.client import connect
 
-from conftest import ROOT, Daemon, spawn_daemon
+from conftest import ROOT, Daemon, check_message, spawn_daemon
 from osintd.models import EventType
 
 CLIENTS = ROOT / "tests" / "guide_clients"
@@ -149,6 +149,7 @@ class Observer:
         self._stack = contextlib.ExitStack()
         self.ws = self._stack.enter_context(connect(url, max_queue=None, open_timeout=10))
         self.messages: list[dict] = []
+        self._checked = 0  # messages checked against docs/asyncapi.json so far
         self.ended_by: BaseException | None = None
         self._thread = threading.Thread(target=self._receive, daemon=True)
         self._thread.start()
@@ -165,7 +166,11 @@ class Observer:
 
     def broadcasts(self, *types: str) -> list[dict]:
         assert self.ended_by is None, f"the observer lost its connection: {self.ended_by!r}"
-        return [m for m in list(self.messages) if m["type"] in types]
+        messages = list(self.messages)
+        for message in messages[self._checked:]:  # here, not in the receiving thread: it must keep up
+            check_message(message)
+        self._checked = len(messages)
+        return [m for m in messages if m["type"] in types]
 
     def close(self) -> None:
         self._stack.close()

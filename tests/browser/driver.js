@@ -34,9 +34,13 @@ const option = (name, fallback) => {
 const EXECUTABLE = option("--executable", process.env.CHROMIUM || "/usr/bin/chromium");
 const MAX_SECONDS = Number(option("--max-seconds", "120"));
 
+// Each "--browser-arg X" adds X to Chromium's command line (tests/test_proxy.py maps a
+// host name and trusts its test certificate that way).
+const EXTRA_ARGS = args.flatMap((arg, i) => (arg === "--browser-arg" && i + 1 < args.length ? [args[i + 1]] : []));
 const LAUNCH_ARGS = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ...EXTRA_ARGS,
 ];
 
 let context = null;
