@@ -12,7 +12,8 @@ Must not: contain pipeline logic; each stage lives in its own module.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import secrets
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -32,10 +33,13 @@ from osintd.scorer import Scorer, ScoringModel, run_scorer
 from osintd.server import Server, ServerSettings
 from osintd.session import SessionSettings
 from osintd.sources import Source
-from osintd.store import SavedState, StateStore
-from osintd.metrics import Metrics, daemon_families
+from osintd.store import Announced, SavedState, StateError, StateStore, Store
+from osintd.metrics import Metrics, cluster_families, daemon_families
 from osintd.systemd import Notifier, listeners_from_environment
 from osintd.webhooks import WebhookReceiver
+
+if TYPE_CHECKING:
+    from osintd.cluster import ClusterNode
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,8 @@ class App:
         self.webhooks: WebhookReceiver | None = None
         self._sources_running = 0
         self._nursery: trio.Nursery | None = None
+        self.store: Store | None = None
+        self.cluster: ClusterNode | None = None
 
     def _choose_sources(self, clock: WallClock) -> list[Source]:
         settings = self.settings
@@ -82,6 +88,12 @@ class App:
         return sources
 
     async def run(self, *, task_status: trio.TaskStatus[App] = trio.TASK_STATUS_IGNORED) -> None:
+        if self.settings.redis_url is not None:
+            from osintd.cluster import connect
+
+            async with connect(self.settings.redis_url) as client:
+                await self._run_clustered(client, task_status)
+            return
         settings = self.settings
         self.clock = clock = WallClock()
         self.sources = sources = self._choose_sources(clock)
@@ -202,6 +214,142 @@ class App:
             nursery.start_soon(self._report_status, notifier)
             task_status.started(self)
 
+    async def _run_clustered(self, client: Any, task_status: trio.TaskStatus[App]) -> None:
+        """One node of a cluster (``cluster.py``): it serves clients at once and follows the
+        stream; the pipeline (sources, scorer, differ, monitors) runs only while it leads,
+        each term afresh from the state in Redis.  The wiring mirrors :meth:`run`."""
+        from osintd.cluster import REDIS_DOWN, ClusterNode, Keys, RedisStore, display_url, node_identity
+
+        settings = self.settings
+        self.clock = clock = WallClock()
+        self.sources = self._choose_sources(clock)
+        demo = any(source.name == "demo" for source in self.sources)
+        model = self._model or attrs.evolve(ScoringModel.for_demo(settings.demo_rate) if demo else ScoringModel(),
+                                            trend_people=settings.min_people)
+        self.scorer = Scorer(model, clock.now)  # empty until this node leads
+        store = RedisStore(client, Keys(settings.cluster), settings.replay_capacity, model.window)
+        try:
+            epoch = await store.epoch(secrets.token_hex(8))
+            seq, ring = await store.tail()
+        except REDIS_DOWN as exc:
+            raise StateError(f"cannot reach Redis at {display_url(settings.redis_url or '')}: {exc}") from None
+        self.store = store
+        self.metrics = metrics_registry = Metrics()
+        self.hub = hub = Hub(clock.now, replay_capacity=settings.replay_capacity, store=store,
+                             saved=SavedState(epoch, seq, ring, [], [], Announced(), {}), epoch=epoch, live=True,
+                             observe_lag=metrics_registry.lag.observe, clients_behind=settings.max_behind / 2,
+                             clustered=True)
+        self._channels: dict[str, Any] = {}
+        self._last_tick = trio.current_time()
+
+        def depths() -> dict[str, int]:
+            return {name: channel.statistics().current_buffer_used for name, channel in self._channels.items()}
+
+        def source_status() -> dict[str, Any]:
+            return {source.name: source.status() for source in self.sources if hasattr(source, "status")}
+
+        node_box: list[ClusterNode] = []
+        metrics_registry.add(lambda: daemon_families(hub, self.scorer, self.server, self.sources, None, depths()))
+        metrics_registry.add(lambda: cluster_families(node_box[0].status()) if node_box else ())
+        api = HttpApi(hub, max_clients=settings.max_clients, client_queue=settings.client_queue,
+                      pipeline_depths=depths, source_status=source_status, metrics=metrics_registry.render,
+                      repo_standing=lambda name: self.scorer.standing(name),
+                      cluster_status=lambda: attrs.asdict(node_box[0].status()) if node_box else None)
+        session = SessionSettings(client_queue=settings.client_queue, slow_client_timeout=settings.slow_client_timeout,
+                                  max_behind=settings.max_behind, send_timeout=settings.send_timeout,
+                                  ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout)
+        self.auth = Authenticator(AccessSettings(settings.client_tokens, settings.jwt_secret, settings.metrics_token),
+                                  lambda: clock.now().timestamp())
+        self.server = server = Server(ServerSettings(settings.host, settings.port, settings.max_clients,
+                                                     settings.handshake_timeout, settings.allowed_origins, session,
+                                                     settings.public_urls, settings.forwarded_allow_ips),
+                                      hub, api, clock.now, self.auth)
+        listeners = (self._listeners or listeners_from_environment()
+                     or await trio.open_tcp_listeners(settings.port, host=settings.host))
+        self.port = listeners[0].socket.getsockname()[1]
+
+        def follow(nursery: trio.Nursery) -> None:
+            inbox_in: trio.MemorySendChannel[PipelineItem]
+            inbox_out: trio.MemoryReceiveChannel[PipelineItem]
+            inbox_in, inbox_out = trio.open_memory_channel(PIPELINE_QUEUE)
+            self._channels = {"hub_inbox": inbox_in}
+            nursery.start_soon(hub.run, inbox_out)
+            nursery.start_soon(heartbeat, inbox_in, settings.heartbeat_interval, clock.now)
+
+        async def lead(nursery: trio.Nursery, saved: SavedState) -> None:
+            self._start_term(nursery, model, saved, api)
+
+        self.cluster = node = ClusterNode(client, store, hub, node_identity(self.port), follow, lead)
+        node_box.append(node)
+        notifier = Notifier()
+        self._notifier = notifier
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(node.run)
+                await nursery.start(server.serve, listeners)
+                log.info("serving ws://%s:%d/ws/live-updates (cluster %s through %s, node %s, epoch %s, seq %d)",
+                         _bound_host(listeners[0], settings.host), self.port, settings.cluster,
+                         display_url(settings.redis_url or ""), node.node, hub.epoch, hub.delivered)
+                self.auth.report(listener.socket.getsockname() for listener in listeners)
+                notifier.ready(self._status_line())
+                nursery.start_soon(notifier.keep_watchdog_fed, lambda: True)
+                nursery.start_soon(self._report_status, notifier)
+                task_status.started(self)
+        finally:  # while the Redis client is still open (shutdown's own flush would find it closed)
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await hub.flush()  # a leader's last batch (fenced if it no longer leads)
+                await node.release()
+
+    def _start_term(self, nursery: trio.Nursery, model: ScoringModel, saved: SavedState, api: HttpApi) -> None:
+        """A cluster leader's pipeline, fresh for this term, restored from the cluster's state."""
+        settings, clock, hub = self.settings, self.clock, self.hub
+        self.sources = sources = self._choose_sources(clock)
+        self.scorer = scorer = Scorer(model, clock.now)
+        scorer.restore(saved.events, saved.seen, saved.announced.trends)
+        for source in sources:
+            if hasattr(source, "restore"):
+                source.restore(saved.cursors)
+        differ = Differ(DifferSettings(summary_interval=settings.summary_interval), saved.announced)
+        events_in: trio.MemorySendChannel[SourceItem]
+        events_out: trio.MemoryReceiveChannel[SourceItem]
+        scored_in: trio.MemorySendChannel[ScoredItem]
+        scored_out: trio.MemoryReceiveChannel[ScoredItem]
+        inbox_in: trio.MemorySendChannel[PipelineItem]
+        inbox_out: trio.MemoryReceiveChannel[PipelineItem]
+        health_in: trio.MemorySendChannel[SourceHealth]
+        health_out: trio.MemoryReceiveChannel[SourceHealth]
+        events_in, events_out = trio.open_memory_channel(settings.event_queue)
+        scored_in, scored_out = trio.open_memory_channel(PIPELINE_QUEUE)
+        inbox_in, inbox_out = trio.open_memory_channel(PIPELINE_QUEUE)
+        health_in, health_out = trio.open_memory_channel(64)
+        self._channels = {"events": events_in, "scored": scored_in, "hub_inbox": inbox_in}
+
+        def tick() -> None:
+            self._last_tick = trio.current_time()
+
+        components = tuple(dict.fromkeys(getattr(source, "component", source.name) for source in sources))
+        health = HealthMonitor(inbox_in.clone(), clock.now, lambda: PipelineCondition(
+            running=trio.current_time() - self._last_tick < 3 * settings.announce_interval + 1
+            or events_in.statistics().current_buffer_used == 0,
+            overloaded=hub.overloaded, finished=False), components)
+
+        def counts() -> Counts:
+            return Counts(scorer.total_events, scorer.active_repositories, api.total_queries, hub.connection_count)
+
+        nursery.start_soon(hub.run, inbox_out)
+        nursery.start_soon(health.run, health_out)
+        nursery.start_soon(heartbeat, inbox_in.clone(), settings.heartbeat_interval, clock.now)
+        nursery.start_soon(metrics, inbox_in.clone(), settings.metrics_interval, clock.now, counts)
+        nursery.start_soon(run_differ, differ, scored_out, inbox_in, clock.now)
+        nursery.start_soon(run_scorer, scorer, events_out, scored_in, settings.announce_interval, tick, True)
+        if saved.deliveries:
+            nursery.start_soon(_take_up, saved.deliveries, events_in.clone())
+        for source in sources:
+            self._sources_running += 1
+            nursery.start_soon(self._run_source, source, events_in.clone(), health_in.clone())
+        events_in.close()  # each source holds its own clone: the stream ends when all are done
+
     async def _open_store(self, model: ScoringModel) -> tuple[StateStore | None, SavedState | None]:
         if self.settings.state_dir is None:
             return None, None
@@ -228,7 +376,8 @@ class App:
             notifier.status(self._status_line())
 
     async def shutdown(self) -> None:
-        """Stop accepting, close every client with 1001, wait a little, then stop all tasks."""
+        """Stop accepting, close every client with 1001, wait a little, then stop all tasks.
+        A cluster's leader commits what it has, then gives its lease up."""
         self._notifier.stopping()
         log.info("shutting down: closing %d clients", self.hub.connection_count)
         self.server.stop_accepting()
@@ -238,9 +387,10 @@ class App:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            await self.hub.flush()  # what was accepted but not yet stored
-            if self.store is not None:
-                await self.store.close()
+            if self.cluster is None:  # a cluster node does this in _run_clustered, before its client closes
+                await self.hub.flush()  # what was accepted but not yet stored
+                if self.store is not None:
+                    await self.store.close()
 
 
 def _bound_host(listener: trio.SocketListener, configured: str) -> str:

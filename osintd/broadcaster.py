@@ -196,6 +196,24 @@ class Broadcaster:
         self.seq += 1
         return self._keep(Frame.of_event(self.seq, event, at))
 
+    def adopt(self, stored: StoredFrame) -> Frame | None:
+        """A frame the cluster's leader stamped (read from the cluster's stream): it
+        takes its ``seq`` here too.  None for one already had.  A gap (the stream
+        trimmed past this node) starts the ring afresh, so that it stays consecutive."""
+        if stored.seq <= self.delivered:
+            return None
+        if stored.seq != self.seq + 1:
+            self.ring.clear()
+        self.seq = stored.seq
+        return self._keep(Frame.of(stored.seq, stored.type, stored.repo, stored.payload))
+
+    def rollback(self) -> None:
+        """Forget the frames stamped but never delivered (a cluster leader that lost its
+        lease: they were never stored, and the next leader numbers its own)."""
+        while self.ring and (self.ring[-1].seq or 0) > self.delivered:
+            self.broadcasts_by_type[self.ring.pop().type] -= 1
+        self.seq = self.delivered
+
     def _keep(self, frame: Frame) -> Frame:
         self.ring.append(frame)
         self.broadcasts_by_type[frame.type] += 1

@@ -117,6 +117,15 @@ def _url(text: str) -> str:
     return text.rstrip("/")
 
 
+_CLUSTER = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _redis_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError("expected redis://HOST:PORT/DB (or rediss://, unix://)")
+    return text
+
+
 def _speed(text: str) -> float:
     """A speed-up factor; "max" is infinity here (as fast as the pipeline goes), so that it is
     a value, which wins over a config file's speed, not an unset flag."""
@@ -209,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), type=str.lower)
     p.add_argument("--log-format", choices=logs.FORMATS, type=str.lower,
                    help="text (default: one line, for a terminal or journald) or json (one object per line)")
+    p.add_argument("--redis", type=_redis_url, metavar="redis://HOST:PORT/DB",
+                   help="join a cluster of nodes through this Redis (see README, Beyond one machine)")
+    p.add_argument("--cluster", type=_matching(_CLUSTER, "a cluster name (letters, digits, . _ -)"),
+                   metavar="NAME", help="the cluster's name in that Redis (default osintd)")
     return p
 
 
@@ -228,7 +241,7 @@ def _file_argv(config: FileConfig) -> list[str]:
         else:
             argv.extend((flag, str(value)))
 
-    s, g, d, r, a = config.server, config.github, config.demo, config.replay, config.auth
+    s, g, d, r, a, c = config.server, config.github, config.demo, config.replay, config.auth, config.cluster
     for flag, value in (("--log-level", config.log_level), ("--log-format", config.log_format),
                         ("--state-dir", config.state_dir),
                         ("--host", s.host), ("--port", s.port),
@@ -244,7 +257,8 @@ def _file_argv(config: FileConfig) -> list[str]:
                         ("--client-tokens-file", a.client_tokens_file), ("--jwt-secret-file", a.jwt_secret_file),
                         ("--metrics-token-file", a.metrics_token_file),
                         ("--demo", d.enabled), ("--demo-rate", d.rate), ("--demo-seed", d.seed),
-                        ("--replay", r.file), ("--replay-speed", r.speed)):
+                        ("--replay", r.file), ("--replay-speed", r.speed),
+                        ("--redis", c.redis), ("--cluster", c.name)):
         add(flag, value)
     return argv
 
@@ -367,15 +381,25 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
     if pick("demo_ramp") and not runs_demo:
         raise UsageError("--demo-ramp only applies to the demo; add --demo (without --repo, --org or --replay)")
     state_dir = pick("state_dir", "STATE_DIRECTORY", lambda value: Path(value.split(":")[0]))
+    redis_url, cluster = pick("redis"), pick("cluster")
+    if redis_url is not None and any(getattr(layer, "state_dir", None) is not None for layer in (flags, env, file)):
+        raise UsageError("--redis keeps the state in Redis; drop --state-dir (a node of a cluster has no state file)")
+    if redis_url is not None and secret is not None:
+        raise UsageError("--redis with --webhook-secret-file is not supported yet: a cluster takes no webhooks "
+                         "(see README, Beyond one machine)")
+    if redis_url is not None and replay is not None:
+        raise UsageError("--redis needs live sources (--demo, --repo, --org, webhooks), not --replay")
     return Settings(
         **{name: value for name, value in values.items() if value is not None},
         demo=demo, repos=repos, orgs=orgs, github_token=token, webhook_secret=secret, replay=replay,
-        replay_speed=_finite(pick("replay_speed")), state_dir=state_dir, reset_state=bool(pick("reset_state")),
+        replay_speed=_finite(pick("replay_speed")), state_dir=None if redis_url else state_dir,
+        reset_state=bool(pick("reset_state")),
         summary_interval=summary_interval if summary_interval is not None
         else (10.0 if runs_demo else defaults.summary_interval),
         allowed_origins=tuple(pick("allowed_origin") or ()),
         public_urls=tuple(dict.fromkeys(pick("public_url") or ())),
         forwarded_allow_ips=tuple(pick("forwarded_allow_ips") or ()), **access,
+        redis_url=redis_url, **({"cluster": cluster} if cluster is not None else {}),
     )
 
 

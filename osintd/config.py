@@ -73,6 +73,11 @@ class Settings:
     send_timeout: float = 10.0
     handshake_timeout: float = 10.0
     shutdown_grace: float = 3.0
+    #: ``--redis``: the Redis that holds the cluster's lease, stream and state (``cluster``);
+    #: None runs one node alone.  Out of ``repr``: a URL may carry a password.
+    redis_url: str | None = attrs.field(default=None, repr=False)
+    #: ``--cluster``: the name of the cluster in that Redis (the prefix of its keys).
+    cluster: str = "osintd"
 
     @property
     def uses_github(self) -> bool:
@@ -140,6 +145,12 @@ class ReplaySection:
 
 
 @attrs.frozen
+class ClusterSection:
+    redis: str | None = None
+    name: str | None = None
+
+
+@attrs.frozen
 class FileConfig:
     log_level: str | None = None
     log_format: str | None = None
@@ -149,6 +160,7 @@ class FileConfig:
     auth: AuthSection = AuthSection()
     demo: DemoSection = DemoSection()
     replay: ReplaySection = ReplaySection()
+    cluster: ClusterSection = ClusterSection()
 
 
 class ConfigError(ValueError):

@@ -168,9 +168,12 @@ class HttpApi:
                  pipeline_depths: Callable[[], dict[str, int]], webhooks: WebhookHandler | None = None,
                  source_status: Callable[[], dict[str, Any]] | None = None,
                  metrics: Callable[[], bytes] | None = None,
-                 repo_standing: Callable[[str], tuple[int, RepoScore] | None] | None = None) -> None:
+                 repo_standing: Callable[[str], tuple[int, RepoScore] | None] | None = None,
+                 cluster_status: Callable[[], dict[str, Any] | None] | None = None) -> None:
         """``repo_standing`` gives a repository's rank and current standing (the
-        scorer's), for one outside the scoreboard's Top 30."""
+        scorer's), for one outside the scoreboard's Top 30.  ``cluster_status``: a
+        cluster node's place (``cluster.ClusterStatus``), added to health and stats."""
+        self.cluster_status = cluster_status
         self.hub = hub
         self.repo_standing = repo_standing
         self.metrics = metrics
@@ -265,10 +268,19 @@ class HttpApi:
     def _component_health(self) -> Response:
         system = self.hub.system
         components = dict(system.components)
-        return Response(200, ComponentHealth(system.status, system.message, components, __version__,
-                                             self._uptime(), self.hub.epoch, self.hub.seq,
-                                             self.hub.connection_count,
-                                             self.source_status() if self.source_status else None))
+        health = ComponentHealth(system.status, system.message, components, __version__,
+                                 self._uptime(), self.hub.epoch, self.hub.seq,
+                                 self.hub.connection_count,
+                                 self.source_status() if self.source_status else None)
+        return Response(200, self._with_cluster(health, role=True))
+
+    def _with_cluster(self, body: object, role: bool = False) -> object:
+        """``body`` with the cluster node's place (``role`` at the top too), when clustered."""
+        cluster = self.cluster_status() if self.cluster_status is not None else None
+        if cluster is None:
+            return body
+        fields = wire.converter.unstructure(body)
+        return {**fields, **({"role": cluster["role"]} if role else {}), "cluster": cluster}
 
     def _ws_stats(self) -> Response:
         hub = self.hub
@@ -277,7 +289,7 @@ class HttpApi:
                    for c in hub.clients.values()]
         stats = hub.statistics()
         governor = stats.governor
-        return Response(200, WsStats(
+        return Response(200, self._with_cluster(WsStats(
             connections=stats.connections,
             max_clients=self.max_clients,
             clients_connected_total=stats.clients_connected_total,
@@ -297,7 +309,7 @@ class HttpApi:
             epoch=hub.epoch,
             seq=hub.seq,
             replay_ring=len(hub.ring),
-        ))
+        )))
 
     def _asyncapi(self) -> Response:
         """The protocol of ``/ws/live-updates`` (docs/asyncapi.json): it changes only with the version."""

@@ -44,7 +44,7 @@ from osintd.messages import (Error, Heartbeat, MetricsUpdate, NewEvent, Outgoing
                              SystemStatus)
 from osintd.models import Backfill, BoardState, CursorMark, Event, EventBatch, PipelineItem, Scoreboard
 from osintd.outbox import BEHIND, GOING_AWAY, SLOW_CONSUMER, Outbox
-from osintd.store import SavedState, StateStore
+from osintd.store import SavedState, Store, StoredFrame
 from osintd.wire import encode
 from osintd.writeahead import WriteAhead
 
@@ -85,16 +85,20 @@ class Hub:
         now: Callable[[], dt.datetime],
         replay_capacity: int = 10_000,
         epoch: str | None = None,
-        store: StateStore | None = None,
+        store: Store | None = None,
         saved: SavedState | None = None,
         batch_window: float = 0.02,
         live: bool = False,
         clients_behind: float = 30.0,
         observe_lag: Callable[[float], None] | None = None,
+        clustered: bool = False,
     ) -> None:
         """``live``: the sources follow the wall clock, so a late event loop is an
         overload to speak of (a replay may lag: it is not live).  ``observe_lag``
-        is given each broadcast event's age (creation on GitHub → broadcast)."""
+        is given each broadcast event's age (creation on GitHub → broadcast).
+        ``clustered``: the store is the cluster's Redis (``cluster.py``): while it
+        cannot commit, the hub takes no more work (the leader's sources pause), and
+        health names the component ``redis``, degraded rather than unhealthy."""
         self._now = now
         self.broadcaster = Broadcaster(replay_capacity, epoch, saved.seq if saved else 0,
                                        saved.ring if saved else ())
@@ -113,6 +117,11 @@ class Hub:
         #: The last system_status the health monitor sent, before the store's condition is laid over it.
         self._reported = self.system
         self._store_down = False
+        self._clustered = clustered
+        #: A cluster node's own view of Redis (a follower commits nothing, so only this tells).
+        self._redis_down = False
+        #: A follower's Top 10, as the leader last published it (a follower has no board).
+        self._shown_top: list[RankedRepo] | None = None
 
     # ------------------------------------------------------------------ the task
 
@@ -132,9 +141,15 @@ class Hub:
                 else:
                     self.publish(item)
                     await self._let_senders_catch_up()
-                while self._writeahead is not None and self._writeahead.behind:  # the disk is behind
+                while self._held():  # the disk (or Redis) is behind
                     await trio.sleep(0.02)
             nursery.cancel_scope.cancel()
+
+    def _held(self) -> bool:
+        writeahead = self._writeahead
+        if writeahead is None:
+            return False
+        return writeahead.behind or (self._clustered and writeahead.failing_since is not None)
 
     def publish(self, item: PipelineItem) -> Frame | None:
         """Handle one item at once; the frame it made, if one."""
@@ -240,6 +255,8 @@ class Hub:
 
     def _with_store(self, status: SystemStatus) -> SystemStatus:
         """``status`` with the state store's component (when there is a store)."""
+        if self._clustered:
+            return self._with_redis(status)
         if self._writeahead is None:
             return status
         components = {**status.components, "state": "down" if self._store_down else "operational"}
@@ -248,6 +265,54 @@ class Hub:
         return SystemStatus(self._now(), "unhealthy", components,
                             "The state store cannot write (disk full?): new events wait until it can",
                             "critical")
+
+    def _with_redis(self, status: SystemStatus) -> SystemStatus:
+        down = self._store_down or self._redis_down
+        components = {**status.components, "redis": "down" if down else "operational"}
+        if not down:
+            return attrs.evolve(status, components=components)
+        return SystemStatus(self._now(), "degraded", components,
+                            "Redis is unreachable: this node serves what it has; new events wait until it returns",
+                            "warning")
+
+    # ------------------------------------------------------------------ a cluster node
+
+    def set_redis_down(self, down: bool) -> None:
+        """A cluster node's view of Redis changed: health and clients are told (unstamped,
+        as the store's condition is: a stamped message would wait for Redis itself)."""
+        if down == self._redis_down:
+            return
+        self._redis_down = down
+        self._tell_system()
+
+    def show_leader_view(self, top: list[RankedRepo], metrics: MetricsUpdate | None,
+                         system: SystemStatus) -> None:
+        """What the cluster's leader last published for snapshots (a follower has no board)."""
+        self._shown_top = top
+        self.metrics = metrics
+        if system != self._reported:
+            self._reported = system
+            self.system = self._with_store(system)
+
+    def follow(self, stored: StoredFrame) -> None:
+        """A frame the cluster's leader stamped and stored: delivered to this node's clients."""
+        frame = self.broadcaster.adopt(stored)
+        if frame is not None:
+            self._deliver(frame)
+
+    async def let_senders_catch_up(self) -> None:
+        await self._let_senders_catch_up()
+
+    def rollback(self) -> None:
+        """A leader that lost its lease forgets what it stamped but did not store."""
+        if self._writeahead is not None:
+            self._writeahead.discard()
+        self.broadcaster.rollback()
+        self.board = None
+
+    def _tell_system(self) -> None:
+        self.system = self._with_store(self._reported)
+        self._offer_all(Frame.of(None, SystemStatus.TYPE, None, encode(self.system, seq=self.broadcaster.delivered)))
 
     def _show(self, frame: Frame) -> Frame:
         """A stamped frame goes to the clients now, or once stored."""
@@ -340,7 +405,7 @@ class Hub:
         """What a new client sees first; ``scope`` (its token's limits) keeps the rows and the
         metrics it may not read out, as their messages (ranking_change, metrics_update) would be."""
         top = [RankedRepo.of(rank, score) for rank, score in enumerate(self.board.top[:10], start=1)] \
-            if self.board is not None else []
+            if self.board is not None else (self._shown_top or [])
         metrics = self.metrics
         if scope is not None:
             top = [row for row in top if scope.admits_kind(RankingChange.TYPE, row.repo_full_name)]

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, P
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:  # for annotations only: like the poller below, what metrics reads is no hard import
+    from osintd.cluster import ClusterStatus
     from osintd.hub import Hub
     from osintd.scorer import Scorer
     from osintd.server import Server
@@ -162,3 +163,14 @@ def _skipped(sources: Sequence[Source], webhooks: WebhookReceiver | None) -> dic
         for kind, count in by_type.items():
             skipped[(name, kind)] = skipped.get((name, kind), 0) + count
     return skipped
+
+
+def cluster_families(status: ClusterStatus) -> Iterable[Metric]:
+    """A cluster node's place: role, term, the stream's end and how far behind it this node is."""
+    yield labelled(GaugeMetricFamily, "osintd_cluster_leader", "1 while this node leads its cluster",
+                   ["cluster", "node"], {(status.cluster, status.node): int(status.role == "leader")})
+    yield gauge("osintd_cluster_stream_seq", "The last seq in the cluster's stream, as this node knows it",
+                status.stream_seq)
+    yield gauge("osintd_cluster_stream_lag", "Frames in the cluster's stream not yet delivered by this node",
+                status.stream_lag)
+    yield gauge("osintd_cluster_redis_up", "1 while this node reaches Redis", int(status.redis == "operational"))

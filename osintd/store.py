@@ -23,6 +23,7 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
+from typing import Protocol
 
 import attrs
 import cattrs
@@ -56,6 +57,16 @@ DELIVERY_RETENTION = 7 * 86400.0
 _events = cattrs.Converter()
 _events.register_unstructure_hook(dt.datetime, lambda moment: moment.isoformat())
 _events.register_structure_hook(dt.datetime, lambda value, _t: dt.datetime.fromisoformat(value))
+
+
+def event_json(event: Event) -> str:
+    """An event as the stores keep it (the state file's ``events`` rows, Redis's hashes)."""
+    return json.dumps(_events.unstructure(event))
+
+
+def event_from_json(text: str | bytes) -> Event:
+    """Raises ``ValueError`` or ``cattrs.BaseValidationError`` for what is not a stored event."""
+    return _events.structure(json.loads(text), Event)
 
 
 class StateError(Exception):
@@ -106,6 +117,17 @@ class Batch:
 
     def __bool__(self) -> bool:
         return bool(self.frames or self.events or self.announced or self.cursors or self.seq is not None)
+
+
+class Store(Protocol):
+    """What the hub's write-ahead and the app need of durable state: this module's
+    :class:`StateStore` (one node, SQLite) or ``cluster.RedisStore`` (a cluster)."""
+
+    async def load(self) -> SavedState: ...
+    async def commit(self, batch: Batch) -> None: ...
+    async def set_epoch(self, epoch: str) -> None: ...
+    async def keep_delivery(self, event: Event) -> None: ...
+    async def close(self) -> None: ...
 
 
 class StateStore:

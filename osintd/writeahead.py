@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from osintd.models import AnnouncedRepo, Event, Scoreboard
-from osintd.store import Batch, StateStore
+from osintd.store import Batch, Store
 
 if TYPE_CHECKING:
     from osintd.broadcaster import Frame
@@ -39,7 +39,7 @@ MAX_PENDING = 5000
 
 
 class WriteAhead:
-    def __init__(self, store: StateStore, deliver: Callable[[Frame], None],
+    def __init__(self, store: Store, deliver: Callable[[Frame], None],
                  show_board: Callable[[Scoreboard], None], window: float = 0.02) -> None:
         self._store = store
         self._deliver = deliver
@@ -121,6 +121,12 @@ class WriteAhead:
             self._deliver(frame)
         if board is not None:
             self._show_board(board)
+
+    def discard(self) -> None:
+        """Forget everything not committed: a cluster leader that lost its lease (the
+        cluster's stream, not this node, now says what was broadcast)."""
+        self._batch, self._pending, self._board, self._ready = Batch(), [], None, trio.Event()
+        self.failing_since = None
 
     def _give_back(self, batch: Batch, frames: list[Frame], board: Scoreboard | None) -> None:
         """Put an uncommitted batch back ahead of what was gathered since."""

@@ -61,9 +61,12 @@ SAMPLES: dict[str, tuple[str, str, object]] = {
                          ("https://a.example", "https://b.example:8443")),
     "--log-level": ("WARNING", "log_level", "warning"),
     "--log-format": ("json", "log_format", "json"),
+    "--redis": ("redis://10.0.0.5:6379/2", "redis_url", "redis://10.0.0.5:6379/2"),
+    "--cluster": ("prod", "cluster", "prod"),
 }
-#: These two choose the demo, which the sources among the others exclude: not in the all-at-once test.
-DEMO_ONLY = {"--demo", "--demo-ramp"}
+#: These two choose the demo, which the sources among the others exclude; a cluster node
+#: refuses --state-dir, --replay and webhooks: none of them in the all-at-once test.
+DEMO_ONLY = {"--demo", "--demo-ramp", "--redis", "--cluster"}
 
 
 def _long_options() -> list[str]:

@@ -1,0 +1,249 @@
+"""Issue 16: a cluster of osintd nodes on Redis, end to end.
+
+A real redis-server (AOF on) on a free port and three ``python -m osintd --demo --redis``
+nodes; real WebSocket clients on each.  Stamped messages are compared by ``seq``
+across nodes, the leader is killed with SIGKILL, and a client of the dead node resumes
+on a survivor with ``?since&epoch``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import httpx
+import pytest
+import trio
+import trio_websocket
+
+from tests.conftest import Daemon, spawn_daemon
+from tests.redisserver import RedisServer, needs_redis
+
+pytestmark = needs_redis
+
+#: The messages the leader stamps (a heartbeat carries seq but is not stamped; a node's own
+#: Redis status is said unstamped too, and no Redis trouble happens in these tests).
+STAMPED = {"new_event", "ranking_change", "trend_change", "summary_update", "metrics_update", "system_status", "error"}
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def start_node(tmp_path, redis: RedisServer) -> Daemon:
+    return spawn_daemon(tmp_path, "--demo", "--demo-rate", "20", "--redis", redis.url,
+                        "--heartbeat-interval", "1", "--metrics-interval", "1")
+
+
+@pytest.fixture
+def nodes(tmp_path, redis):
+    started: list[Daemon] = []
+    yield lambda: started.append(start_node(tmp_path, redis)) or started[-1]
+    for node in started:
+        if node.process.poll() is None:
+            node.process.kill()
+            node.process.wait()
+
+
+async def health(node: Daemon) -> dict:
+    def get() -> dict:
+        return httpx.get(f"{node.http}/api/v1/health", timeout=5).json()
+    return await trio.to_thread.run_sync(get)
+
+
+async def wait_for_leader(candidates: list[Daemon], timeout: float) -> Daemon:
+    with trio.fail_after(timeout):
+        while True:
+            for node in candidates:
+                if node.process.poll() is None and (await health(node)).get("role") == "leader":
+                    return node
+            await trio.sleep(0.1)
+
+
+class Recorder:
+    """One client: every stamped message it receives, in order, with the epoch it was told."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.messages: list[dict] = []
+        self.first: list[dict] = []
+        self.epoch: str | None = None
+        self.closed = trio.Event()
+        self.connected = trio.Event()
+        #: A node's own word on Redis: a system_status said unstamped, with the seq delivered so far.
+        self.local_status: list[dict] = []
+
+    async def run(self) -> None:
+        try:
+            async with trio_websocket.open_websocket_url(self.url) as ws:
+                while True:
+                    message = json.loads(await ws.get_message())
+                    if message["type"] == "connection":
+                        self.epoch = message["epoch"]
+                        self.connected.set()
+                    if message["type"] == "system_status" and self.messages \
+                            and message["seq"] <= self.messages[-1]["seq"]:
+                        self.local_status.append(message)
+                    elif message["type"] in STAMPED:
+                        self.messages.append(message)
+                    elif message["type"] != "heartbeat":
+                        self.first.append(message)
+        except (trio_websocket.ConnectionClosed, trio_websocket.HandshakeError, OSError):
+            pass
+        finally:
+            self.closed.set()
+
+    @property
+    def seqs(self) -> list[int]:
+        return [m["seq"] for m in self.messages]
+
+    def by_seq(self) -> dict[int, dict]:
+        return {m["seq"]: m for m in self.messages}
+
+
+def assert_consecutive(seqs: list[int], who: str) -> None:
+    assert seqs, f"{who} received nothing"
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{who}: gap or duplicate in {seqs}"
+
+
+async def test_clients_on_every_node_receive_the_same_messages_with_the_same_seq(nodes):
+    cluster = [nodes() for _ in range(3)]
+    await wait_for_leader(cluster, 15)
+    recorders = [Recorder(node.url) for node in cluster]
+    async with trio.open_nursery() as nursery:
+        for recorder in recorders:
+            nursery.start_soon(recorder.run)
+        await trio.sleep(5)
+        nursery.cancel_scope.cancel()
+    epochs = {recorder.epoch for recorder in recorders}
+    assert len(epochs) == 1 and None not in epochs
+    for node, recorder in zip(cluster, recorders):
+        assert_consecutive(recorder.seqs, f"client of {node.url}")
+        assert sum(m["type"] == "new_event" for m in recorder.messages) >= 20
+    common = set.intersection(*(set(r.seqs) for r in recorders))
+    assert len(common) >= 40
+    for seq in common:  # the very same message, not just the same number
+        assert recorders[0].by_seq()[seq] == recorders[1].by_seq()[seq] == recorders[2].by_seq()[seq]
+    roles = sorted([(await health(node))["role"] for node in cluster])
+    assert roles == ["follower", "follower", "leader"]
+
+
+async def test_kill_9_the_leader_a_new_one_leads_and_no_client_sees_a_gap_or_a_duplicate(nodes):
+    cluster = [nodes() for _ in range(3)]
+    leader = await wait_for_leader(cluster, 15)
+    survivors = [node for node in cluster if node is not leader]
+    on_leader = Recorder(leader.url)
+    on_survivors = [Recorder(node.url) for node in survivors]
+    async with trio.open_nursery() as nursery:
+        for recorder in (on_leader, *on_survivors):
+            nursery.start_soon(recorder.run)
+            await recorder.connected.wait()
+        await trio.sleep(3)
+        os.kill(leader.process.pid, signal.SIGKILL)
+        killed_at = trio.current_time()
+        await on_leader.closed.wait()
+        new_leader = await wait_for_leader(survivors, 15)
+        took = trio.current_time() - killed_at
+        last = on_leader.seqs[-1]
+        # The dead node's client resumes on another node from what it saw last.
+        resumed = Recorder(f"{new_leader.url if new_leader is survivors[1] else survivors[1].url}"
+                           f"?since={last}&epoch={on_leader.epoch}")
+        nursery.start_soon(resumed.run)
+        await trio.sleep(4)  # the new leader broadcasts for a while
+        nursery.cancel_scope.cancel()
+
+    print(f"new leader after {took:.1f} s")
+    assert took < 15
+    assert (await health(new_leader))["cluster"]["term"] >= 2
+    for recorder in on_survivors:
+        assert_consecutive(recorder.seqs, f"survivor client {recorder.url}")
+        assert recorder.seqs[-1] > last + 20, "the new leader went on broadcasting"
+        assert recorder.epoch == on_leader.epoch
+    answer = next(m for m in resumed.first if m["type"] == "resumed")
+    assert answer["recovered"] is True, answer
+    assert_consecutive(on_leader.seqs + resumed.seqs, "the dead node's client, before and after resuming")
+    reference = on_survivors[0].by_seq()
+    for message in resumed.messages:  # exactly what it missed: the messages everybody else had
+        if message["seq"] in reference:
+            assert message == reference[message["seq"]]
+    assert set(resumed.seqs) & set(on_survivors[0].seqs)
+
+
+async def test_redis_stopped_10_s_nodes_say_degraded_then_recover_with_nothing_lost_or_repeated(nodes, redis):
+    cluster = [nodes() for _ in range(2)]
+    await wait_for_leader(cluster, 15)
+    recorders = [Recorder(node.url) for node in cluster]
+    async with trio.open_nursery() as nursery:
+        for recorder in recorders:
+            nursery.start_soon(recorder.run)
+            await recorder.connected.wait()
+        await trio.sleep(2)
+        await trio.to_thread.run_sync(redis.stop)
+        await trio.sleep(0.3)  # what was on its way to the clients as Redis went
+        before = [recorder.seqs[-1] for recorder in recorders]
+        with trio.fail_after(8):  # every node says so: health and its clients
+            while not all([(await health(node))["components"].get("redis") == "down" for node in cluster]):
+                await trio.sleep(0.2)
+        down = [await health(node) for node in cluster]
+        await trio.sleep(8)
+        frozen = [recorder.seqs[-1] for recorder in recorders]
+        await trio.to_thread.run_sync(redis.start)
+        with trio.fail_after(20):
+            while not all([(await health(node))["components"].get("redis") == "operational" for node in cluster]):
+                await trio.sleep(0.2)
+        leader = await wait_for_leader(cluster, 15)
+        await trio.sleep(4)
+        nursery.cancel_scope.cancel()
+
+    for answer in down:
+        assert answer["status"] == "degraded" and answer["cluster"]["redis"] == "down", answer
+    # Nothing unstored reached a client while Redis was away (at most what was in flight as it went).
+    for recorder, was, then in zip(recorders, before, frozen):
+        assert then == was, (was, then)
+        assert_consecutive(recorder.seqs, f"client of {recorder.url}")
+        assert recorder.seqs[-1] > then + 10, "broadcasting resumed after Redis came back"
+        assert any(s["components"].get("redis") == "down" for s in recorder.local_status)
+        assert recorder.local_status[-1]["components"]["redis"] == "operational"
+    common = set(recorders[0].seqs) & set(recorders[1].seqs)
+    assert all(recorders[0].by_seq()[seq] == recorders[1].by_seq()[seq] for seq in common)
+    assert (await health(leader))["role"] == "leader"
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["--redis", "http://127.0.0.1:6379"], "expected redis://HOST:PORT/DB"),
+    (["--redis", "redis://127.0.0.1:6379/0", "--state-dir", "/tmp/x"], "drop --state-dir"),
+    (["--redis", "redis://127.0.0.1:6379/0", "--cluster", "a b"], "is not a cluster name"),
+])
+def test_cluster_flags_are_checked_with_one_line_errors(argv, error):
+    from osintd.cli import UsageError, settings_from
+
+    with pytest.raises(UsageError, match=error):
+        settings_from(argv, {})
+
+
+def test_the_config_file_names_the_cluster_and_a_password_stays_out_of_repr(tmp_path):
+    from osintd.cli import settings_from
+
+    config = tmp_path / "osintd.toml"
+    config.write_text('[cluster]\nredis = "redis://:sekrit@10.0.0.5:6379/0"\nname = "prod"\n')
+    settings = settings_from(["--config", str(config)], {})
+    assert (settings.redis_url, settings.cluster) == ("redis://:sekrit@10.0.0.5:6379/0", "prod")
+    assert "sekrit" not in repr(settings)
+    assert settings_from([], {}).redis_url is None
+
+
+def test_a_node_that_cannot_reach_redis_says_so_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.redisserver import free_port
+
+    result = subprocess.run([sys.executable, "-m", "osintd", "--demo", "--port", "0", "--redis",
+                             f"redis://127.0.0.1:{free_port()}/0"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.startswith("osintd: error: cannot reach Redis at redis://127.0.0.1:")
+    assert "Traceback" not in result.stderr
