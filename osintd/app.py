@@ -5,7 +5,7 @@ their sizes, start-up order and graceful shutdown.
 Must not: contain pipeline logic; each stage lives in its own module.
 
     sources ─▶ [events] ─▶ scorer ─▶ [scored] ─▶ differ ─▶ [inbox] ─▶ hub ─▶ client queues ─▶ senders
-    webhook POSTs ─▶ [events]
+    webhook POSTs ─▶ [events]            (a cluster's node: ─▶ Redis ─▶ the leader's [events])
     heartbeat, metrics, health monitor ───────────────────────────▶ [inbox]
 """
 
@@ -39,7 +39,7 @@ from osintd.systemd import Notifier, listeners_from_environment
 from osintd.webhooks import WebhookReceiver
 
 if TYPE_CHECKING:
-    from osintd.cluster import ClusterNode
+    from osintd.cluster import ClusterNode, RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -245,14 +245,23 @@ class App:
         def depths() -> dict[str, int]:
             return {name: channel.statistics().current_buffer_used for name, channel in self._channels.items()}
 
+        # Any node takes deliveries: verified here, stored in the cluster's stream, fed by the leader.
+        if settings.webhook_secret:
+            self.webhooks = WebhookReceiver(settings.webhook_secret, None, clock.now, keep=store.keep_delivery)
+
         def source_status() -> dict[str, Any]:
-            return {source.name: source.status() for source in self.sources if hasattr(source, "status")}
+            status = {source.name: source.status() for source in self.sources if hasattr(source, "status")}
+            if self.webhooks is not None:
+                status["webhooks"] = dict(self.webhooks.stats.deliveries)
+            return status
 
         node_box: list[ClusterNode] = []
-        metrics_registry.add(lambda: daemon_families(hub, self.scorer, self.server, self.sources, None, depths()))
+        metrics_registry.add(lambda: daemon_families(hub, self.scorer, self.server, self.sources, self.webhooks,
+                                                     depths()))
         metrics_registry.add(lambda: cluster_families(node_box[0].status()) if node_box else ())
         api = HttpApi(hub, max_clients=settings.max_clients, client_queue=settings.client_queue,
-                      pipeline_depths=depths, source_status=source_status, metrics=metrics_registry.render,
+                      pipeline_depths=depths, webhooks=self.webhooks, source_status=source_status,
+                      metrics=metrics_registry.render,
                       repo_standing=lambda name: self.scorer.standing(name),
                       cluster_status=lambda: attrs.asdict(node_box[0].status()) if node_box else None)
         session = SessionSettings(client_queue=settings.client_queue, slow_client_timeout=settings.slow_client_timeout,
@@ -277,7 +286,7 @@ class App:
             nursery.start_soon(heartbeat, inbox_in, settings.heartbeat_interval, clock.now)
 
         async def lead(nursery: trio.Nursery, saved: SavedState) -> None:
-            self._start_term(nursery, model, saved, api)
+            self._start_term(nursery, model, saved, api, store)
 
         self.cluster = node = ClusterNode(client, store, hub, node_identity(self.port), follow, lead)
         node_box.append(node)
@@ -301,8 +310,11 @@ class App:
                 await hub.flush()  # a leader's last batch (fenced if it no longer leads)
                 await node.release()
 
-    def _start_term(self, nursery: trio.Nursery, model: ScoringModel, saved: SavedState, api: HttpApi) -> None:
-        """A cluster leader's pipeline, fresh for this term, restored from the cluster's state."""
+    def _start_term(self, nursery: trio.Nursery, model: ScoringModel, saved: SavedState, api: HttpApi,
+                    store: RedisStore) -> None:
+        """A cluster leader's pipeline, fresh for this term, restored from the cluster's state;
+        webhook deliveries any node stored come from the cluster's stream (whether or not
+        this node takes webhooks itself)."""
         settings, clock, hub = self.settings, self.clock, self.hub
         self.sources = sources = self._choose_sources(clock)
         self.scorer = scorer = Scorer(model, clock.now)
@@ -343,8 +355,8 @@ class App:
         nursery.start_soon(metrics, inbox_in.clone(), settings.metrics_interval, clock.now, counts)
         nursery.start_soon(run_differ, differ, scored_out, inbox_in, clock.now)
         nursery.start_soon(run_scorer, scorer, events_out, scored_in, settings.announce_interval, tick, True)
-        if saved.deliveries:
-            nursery.start_soon(_take_up, saved.deliveries, events_in.clone())
+        assert self.cluster is not None
+        nursery.start_soon(store.feed_deliveries, self.cluster.node, events_in.clone())
         for source in sources:
             self._sources_running += 1
             nursery.start_soon(self._run_source, source, events_in.clone(), health_in.clone())

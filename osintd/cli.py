@@ -384,9 +384,6 @@ def settings_from(argv: Sequence[str], environ: dict[str, str]) -> Settings:
     redis_url, cluster = pick("redis"), pick("cluster")
     if redis_url is not None and any(getattr(layer, "state_dir", None) is not None for layer in (flags, env, file)):
         raise UsageError("--redis keeps the state in Redis; drop --state-dir (a node of a cluster has no state file)")
-    if redis_url is not None and secret is not None:
-        raise UsageError("--redis with --webhook-secret-file is not supported yet: a cluster takes no webhooks "
-                         "(see README, Beyond one machine)")
     if redis_url is not None and replay is not None:
         raise UsageError("--redis needs live sources (--demo, --repo, --org, webhooks), not --replay")
     return Settings(

@@ -22,7 +22,10 @@ Keys, for cluster NAME (``osintd:{NAME}:...``):
 ``seen``           the ids broadcast in the last 90 days (at most ``SEEN_CAPACITY``)
 ``announced``      repository → the last rank, trend and summary announced (JSON)
 ``cursors``        poll target → ETag
-``deliveries``     webhook deliveries acknowledged, not yet stored as events
+``deliveries``     a stream: webhook deliveries acknowledged to GitHub by any node (field e,
+                   the normalised event's JSON), read by the leader in the consumer group
+                   ``leaders`` (consumer: its node id), acknowledged and deleted by the
+                   commit that stores everything before them
 ``snapshot``       the leader's Top 10, metrics and system status, for followers' snapshots
 =================  ====================================================================
 
@@ -39,10 +42,17 @@ Invariants:
   a frame the same way, and a new leader continues from the stream's last id.
 * A commit is idempotent: frames up to the stored ``seq`` are skipped, so a
   commit retried after its answer was lost adds nothing twice.
+* A webhook delivery is answered 202 only once it is in ``deliveries``, and
+  leaves it only in the commit that stores what came after it through the
+  pipeline (a :class:`~osintd.models.CursorMark` follows the deliveries the leader
+  hands on; the commit that carries the mark XACKs them): a delivery the leader
+  took but never committed stays pending, and the next term claims it again
+  (the scorer drops any that did get through: its id is the X-GitHub-Delivery).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -60,7 +70,7 @@ import trio
 
 from osintd.hub import Hub
 from osintd.messages import MetricsUpdate, RankedRepo, SystemStatus
-from osintd.models import AnnouncedRepo, Event, TrendStatus
+from osintd.models import AnnouncedRepo, CursorMark, Event, SourceItem, TrendStatus
 from osintd.store import (SEEN_RETENTION, Announced, Batch, SavedState, StoredFrame, event_from_json,
                           event_json)
 
@@ -79,6 +89,15 @@ SEEN_CAPACITY = 100_000
 MIN_STREAM = 1000
 #: Errors that mean Redis cannot be reached or answered (not a refusal by a script).
 REDIS_DOWN = (coredis.exceptions.ConnectionError, OSError, TimeoutError)
+#: The consumer group of the leaders in the ``deliveries`` stream.
+DELIVERY_GROUP = "leaders"
+#: A CursorMark whose target starts so acknowledges deliveries (its etag: their entry ids).
+DELIVERY_MARK = "redis:deliveries "
+#: Deliveries handed to the pipeline at once (one read of the stream).
+DELIVERY_BATCH = 64
+#: A delivery pending this long on any consumer is claimed again by the leader: one that a
+#: fenced leader took; or this leader's own, its commit long overdue (identity drops a repeat).
+CLAIM_IDLE = 3 * LEASE_TTL
 
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -105,13 +124,13 @@ return 1
 """
 
 # KEYS: term frames meta events events_by_time seen announced cursors deliveries
-# ARGV: term maxlen seq window seen_retention seen_capacity n_frames n_events n_announced n_cursors, then
-#       per frame (seq type repo payload), per event (id created_at body), per repository (name json|''),
-#       per cursor (target etag).
+# ARGV: term maxlen seq window seen_retention seen_capacity n_frames n_events n_announced n_cursors n_acks
+#       group, then per frame (seq type repo payload), per event (id created_at body), per repository
+#       (name json|''), per cursor (target etag), per delivery acknowledged (entry id).
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED') end
 local top = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0')
-local i = 11
+local i = 13
 for _ = 1, tonumber(ARGV[7]) do
   if tonumber(ARGV[i]) > top then
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], ARGV[i] .. '-0', 't', ARGV[i+1], 'r', ARGV[i+2], 'p', ARGV[i+3])
@@ -123,7 +142,6 @@ for _ = 1, tonumber(ARGV[8]) do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i+2])
   redis.call('ZADD', KEYS[5], ARGV[i+1], ARGV[i])
   redis.call('ZADD', KEYS[6], ARGV[i+1], ARGV[i])
-  redis.call('HDEL', KEYS[9], ARGV[i])
   local at = tonumber(ARGV[i+1])
   if newest == nil or at > newest then newest = at end
   i = i + 3
@@ -145,6 +163,11 @@ end
 for _ = 1, tonumber(ARGV[10]) do
   redis.call('HSET', KEYS[8], ARGV[i], ARGV[i+1])
   i = i + 2
+end
+for _ = 1, tonumber(ARGV[11]) do
+  redis.call('XACK', KEYS[9], ARGV[12], ARGV[i])
+  redis.call('XDEL', KEYS[9], ARGV[i])
+  i = i + 1
 end
 if ARGV[3] ~= '' and tonumber(ARGV[3]) > top then redis.call('HSET', KEYS[3], 'seq', ARGV[3]) end
 return 1
@@ -231,8 +254,9 @@ class RedisStore:
         return [_stored(entry) for stream in answer.values() for entry in stream]
 
     async def load(self) -> SavedState:
-        """What a new leader restores: seq, the scoring window, dedupe ids, announcements,
-        cursors and pending webhook deliveries (the ring comes from :meth:`tail`)."""
+        """What a new leader restores: seq, the scoring window, dedupe ids, announcements
+        and cursors (the ring comes from :meth:`tail`; webhook deliveries pending in the
+        stream are taken up by :meth:`feed_deliveries`)."""
         c, k = self._client, self.keys
         seq, ring = await self.tail()
         epoch = await c.hget(k.meta, "epoch")
@@ -250,15 +274,59 @@ class RedisStore:
             if announced.get("summary") is not None:
                 summaries[name] = announced["summary"]
         cursors = {target.decode(): etag.decode() for target, etag in (await c.hgetall(k.cursors)).items()}
-        seen_set = set(seen)
-        deliveries = sorted((event_from_json(body) for event_id, body in (await c.hgetall(k.deliveries)).items()
-                             if event_id.decode() not in seen_set), key=lambda event: event.created_at)
         return SavedState(epoch=epoch.decode() if epoch else None, seq=seq, ring=ring, events=events, seen=seen,
-                          announced=_structure_announced(ranks, trends, summaries), cursors=cursors,
-                          deliveries=deliveries)
+                          announced=_structure_announced(ranks, trends, summaries), cursors=cursors)
 
     async def keep_delivery(self, event: Event) -> None:
-        await self._client.hset(self.keys.deliveries, {event.event_id: event_json(event)})
+        """A webhook delivery, verified by the node that received it, for the leader (any
+        node: no term needed).  Raises what Redis raises: the receiver answers 503."""
+        await self._client.xadd(self.keys.deliveries, {"e": event_json(event)})
+
+    async def feed_deliveries(self, consumer: str, events: trio.MemorySendChannel[SourceItem]) -> None:
+        """The leader's task: webhook deliveries from the stream into its pipeline, each
+        read followed by the mark that acknowledges it once committed.  First everything
+        pending (what earlier terms took and never committed: claimed whatever its idle
+        time), then new deliveries; every ``CLAIM_IDLE`` what has been pending that long."""
+        async with events:
+            min_idle, next_claim = 0, trio.current_time()
+            while True:
+                try:
+                    if trio.current_time() >= next_claim:
+                        await self._create_group()
+                        entries = await self._claim(consumer, min_idle)
+                        min_idle, next_claim = int(CLAIM_IDLE * 1000), trio.current_time() + CLAIM_IDLE
+                        if entries:
+                            log.info("cluster: taking up %d webhook deliveries pending since an earlier term",
+                                     len(entries))
+                    else:
+                        answer = await self._client.xreadgroup(DELIVERY_GROUP, consumer, {self.keys.deliveries: ">"},
+                                                               count=DELIVERY_BATCH, block=int(RENEW_EVERY * 1000))
+                        entries = [entry for stream in (answer or {}).values() for entry in stream]
+                except REDIS_DOWN:  # said by the lease's renewal; the commits wait as well
+                    await trio.sleep(RENEW_EVERY / 2)
+                    continue
+                except coredis.exceptions.StreamConsumerGroupError:  # NOGROUP: the stream was deleted
+                    next_claim = trio.current_time()  # the group again
+                    continue
+                if entries:
+                    await _hand_on(entries, events)
+
+    async def _create_group(self) -> None:
+        # From id 0: deliveries stored before any leader read the stream are taken too.
+        with contextlib.suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):  # BUSYGROUP: it exists
+            await self._client.xgroup_create(self.keys.deliveries, DELIVERY_GROUP, "0", mkstream=True)
+
+    async def _claim(self, consumer: str, min_idle: int) -> list[Any]:
+        """Every delivery pending at least ``min_idle`` ms, now this consumer's, oldest first."""
+        claimed: list[Any] = []
+        start: str | bytes = "0-0"
+        while True:
+            answer = await self._client.xautoclaim(self.keys.deliveries, DELIVERY_GROUP, consumer, min_idle, start,
+                                                   count=1000)
+            start, entries = answer[0], answer[1]
+            claimed.extend(entries)
+            if start in ("0-0", b"0-0"):  # the whole pending list went through
+                return claimed
 
     async def commit(self, batch: Batch) -> None:
         if not batch:
@@ -266,17 +334,22 @@ class RedisStore:
         if self.term is None:
             raise LeaseLost("this node does not lead the cluster")
         k = self.keys
+        cursors = {target: etag for target, etag in batch.cursors.items() if not target.startswith(DELIVERY_MARK)}
+        acks = [entry for target, ids in batch.cursors.items() if target.startswith(DELIVERY_MARK)
+                for entry in ids.split()]
         args: list[str | bytes | int | float] = [
             self.term, self._maxlen, "" if batch.seq is None else batch.seq, self._window, SEEN_RETENTION,
-            SEEN_CAPACITY, len(batch.frames), len(batch.events), len(batch.announced), len(batch.cursors)]
+            SEEN_CAPACITY, len(batch.frames), len(batch.events), len(batch.announced), len(cursors), len(acks),
+            DELIVERY_GROUP]
         for frame in batch.frames:
             args += [frame.seq, frame.type, frame.repo or "", frame.payload]
         for event in batch.events:
             args += [event.event_id, repr(event.created_at.timestamp()), event_json(event)]
         for repo, row in batch.announced.items():
             args += [repo, "" if row.empty else json.dumps(_announced_row(row))]
-        for target, etag in batch.cursors.items():
+        for target, etag in cursors.items():
             args += [target, etag]
+        args += acks
         await self._fenced(_COMMIT, [k.term, k.frames, k.meta, k.events, k.events_by_time, k.seen, k.announced,
                                      k.cursors, k.deliveries], args)
 
@@ -306,6 +379,22 @@ def _stored(entry: Any) -> StoredFrame:
     fields = entry.field_values
     repo = fields[b"r"].decode()
     return StoredFrame(_seq(entry.identifier), fields[b"t"].decode(), repo or None, bytes(fields[b"p"]))
+
+
+async def _hand_on(entries: list[Any], events: trio.MemorySendChannel[SourceItem]) -> None:
+    """Deliveries into the pipeline, then the mark that acknowledges them (all of them: one
+    unreadable is dropped, not taken up again and again)."""
+    ids = [entry.identifier.decode() if isinstance(entry.identifier, bytes) else entry.identifier
+           for entry in entries]
+    taken = []
+    for entry, entry_id in zip(entries, ids, strict=True):
+        try:
+            taken.append(event_from_json(entry.field_values[b"e"]))
+        except (KeyError, ValueError, cattrs.BaseValidationError) as exc:
+            log.error("cluster: webhook delivery %s in the stream is unreadable (%s): dropped", entry_id, exc)
+    if taken:
+        await events.send(taken)
+    await events.send(CursorMark(f"{DELIVERY_MARK}{ids[0]}", " ".join(ids)))
 
 
 def _structure_announced(ranks: dict[str, int], trends: dict[str, str], summaries: dict[str, str]) -> Announced:

@@ -8,9 +8,13 @@ normalised events to the pipeline, and counting the deliveries it skips by
 Must not: log the secret or a signature; block GitHub for long (it gives up
 after 10 s, so a busy pipeline gets a 503 and GitHub's redelivery instead).
 
+On a node of a cluster (``cluster.py``) there is no pipeline to send to: the
+``keep`` that stores the event (in the cluster's deliveries stream, for the
+leader to take) is the whole hand-off, and is what the 202 acknowledges.
+
 Answers: 401 missing or bad signature; 400 unreadable JSON; 202 for events
 osintd does not use (ignored) and for accepted ones; 200 for a redelivery
-already seen; 503 when the pipeline cannot take the event within 5 s.
+already seen; 503 when the pipeline (or the store) cannot take the event within 5 s.
 """
 
 from __future__ import annotations
@@ -70,11 +74,13 @@ class WebhookStats:
 
 
 class WebhookReceiver:
-    def __init__(self, secret: bytes, events: trio.MemorySendChannel[Event], now: Callable[[], dt.datetime],
+    def __init__(self, secret: bytes, events: trio.MemorySendChannel[Event] | None, now: Callable[[], dt.datetime],
                  dedupe_capacity: int = 10_000, enqueue_timeout: float = 5.0,
                  keep: Callable[[Event], Awaitable[None]] | None = None) -> None:
         """``keep`` stores a delivery's event before it is acknowledged (the state store's
-        ``keep_delivery``): GitHub never sends again what was answered 2xx."""
+        ``keep_delivery``): GitHub never sends again what was answered 2xx.  ``events``
+        None: ``keep`` alone hands the event on (a cluster's node: the leader takes it)."""
+        assert events is not None or keep is not None, "a delivery must go somewhere"
         self._secret = secret
         self._keep = keep
         self._events = events
@@ -139,12 +145,19 @@ class WebhookReceiver:
         event = attrs.evolve(event, source="webhook")
         if self._keep is not None:
             try:
-                await self._keep(event)
-            except Exception as exc:  # disk full, I/O error: unacknowledged, so GitHub redelivers
+                # Bounded: GitHub gives up after 10 s (a hung Redis must not hold it that long).
+                with trio.fail_after(self._enqueue_timeout):
+                    await self._keep(event)
+            except Exception as exc:  # disk full, I/O error, Redis away: unacknowledged, so GitHub redelivers
                 self.stats.deliveries["unstored"] += 1
-                log.error("webhook delivery %s not stored (%s): answered 503 for GitHub to redeliver", delivery, exc)
+                log.error("webhook delivery %s not stored (%s): answered 503 for GitHub to redeliver",
+                          delivery, str(exc) or type(exc).__name__)
                 return problem(503, "state_unwritable", "this server cannot store the delivery now; "
                                "GitHub may redeliver it later", ("Retry-After", "60"))
+        if self._events is None:  # stored is handed on: the cluster's leader takes it from there
+            self._remember(delivery)
+            self.stats.deliveries["accepted"] += 1
+            return Response(202, Accepted("accepted", event.event_id))
         with trio.move_on_after(self._enqueue_timeout):
             await self._events.send(event)
             self._remember(delivery)

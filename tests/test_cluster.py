@@ -3,15 +3,21 @@
 A real redis-server (AOF on) on a free port and three ``python -m osintd --demo --redis``
 nodes; real WebSocket clients on each.  Stamped messages are compared by ``seq``
 across nodes, the leader is killed with SIGKILL, and a client of the dead node resumes
-on a survivor with ``?since&epoch``.
+on a survivor with ``?since&epoch``.  Webhook deliveries are POSTed to any node.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import hmac
 import json
 import os
 import signal
+from pathlib import Path
 
+import attrs
+import coredis
 import httpx
 import pytest
 import trio
@@ -34,15 +40,15 @@ def redis(tmp_path):
     server.stop()
 
 
-def start_node(tmp_path, redis: RedisServer) -> Daemon:
+def start_node(tmp_path, redis: RedisServer, *extra: str) -> Daemon:
     return spawn_daemon(tmp_path, "--demo", "--demo-rate", "20", "--redis", redis.url,
-                        "--heartbeat-interval", "1", "--metrics-interval", "1")
+                        "--heartbeat-interval", "1", "--metrics-interval", "1", *extra)
 
 
 @pytest.fixture
 def nodes(tmp_path, redis):
     started: list[Daemon] = []
-    yield lambda: started.append(start_node(tmp_path, redis)) or started[-1]
+    yield lambda *extra: started.append(start_node(tmp_path, redis, *extra)) or started[-1]
     for node in started:
         if node.process.poll() is None:
             node.process.kill()
@@ -247,3 +253,118 @@ def test_a_node_that_cannot_reach_redis_says_so_in_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("osintd: error: cannot reach Redis at redis://127.0.0.1:")
     assert "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------ webhooks on any node
+
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "github-samples" / "webhooks"
+SECRET = b"It's a Secret to Everybody"
+DELIVERIES = "osintd:{osintd}:deliveries"
+
+
+@pytest.fixture
+def secret_file(tmp_path) -> str:
+    path = tmp_path / "webhook-secret"
+    path.write_bytes(SECRET)
+    return str(path)
+
+
+async def post_delivery(node: Daemon, event: str, body: bytes, delivery: str) -> httpx.Response:
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery, "Content-Type": "application/json",
+               "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()}
+    async with httpx.AsyncClient() as http:
+        return await http.post(f"{node.http}/webhooks/github", content=body, headers=headers, timeout=15)
+
+
+def delivered(recorder: Recorder, event_id: str) -> list[dict]:
+    return [m for m in recorder.messages if m["type"] == "new_event" and m["event_id"] == event_id]
+
+
+async def wait_delivered(recorders: list[Recorder], event_id: str, timeout: float = 10) -> None:
+    with trio.fail_after(timeout):
+        while not all(delivered(recorder, event_id) for recorder in recorders):
+            await trio.sleep(0.1)
+
+
+async def stream_state(redis: RedisServer) -> tuple[int, int]:
+    """The deliveries stream's length and how many of its entries are pending (taken, unacknowledged)."""
+    async with coredis.Redis.from_url(redis.url) as client:
+        length = await client.xlen(DELIVERIES)
+        groups = await client.xinfo_groups(DELIVERIES) if length or await client.exists([DELIVERIES]) else ()
+        return length, sum(int(group[b"pending"]) for group in groups)
+
+
+async def test_a_delivery_posted_to_a_follower_is_broadcast_once_by_the_cluster(nodes, secret_file, redis):
+    cluster = [nodes("--webhook-secret-file", secret_file) for _ in range(3)]
+    leader = await wait_for_leader(cluster, 15)
+    follower, other = [node for node in cluster if node is not leader]
+    recorders = [Recorder(node.url) for node in cluster]
+    body = (SAMPLES / "issues.opened.json").read_bytes()
+    async with trio.open_nursery() as nursery:
+        for recorder in recorders:
+            nursery.start_soon(recorder.run)
+            await recorder.connected.wait()
+        await trio.sleep(1)
+        answer = await post_delivery(follower, "issues", body, "delivery-on-a-follower")
+        assert answer.status_code == 202, answer.text
+        assert (answer.json()["status"], answer.json()["event_id"]) == ("accepted", "delivery-on-a-follower")
+        await wait_delivered(recorders, "delivery-on-a-follower")
+        # GitHub redelivers (by hand, or after a timeout): to the same node, to the leader, to another.
+        again = [await post_delivery(node, "issues", body, "delivery-on-a-follower")
+                 for node in (follower, leader, other)]
+        await trio.sleep(3)  # the leader has long read the stream (it blocks for a second at most)
+        nursery.cancel_scope.cancel()
+
+    assert [response.status_code for response in again] == [200, 202, 202]  # only the receiving node knows it
+    seqs = set()
+    for node, recorder in zip(cluster, recorders):
+        assert_consecutive(recorder.seqs, f"client of {node.url}")
+        once = delivered(recorder, "delivery-on-a-follower")
+        assert len(once) == 1, f"client of {node.url}: {once}"
+        seqs.add(once[0]["seq"])
+    assert len(seqs) == 1, "the same seq on every node"
+    assert recorders[0].by_seq()[seqs.pop()] == recorders[1].by_seq()[once[0]["seq"]]
+    # Acknowledged by the commit and deleted: nothing left to take up, nothing pending.
+    assert await stream_state(redis) == (0, 0)
+    stats = httpx.get(f"{follower.http}/api/v1/health", timeout=5).json()
+    assert stats["role"] == "follower"
+
+    await trio.to_thread.run_sync(redis.stop)  # Redis cannot take it: not acknowledged, GitHub redelivers
+    refused = await post_delivery(follower, "issues", body, "delivery-while-redis-is-away")
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "60", refused.text
+
+
+async def test_a_new_leader_takes_up_deliveries_an_old_one_took_and_never_committed(nodes, secret_file, redis):
+    """Before any node runs, the stream holds what a leader killed mid-term left: two deliveries
+    it read and never acknowledged, one of them committed (its id among the broadcast ones)."""
+    from osintd.normalize import from_webhook
+    from osintd.store import event_json
+
+    def stored(delivery: str) -> bytes:
+        event = from_webhook("issues", json.loads((SAMPLES / "issues.opened.json").read_bytes()),
+                             dt.datetime.now(dt.timezone.utc), delivery)
+        assert event is not None
+        return event_json(attrs.evolve(event, source="webhook")).encode()
+
+    async with coredis.Redis.from_url(redis.url) as client:
+        await client.xgroup_create(DELIVERIES, "leaders", "0", mkstream=True)
+        for delivery in ("taken-never-committed", "taken-and-committed"):
+            await client.xadd(DELIVERIES, {"e": stored(delivery)})
+        taken = await client.xreadgroup("leaders", "a-dead-leader", {DELIVERIES: ">"})
+        assert taken and len(next(iter(taken.values()))) == 2
+        await client.zadd("osintd:{osintd}:seen", {"taken-and-committed": dt.datetime.now().timestamp()})
+        await client.hset("osintd:{osintd}:meta", {"epoch": "before"})  # to resume from the start
+
+    cluster = [nodes("--webhook-secret-file", secret_file) for _ in range(2)]
+    await wait_for_leader(cluster, 15)
+    recorders = [Recorder(f"{node.url}?since=0&epoch=before") for node in cluster]
+    async with trio.open_nursery() as nursery:
+        for recorder in recorders:
+            nursery.start_soon(recorder.run)
+        await wait_delivered(recorders, "taken-never-committed")
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    for recorder in recorders:
+        assert len(delivered(recorder, "taken-never-committed")) == 1
+        assert not delivered(recorder, "taken-and-committed")
+    assert await stream_state(redis) == (0, 0)
