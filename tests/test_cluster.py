@@ -368,3 +368,110 @@ async def test_a_new_leader_takes_up_deliveries_an_old_one_took_and_never_commit
         assert len(delivered(recorder, "taken-never-committed")) == 1
         assert not delivered(recorder, "taken-and-committed")
     assert await stream_state(redis) == (0, 0)
+
+
+# ------------------------------------------------------------------ nothing lost, at the source
+
+async def follow_cluster(cluster: list[Daemon], first: int, seen: list[dict], stop: trio.Event) -> None:
+    """One client: on node ``first`` until it dies, then on the next live node, resuming from
+    the last seq it saw (``?since&epoch``); every stamped message in ``seen``, none twice."""
+    epoch, last, at = None, 0, first
+    while not stop.is_set():
+        while cluster[at].process.poll() is not None:
+            at = (at + 1) % len(cluster)
+        url = cluster[at].url + (f"?since={last}&epoch={epoch}&snapshot=0" if epoch is not None else "")
+        try:
+            async with trio_websocket.open_websocket_url(url, message_queue_size=4096) as ws:
+                while not stop.is_set():
+                    message = json.loads(await ws.get_message())
+                    if message["type"] == "connection":
+                        resuming = epoch is not None
+                        epoch = epoch or message["epoch"]
+                        assert message["epoch"] == epoch
+                        if not resuming and message["seq"] > last:
+                            break  # broadcasts came first: reconnect and resume from 0
+                    elif message["type"] == "resumed":
+                        assert message["recovered"], message
+                    elif message["type"] in STAMPED and message["seq"] > last:
+                        assert message["seq"] == last + 1, (cluster[at].url, last, message)
+                        last = message["seq"]
+                        seen.append(message)
+        except (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed):
+            await trio.sleep(0.05)
+
+
+async def test_kill_9_leaders_mid_stream_every_event_github_served_is_broadcast_once(tmp_path, redis):
+    """A loopback GitHub behind three nodes; the leader is killed twice while events come."""
+    import random
+
+    from osintd.clock import WallClock
+    from osintd.normalize import from_events_api
+    from tests.fakegithub import FakeGitHub, events_api_item
+
+    clock, rng = WallClock(), random.Random(16)
+    repos = ["crash/a", "crash/b", "crash/c"]
+    token = tmp_path / "token"
+    token.write_text("t")
+    served: list[str] = []
+    seen: list[list[dict]] = [[], [], []]
+    cluster: list[Daemon] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            fake = await nursery.start(FakeGitHub(lambda: clock.now().timestamp(), poll_interval=1).serve)
+            for repo in repos:
+                fake.add_events(f"/repos/{repo}/events")
+            args = ["--redis", redis.url, "--github-api-url", fake.url, "--github-token-file", str(token),
+                    "--heartbeat-interval", "1", *[x for r in repos for x in ("--repo", r)]]
+            for _ in range(3):
+                cluster.append(await trio.to_thread.run_sync(lambda: spawn_daemon(tmp_path, *args)))
+            # A target's first poll without a stored cursor is backfill (scored, not broadcast):
+            # events are fed from when every target's cursor is stored, so each one is news.
+            async with coredis.Redis.from_url(redis.url) as client:
+                with trio.fail_after(20):
+                    while await client.hlen("osintd:{osintd}:cursors") < len(repos):
+                        await trio.sleep(0.1)
+
+            async def feed(stop: trio.Event) -> None:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    repo = rng.choice(repos)
+                    item = events_api_item(n, repo, kind="PushEvent", at=clock.now().isoformat())
+                    fake.add_events(f"/repos/{repo}/events", item)
+                    served.append(from_events_api(item).event_id)
+                    await trio.sleep(0.05)
+
+            stop_feed, stop_clients = trio.Event(), trio.Event()
+            nursery.start_soon(feed, stop_feed)
+            for index in range(3):
+                nursery.start_soon(follow_cluster, cluster, index, seen[index], stop_clients)
+            leaders = []
+            for _ in range(2):
+                leader = await wait_for_leader(cluster, 15)
+                leaders.append(leader)
+                await trio.sleep(rng.uniform(2.0, 4.0))  # mid-stream: polls, commits, broadcasts
+                os.kill(leader.process.pid, signal.SIGKILL)
+                await trio.to_thread.run_sync(leader.process.wait)
+            last = await wait_for_leader(cluster, 15)
+            await trio.sleep(3)
+            stop_feed.set()
+            with trio.move_on_after(30):  # the last poll of each target, then its broadcast
+                while not all({m["event_id"] for m in messages if m["type"] == "new_event"} == set(served)
+                              for messages in seen):
+                    await trio.sleep(0.2)
+            stop_clients.set()
+            nursery.cancel_scope.cancel()
+    finally:
+        for node in cluster:
+            if node.process.poll() is None:
+                node.process.kill()
+                node.process.wait()
+
+    assert len(served) > 100 and len(set(served)) == len(served)
+    assert last not in leaders and len(set(map(id, leaders))) == 2
+    for index, messages in enumerate(seen):
+        broadcast = [m["event_id"] for m in messages if m["type"] == "new_event"]
+        missing = set(served) - set(broadcast)
+        assert not missing, f"client {index}: {len(missing)} of {len(served)} events never broadcast"
+        assert sorted(broadcast) == sorted(served), f"client {index}: an event broadcast twice"
+    assert seen[0] == seen[1] == seen[2]  # the same messages with the same seq, whichever node served them
