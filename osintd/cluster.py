@@ -618,6 +618,8 @@ class ClusterNode:
                 await self.store.publish_view(view.encode())
             except REDIS_DOWN:
                 pass  # said by _renew
+            except LeaseLost:  # another node took the lease (Redis was away): _run_term steps down
+                return
             await trio.sleep(PUBLISH_EVERY)
 
 
