@@ -186,7 +186,9 @@ class GitHubPoller:
             next_page = _next_link(response.headers.get("link"))
             # A full page (more follow) with nothing seen before: the poll came too late for some.
             whole_page_new = bool(items) and len(new) == len(items) and next_page is not None
-            if target.primed and whole_page_new and pages == 1:
+            # Only a target that remembers ids can tell: restored from the state store (or by a
+            # new cluster leader) its window is empty, and every page looks new.
+            if target.primed and target.seen and whole_page_new and pages == 1:
                 self.stats.gaps += 1
                 log.warning("%s: a whole page of events is new; events may have been missed", target.label)
             url = next_page if (not target.primed or whole_page_new) else None

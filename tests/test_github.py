@@ -239,3 +239,19 @@ async def test_items_osintd_does_not_use_are_counted_by_type_in_metrics(nursery,
     assert app.scorer.total_events == 1
     for kind in ("IssuesEvent", "FollowEvent", "GistEvent", "DownloadEvent", "TeamAddEvent"):
         assert f'osintd_events_skipped_total{{source="poll",type="{kind}"}} 1.0' in metrics
+
+
+async def test_no_gap_warning_for_a_target_that_remembers_no_ids(nursery, autojump_clock, caplog):
+    """A target restored from the state store (or by a new cluster leader) is primed with an
+    empty seen-id window: a whole page looks new without saying anything was missed."""
+    fake = await _fake(nursery, per_page_max=10)
+    fake.add_events(PATH, events_api_item(1, REPO))
+    app = await _app(nursery, fake)
+    await trio.sleep(5)
+    target = app.sources[0].targets[0]
+    assert target.primed
+    target.seen.clear()  # as restore() leaves it: primed, ETag kept, no ids remembered
+    fake.add_events(PATH, *(events_api_item(100 + n, REPO) for n in range(30)))
+    await trio.sleep(70)
+    assert "events may have been missed" not in caplog.text and app.sources[0].stats.gaps == 0
+    assert app.scorer.total_events == 31  # the next pages were still fetched
