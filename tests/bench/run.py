@@ -1013,7 +1013,8 @@ class Bench:
             redis.stop()
 
     def hop(self, mode: str, number: int) -> dict:
-        """The latency row's load (``cfg["hop"]``) on one node ``alone``; on one node with --redis
+        """The latency row's load (``cfg["hop"]``) on one node ``alone``; on one node with a state
+        file (``state``: the same write-ahead rule as a leader's, on SQLite); on one node with --redis
         (``leader``: its clients see a frame once the leader has stored it in Redis); on a
         ``follower`` of a leader that has no clients (stored, then read from the stream)."""
         cfg = self.cfg
@@ -1023,8 +1024,10 @@ class Bench:
         nodes: list[Server] = []
         lg = None
         try:
-            if mode == "alone":
-                nodes.append(Server(self.procs, "osintd", osintd_args(rate, cfg["client_queue"]), "osintd-hop-alone"))
+            if mode in ("alone", "state"):
+                state = ["--state-dir", tempfile.mkdtemp(prefix="state-", dir=self.logdir)] if mode == "state" else []
+                nodes.append(Server(self.procs, "osintd", [*osintd_args(rate, cfg["client_queue"]), *state],
+                                    f"osintd-hop-{mode}"))
             else:
                 redis = RedisProc(self.procs, f"redis-hop-{mode}")
                 nodes.append(self._node(redis, rate, f"hop-{mode}-leader", "leader"))
@@ -1506,23 +1509,26 @@ def cluster_tables(results: dict, cfg: dict) -> str:
         def median(mode: str, q: str) -> tuple[float | None, list[float]]:
             values = [x["window"]["latency_ms"][q] for x in hop if x["server"] == mode]
             return (statistics.median(values) if values else None), values
-        label = {"alone": "one node alone (no Redis)",
+        label = {"alone": "one node alone (no Redis, no state file)",
+                 "state": "one node alone with `--state-dir` (frames stored in SQLite first)",
                  "leader": "one node with `--redis` (it leads; frames stored in Redis first)",
                  "follower": "a follower (the leader, elsewhere, stores; the follower reads the stream)"}
         out += [f"Redis hop: {clients:,} clients at {rate:g} new_event/s, latency from the leader's stamp "
                 f"to arrival (ms), median of {cfg['hop_runs']} run(s)", "",
-                "| clients on | p50 | p99 | p50 / alone | p99 / alone | runs (p50 / p99) |",
+                "| clients on | p50 | p99 | p50, p99 / alone | p50, p99 / state file | runs (p50 / p99) |",
                 "|---|---:|---:|---:|---:|---|"]
         base50, _ = median("alone", "p50")
         base99, _ = median("alone", "p99")
-        for mode in ("alone", "leader", "follower"):
+        state50, _ = median("state", "p50")
+        state99, _ = median("state", "p99")
+        for mode in ("alone", "state", "leader", "follower"):
             p50, runs50 = median(mode, "p50")
             p99, runs99 = median(mode, "p99")
             if p50 is None:
                 continue
             runs = ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(runs50, runs99))
-            out.append(f"| {label[mode]} | {_n(p50, 2)} | {_n(p99, 2)} | {_ratio(p50, base50)} | "
-                       f"{_ratio(p99, base99)} | {runs} |")
+            out.append(f"| {label[mode]} | {_n(p50, 2)} | {_n(p99, 2)} | {_ratio(p50, base50)}, "
+                       f"{_ratio(p99, base99)} | {_ratio(p50, state50)}, {_ratio(p99, state99)} | {runs} |")
     edges = [x for x in results.get("cluster_edges", []) if x.get("window")]
     if edges:
         if out:
@@ -1684,7 +1690,7 @@ def main() -> int:
         else:
             if "cluster-hop" in only:  # the three setups in turn, run after run: drift hits all of them
                 for number in range(1, cfg["hop_runs"] + 1):
-                    for mode in ("alone", "leader", "follower"):
+                    for mode in ("alone", "state", "leader", "follower"):
                         measure("cluster_hop", {"server": mode, "run": number}, bench.hop, mode, number)
             if "cluster-edges" in only:
                 for number in range(1, cfg["edge_runs"] + 1):
