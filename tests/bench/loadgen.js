@@ -17,6 +17,8 @@
 //
 //   node loadgen.js --url ws://127.0.0.1:PORT/ws/live-updates --clients 1000
 //                   [--workers 2] [--concurrency 64] [--max-seconds 300]
+// --url may name several servers, comma-separated: each worker spreads its
+// clients over them in turn (client i to URL i mod n), so they share evenly.
 'use strict';
 
 const { fork } = require('child_process');
@@ -111,6 +113,7 @@ function runWorker() {
 
   function connectAll(cfg) {
     const n = cfg.clients;
+    const urls = cfg.url.split(',');
     newEvents = new Uint32Array(n);
     heartbeats = new Uint32Array(n);
     warned = new Uint8Array(n);
@@ -126,7 +129,7 @@ function runWorker() {
     if (n === 0) { finish(); return; }
     const attempt = (index, tries) => {
       let opened = false;
-      const ws = new WebSocket(cfg.url, {
+      const ws = new WebSocket(urls[index % urls.length], {
         perMessageDeflate: false, skipUTF8Validation: true, handshakeTimeout: 15000,
       });
       clients[index] = ws;

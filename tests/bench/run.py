@@ -72,6 +72,12 @@ FULL: dict[str, Any] = {
     "ramp_clients": 1000, "ramp_lead": 12.0,
     "ramp_steps": [[50, 5.0], [100, 5.0], [200, 5.0], [400, 5.0], [800, 5.0], [1600, 5.0]],
     "reference_high_water": 64 * 1024,
+    # cluster (issue 16): osintd nodes on a redis-server the bench starts.  hop: the latency row's
+    # load against one node alone, one node with --redis (it leads) and a follower of a leader that
+    # has no clients; edges: a leader offering edge_rate events/s (more than one edge can fan out
+    # to edge_clients), its clients all on one follower or split over two.
+    "hop": [1000, 5.0], "hop_runs": 3,
+    "edge_clients": 1000, "edge_rate": 400.0, "edge_runs": 3,
 }
 QUICK: dict[str, Any] = {
     **FULL,
@@ -83,6 +89,7 @@ QUICK: dict[str, Any] = {
     "real_hours": 2.0, "real_max_seconds": 120.0, "real_runs": 1,
     "hold_clients": 2000, "hold_seconds": 4.2,
     "ramp_clients": 500, "ramp_lead": 6.0, "ramp_steps": [[50, 3.0], [200, 3.0], [800, 3.0], [3200, 3.0]],
+    "hop_runs": 1, "edge_runs": 1,
 }
 
 
@@ -278,6 +285,58 @@ def reference_args(rate: float | str, high_water: int, heartbeat: float = 3600.0
     return ["--rate", str(rate), "--heartbeat-interval", f"{heartbeat:g}", "--high-water", str(high_water)]
 
 
+class RedisProc:
+    """A redis-server for the cluster rows: a free loopback port, its own directory, the
+    append-only file on (as the README asks of a cluster's Redis, with the default fsync
+    every second), started fresh for each measurement and stopped by its PID; never the
+    system's service (the same way as tests/redisserver.py)."""
+
+    def __init__(self, procs: Processes, name: str) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=procs.logdir))
+        self.proc = procs.spawn(name, [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "yes", "--dir", str(directory)])
+        self.pid = self.proc.pid
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                Processes.stop(self.proc)
+                raise RuntimeError(f"redis-server did not start (log: {self.proc.log_path})")  # type: ignore[attr-defined]
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        Processes.stop(self.proc)
+
+
+def wait_for_role(server: Server, role: str, timeout: float = 30.0) -> dict:
+    """Poll the node's /api/v1/health until it has ``role`` (and, a follower, knows its leader)."""
+    deadline = time.monotonic() + timeout
+    health: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            health = http_json(server.port, "/api/v1/health", timeout=2)
+        except (OSError, ValueError):
+            health = {}
+        if health.get("role") == role and (health.get("cluster") or {}).get("leader"):
+            return health
+        if not server.alive():
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"osintd on port {server.port} did not become {role} within {timeout:.0f} s "
+                       f"(last health: {health}):\n{server.log_tail()}")
+
+
 # ---------------------------------------------------------------- load generator
 
 
@@ -424,8 +483,10 @@ class Bench:
             self.problems.append(note)
             log("PROBLEM: " + note)
 
-    def _connect(self, server: Server, clients: int, extra_seconds: float) -> tuple[LoadGen, dict]:
-        lg = LoadGen(self.procs, server.url, clients, self.cfg["workers"],
+    def _connect(self, server: Server, clients: int, extra_seconds: float,
+                 url: str | None = None) -> tuple[LoadGen, dict]:
+        """``url``: where the clients go, if not ``server`` (several servers, comma-separated)."""
+        lg = LoadGen(self.procs, url or server.url, clients, self.cfg["workers"],
                      max_seconds=120 + clients / 40 + extra_seconds)
         info = lg.ready(timeout=60 + clients / 40)
         if info["failed"]:
@@ -434,21 +495,29 @@ class Bench:
             log("PROBLEM: " + note)
         return lg, info
 
-    def _window(self, server: Server, lg: LoadGen, warmup: float, window: float) -> tuple[dict, dict]:
+    def _window(self, server: Server, lg: LoadGen, warmup: float, window: float,
+                also: dict[str, int] | None = None) -> tuple[dict, dict]:
+        """``also``: more processes of the run under test (name → PID: cluster nodes, Redis), whose
+        CPU is recorded beside the server's and not counted as other processes'."""
+        also = also or {}
         time.sleep(warmup)
         spy = self._profile(server, window)
         (busy0, irq0), cpu0, t0 = machine_cpu_seconds(), server.cpu(), time.monotonic()
+        also0 = {name: cpu_seconds(pid) for name, pid in also.items()}
         lg.start()
         time.sleep(window)
         st = lg.stop()
         (busy1, irq1), cpu1, t1 = machine_cpu_seconds(), server.cpu(), time.monotonic()
+        also_percent = {name: 100.0 * (cpu_seconds(pid) - also0[name]) / (t1 - t0) for name, pid in also.items()}
         self._profile_done(spy)
         summary = summarize_window(st, t1 - t0, cpu1 - cpu0)
         summary["machine_busy_percent"] = 100.0 * (busy1 - busy0) / (t1 - t0)
         summary["interrupt_cpu_percent"] = 100.0 * (irq1 - irq0) / (t1 - t0)
+        if also:
+            summary["also_cpu_percent"] = also_percent
         # What neither the server, the generator nor the network stack used: other processes (noise).
         summary["other_cpu_percent"] = max(0.0, summary["machine_busy_percent"] - summary["server_cpu_percent"]
-                                           - summary["interrupt_cpu_percent"]
+                                           - summary["interrupt_cpu_percent"] - sum(also_percent.values())
                                            - 100.0 * st["worker_cpu_seconds"] / st["seconds"])
         summary["loadavg"] = os.getloadavg()[0]
         return st, summary
@@ -920,6 +989,109 @@ class Bench:
             f"{result['closed_total']} dropped, RSS {result['rss_kb'] / 1024:.0f} MiB")
         return result
 
+    # -- cluster (issue 16): the Redis hop's latency, and the fan-out of two edge nodes against one
+
+    def _node(self, redis: RedisProc, rate: float, name: str, role: str) -> Server:
+        """An osintd node of the cluster ``bench`` in ``redis``, once it has ``role``."""
+        server = Server(self.procs, "osintd", [*osintd_args(rate, self.cfg["client_queue"]), "--redis", redis.url,
+                                               "--cluster", "bench"], f"osintd-{name}")
+        try:
+            wait_for_role(server, role)
+        except RuntimeError:
+            self.procs.stop(server.proc)
+            raise
+        return server
+
+    def _finish_all(self, nodes: list[Server], redis: RedisProc | None, result: dict, what: str) -> None:
+        exits = []
+        for node in reversed(nodes):  # followers first: a stopping leader is not replaced meanwhile
+            end: dict = {}
+            self._finish(node, end, what)
+            exits.append(end["server_exit"])
+        result["server_exit"] = exits
+        if redis is not None:
+            redis.stop()
+
+    def hop(self, mode: str, number: int) -> dict:
+        """The latency row's load (``cfg["hop"]``) on one node ``alone``; on one node with a state
+        file (``state``: the same write-ahead rule as a leader's, on SQLite); on one node with --redis
+        (``leader``: its clients see a frame once the leader has stored it in Redis); on a
+        ``follower`` of a leader that has no clients (stored, then read from the stream)."""
+        cfg = self.cfg
+        clients, rate = cfg["hop"]
+        result: dict[str, Any] = {"server": mode, "clients": clients, "rate": rate, "run": number}
+        redis: RedisProc | None = None
+        nodes: list[Server] = []
+        lg = None
+        try:
+            if mode in ("alone", "state"):
+                state = ["--state-dir", tempfile.mkdtemp(prefix="state-", dir=self.logdir)] if mode == "state" else []
+                nodes.append(Server(self.procs, "osintd", [*osintd_args(rate, cfg["client_queue"]), *state],
+                                    f"osintd-hop-{mode}"))
+            else:
+                redis = RedisProc(self.procs, f"redis-hop-{mode}")
+                nodes.append(self._node(redis, rate, f"hop-{mode}-leader", "leader"))
+                if mode == "follower":
+                    nodes.append(self._node(redis, rate, "hop-follower", "follower"))
+            target = nodes[-1]
+            result["cmd"] = target.cmd
+            also = {f"node{i}": n.pid for i, n in enumerate(nodes) if n is not target}
+            if redis is not None:
+                also["redis"] = redis.pid
+            lg, info = self._connect(target, clients, cfg["lat_warmup"] + cfg["lat_window"])
+            result["connect"] = _connect_summary(info)
+            st, result["window"] = self._window(target, lg, cfg["lat_warmup"], cfg["lat_window"], also)
+            result["server_stats"] = target.stats()
+            _note_closes(self, f"osintd ({mode})", f"hop {clients}", st)
+        finally:
+            if lg:
+                lg.close()
+            self._finish_all(nodes, redis, result, f"hop {mode}")
+        lat = result["window"]["latency_ms"]
+        log(f"hop {clients:,} clients @ {rate:g}/s on {mode:8} (run {number}): p50 {lat['p50']:.2f} ms  "
+            f"p99 {lat['p99']:.2f} ms  ({lat['count']:,} samples, other processes' CPU "
+            f"{result['window']['other_cpu_percent']:.0f}%)")
+        return result
+
+    def edges(self, n_edges: int, number: int) -> dict:
+        """A leader with no clients offering ``edge_rate`` events/s; ``edge_clients`` clients
+        spread over ``n_edges`` followers; delivered new_event/s as at saturation."""
+        cfg = self.cfg
+        clients, rate = cfg["edge_clients"], cfg["edge_rate"]
+        result: dict[str, Any] = {"server": f"{n_edges} edge{'s' if n_edges > 1 else ''}", "edges": n_edges,
+                                  "clients": clients, "rate": rate, "run": number}
+        redis: RedisProc | None = None
+        nodes: list[Server] = []
+        lg = None
+        try:
+            redis = RedisProc(self.procs, f"redis-edges{n_edges}")
+            nodes.append(self._node(redis, rate, f"edges{n_edges}-leader", "leader"))
+            for i in range(n_edges):
+                nodes.append(self._node(redis, rate, f"edges{n_edges}-edge{i + 1}", "follower"))
+            edge_nodes = nodes[1:]
+            result["cmd"] = nodes[0].cmd
+            also = {"leader": nodes[0].pid, "redis": redis.pid,
+                    **{f"edge{i + 1}": n.pid for i, n in enumerate(edge_nodes[1:], start=1)}}
+            lg, info = self._connect(edge_nodes[0], clients, cfg["sat_warmup"] + cfg["sat_window"],
+                                     url=",".join(n.url for n in edge_nodes))
+            result["connect"] = _connect_summary(info)
+            st, result["window"] = self._window(edge_nodes[0], lg, cfg["sat_warmup"], cfg["sat_window"], also)
+            result["edge_stats"] = [n.stats() for n in edge_nodes]
+            result["slow_consumers_dropped"] = sum(x.get("slow_consumers_dropped") or 0 for x in result["edge_stats"])
+            _note_closes(self, f"osintd ({n_edges} edges)", f"edges {clients}", st)
+        finally:
+            if lg:
+                lg.close()
+            self._finish_all(nodes, redis, result, f"edges {n_edges}")
+        w = result["window"]
+        cpu = {"edge1": w["server_cpu_percent"], **w.get("also_cpu_percent", {})}
+        log(f"edges: {clients:,} clients on {n_edges} edge(s), leader at {rate:g} events/s (run {number}): "
+            f"{w['new_event_per_second']:,.0f} new_event/s delivered, p50 {w['latency_ms']['p50']:.1f} ms; CPU "
+            + ", ".join(f"{k} {v:.0f}%" for k, v in cpu.items())
+            + f", generator {w['generator_cpu_percent_total']:.0f}%, softirq {w['interrupt_cpu_percent']:.0f}%, "
+            f"other processes {w['other_cpu_percent']:.0f}%")
+        return result
+
 
 def _connect_summary(info: dict) -> dict:
     return {"connected": info["connected"], "failed": info["failed"], "retries": info["retries"],
@@ -1327,11 +1499,67 @@ def real_rows(row, x: dict) -> None:
         f"{run['ingested']:,.0f} / {run['duplicates']:,.0f} / {run.get('skipped_unknown_types') or 0:,}", "—")
 
 
+def cluster_tables(results: dict, cfg: dict) -> str:
+    """The cluster rows (issue 16): the Redis hop's latency against one node alone, and two edge
+    nodes' fan-out against one; each the median over the runs, every run's value beside it."""
+    out: list[str] = []
+    hop = [x for x in results.get("cluster_hop", []) if x.get("window")]
+    if hop:
+        clients, rate = cfg["hop"]
+        def median(mode: str, q: str) -> tuple[float | None, list[float]]:
+            values = [x["window"]["latency_ms"][q] for x in hop if x["server"] == mode]
+            return (statistics.median(values) if values else None), values
+        label = {"alone": "one node alone (no Redis, no state file)",
+                 "state": "one node alone with `--state-dir` (frames stored in SQLite first)",
+                 "leader": "one node with `--redis` (it leads; frames stored in Redis first)",
+                 "follower": "a follower (the leader, elsewhere, stores; the follower reads the stream)"}
+        out += [f"Redis hop: {clients:,} clients at {rate:g} new_event/s, latency from the leader's stamp "
+                f"to arrival (ms), median of {cfg['hop_runs']} run(s)", "",
+                "| clients on | p50 | p99 | p50, p99 / alone | p50, p99 / state file | runs (p50 / p99) |",
+                "|---|---:|---:|---:|---:|---|"]
+        base50, _ = median("alone", "p50")
+        base99, _ = median("alone", "p99")
+        state50, _ = median("state", "p50")
+        state99, _ = median("state", "p99")
+        for mode in ("alone", "state", "leader", "follower"):
+            p50, runs50 = median(mode, "p50")
+            p99, runs99 = median(mode, "p99")
+            if p50 is None:
+                continue
+            runs = ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(runs50, runs99))
+            out.append(f"| {label[mode]} | {_n(p50, 2)} | {_n(p99, 2)} | {_ratio(p50, base50)}, "
+                       f"{_ratio(p99, base99)} | {_ratio(p50, state50)}, {_ratio(p99, state99)} | {runs} |")
+    edges = [x for x in results.get("cluster_edges", []) if x.get("window")]
+    if edges:
+        if out:
+            out.append("")
+        out += [f"Edge fan-out: {cfg['edge_clients']:,} clients, the leader (no clients) offering "
+                f"{cfg['edge_rate']:g} events/s, delivered new_event/s, median of {cfg['edge_runs']} run(s)", "",
+                "| clients on | delivered new_event/s | per client | p50 ms | clients dropped | two / one | "
+                "runs |", "|---|---:|---:|---:|---:|---:|---|"]
+        def pick(n: int) -> tuple[dict | None, list[float]]:
+            runs = sorted((x for x in edges if x["edges"] == n), key=lambda x: x["window"]["new_event_per_second"])
+            return (runs[len(runs) // 2] if runs else None), [x["window"]["new_event_per_second"] for x in runs]
+        one, _ = pick(1)
+        for n in (1, 2):
+            x, runs = pick(n)
+            if x is None:
+                continue
+            w = x["window"]
+            ratio = _ratio(w["new_event_per_second"], one["window"]["new_event_per_second"]) if n == 2 and one \
+                else "—"
+            split = "one edge" if n == 1 else f"two edges ({x['clients'] // 2:,} + {x['clients'] - x['clients'] // 2:,})"
+            out.append(f"| {split} | {w['new_event_per_second']:,.0f} | "
+                       f"{w['new_event_per_second'] / max(w['open_at_end'], 1):,.1f} | {_n(w['latency_ms']['p50'], 1)} | "
+                       f"{x.get('slow_consumers_dropped', 0)} | {ratio} | {', '.join(f'{r:,.0f}' for r in runs)} |")
+    return "\n".join(out)
+
+
 def details_table(results: dict) -> str:
     lines = ["| run | server | new_event/s | all frames/s | p50 ms | p99 ms | server CPU | generator CPU (sum, max worker) "
              "| softirq CPU | other processes' CPU | connect s | closed |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name in ("saturation", "latency", "slow"):
+    for name in ("saturation", "latency", "slow", "cluster_hop", "cluster_edges"):
         for x in results.get(name, []):
             w = x.get("window")
             if not w:
@@ -1340,12 +1568,19 @@ def details_table(results: dict) -> str:
                 what = f"saturation {x['clients']:,}"
             elif name == "latency":
                 what = f"latency {x['clients']:,} @ {x['rate']:g}/s"
+            elif name == "cluster_hop":
+                what = f"cluster hop {x['clients']:,} @ {x['rate']:g}/s, run {x['run']}"
+            elif name == "cluster_edges":
+                what = f"cluster edges: {x['clients']:,} clients, leader at {x['rate']:g}/s, run {x['run']}"
             else:
                 what = f"slow: {x['fast_clients']:,} fast + {x['slow_clients']} slow @ {x['rate']:g}/s"
             lat = w["latency_ms"]
+            also = w.get("also_cpu_percent") or {}
+            server_cpu = f"{w['server_cpu_percent']:.0f}%" + (
+                f" (+ {', '.join(f'{k} {v:.0f}%' for k, v in also.items())})" if also else "")
             lines.append(f"| {what} | {x['server']} | {w['new_event_per_second']:,.0f} | "
                          f"{w['frames_per_second']:,.0f} | {_n(lat['p50'], 2)} | "
-                         f"{_n(lat['p99'], 2)} | {w['server_cpu_percent']:.0f}% | "
+                         f"{_n(lat['p99'], 2)} | {server_cpu} | "
                          f"{w['generator_cpu_percent_total']:.0f}%, {w['generator_cpu_percent_max_worker']:.0f}% | "
                          f"{w['interrupt_cpu_percent']:.0f}% | {w['other_cpu_percent']:.0f}% | "
                          f"{x.get('connect', {}).get('seconds', 0):.1f} | {w['closed_in_window']} |")
@@ -1364,21 +1599,24 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="reduced matrix, about two minutes")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: bench-results.json "
                         "in the temp directory)")
-    parser.add_argument("--only", default="saturation,latency,memory,slow,ingest,real,ramp,hold",
-                        help="comma-separated scenarios to run (default: all)")
+    parser.add_argument("--only", default="saturation,latency,memory,slow,ingest,real,ramp,hold,cluster",
+                        help="comma-separated scenarios to run (default: all; cluster = cluster-hop,cluster-edges)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="also record a py-spy flame graph of osintd in every measuring window into DIR "
                              "(pip install py-spy; it costs CPU, so numbers from such a run are not comparable)")
     args = parser.parse_args()
     cfg = QUICK if args.quick else FULL
     only = set(args.only.split(","))
+    if "cluster" in only:
+        only |= {"cluster-hop", "cluster-edges"}
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
     if hard < cfg["hold_clients"] + 1000:
         print(f"warning: RLIMIT_NOFILE hard limit {hard} is below what {cfg['hold_clients']:,} clients need",
               file=sys.stderr)
-    needs_node = bool(only & {"saturation", "latency", "memory", "slow", "ramp", "hold"})
+    needs_node = bool(only & {"saturation", "latency", "memory", "slow", "ramp", "hold", "cluster-hop",
+                              "cluster-edges"})
     if needs_node and not (HERE / "node_modules/ws").exists():
         print("installing the load generator's ws package (npm ci in tests/bench)", flush=True)
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=HERE, check=True)
@@ -1445,6 +1683,20 @@ def main() -> int:
         if "hold" in only:
             for k in kinds:
                 measure("hold", {"server": k, "clients": cfg["hold_clients"]}, bench.hold, k)
+        if only & {"cluster-hop", "cluster-edges"} and shutil.which("redis-server") is None:
+            note = "cluster rows skipped: redis-server is not installed (apt-get install redis-server)"
+            bench.problems.append(note)
+            log("PROBLEM: " + note)
+        else:
+            if "cluster-hop" in only:  # the three setups in turn, run after run: drift hits all of them
+                for number in range(1, cfg["hop_runs"] + 1):
+                    for mode in ("alone", "state", "leader", "follower"):
+                        measure("cluster_hop", {"server": mode, "run": number}, bench.hop, mode, number)
+            if "cluster-edges" in only:
+                for number in range(1, cfg["edge_runs"] + 1):
+                    for n_edges in (1, 2):
+                        measure("cluster_edges", {"server": f"{n_edges} edges", "edges": n_edges, "run": number},
+                                bench.edges, n_edges, number)
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted: stopping everything", file=sys.stderr)
@@ -1457,8 +1709,9 @@ def main() -> int:
     try:
         table, rows = build_table(results, cfg)
         details = details_table(results)
+        cluster = cluster_tables(results, cfg)
     except Exception as exc:  # noqa: BLE001 - the raw results are still written below
-        table, rows, details = f"(table failed: {exc!r})", [], ""
+        table, rows, details, cluster = f"(table failed: {exc!r})", [], "", ""
     elapsed = time.monotonic() - STARTED
     out = args.out or Path(tempfile.gettempdir()) / "bench-results.json"
     document = {
@@ -1476,8 +1729,12 @@ def main() -> int:
           f"Node {info['node']}; websockets {info['websockets']}, trio {info['trio']}, ws {info['ws (npm)']}; "
           f"osintd {info['osintd_commit']}; load average {info['loadavg_start'][0]:.1f} → "
           f"{info['loadavg_end'][0]:.1f}")
-    print()
-    print(table)
+    if rows or not cluster:
+        print()
+        print(table)
+    if cluster:
+        print()
+        print(cluster)
     print()
     print(details)
     if bench.problems:
