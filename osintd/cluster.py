@@ -188,8 +188,10 @@ class Keys:
 
 def connect(url: str) -> coredis.Redis[bytes]:
     """A client for ``--redis`` (not connected yet: ``async with`` it)."""
-    # coredis says every retry at INFO; this module says once when Redis goes and comes back.
-    logging.getLogger("coredis").setLevel(logging.WARNING)
+    # coredis logs every retry at INFO and every failed connection attempt (one at each
+    # shutdown, while cancelled) with a traceback at ERROR; each failure also reaches this
+    # module as an exception, and it says once when Redis goes and once when it comes back.
+    logging.getLogger("coredis").setLevel(logging.CRITICAL)
     return coredis.Redis.from_url(url, connect_timeout=2.0, stream_timeout=10.0)
 
 
@@ -486,6 +488,7 @@ class ClusterNode:
                 await trio.sleep(RENEW_EVERY)
             finally:
                 self.role = "follower"
+                self.hub.stamping = False
                 self.store.term = None
                 self.store.fenced = trio.Event()
                 self.hub.rollback()
@@ -582,6 +585,7 @@ class ClusterNode:
                         saved.seq, hub.delivered, saved.seq)
             hub.broadcaster.seq = hub.broadcaster.delivered = saved.seq
         self.role, self.leader, self.stream_seq = "leader", self.node, saved.seq
+        hub.stamping = True
         self.terms_led += 1
         log.info("cluster: leading %s (term %d) from seq %d, epoch %s: %d events in the window restored",
                  store.keys.cluster, store.term, saved.seq, hub.epoch, len(saved.events))

@@ -118,6 +118,9 @@ class Hub:
         self._reported = self.system
         self._store_down = False
         self._clustered = clustered
+        #: Whether this hub stamps: always on one node; in a cluster only while it leads
+        #: (``cluster.py`` sets it), since a follower's seq is the leader's.
+        self.stamping = not clustered
         #: A cluster node's own view of Redis (a follower commits nothing, so only this tells).
         self._redis_down = False
         #: A follower's Top 10, as the leader last published it (a follower has no board).
@@ -332,7 +335,13 @@ class Hub:
         self.board = board
 
     def _tell_overloaded(self, message: str, shedding: list[str]) -> None:
-        self._publish_message(Error(self._now(), "SERVER_OVERLOADED", message, "warning", {"shedding": shedding}))
+        error = Error(self._now(), "SERVER_OVERLOADED", message, "warning", {"shedding": shedding})
+        if not self.stamping:
+            # A follower stamps nothing (it could never store it): its clients are told
+            # unstamped, as they are of system_status.
+            self._offer_all(Frame.of(None, Error.TYPE, None, encode(error, seq=self.broadcaster.delivered)))
+            return
+        self._publish_message(error)
 
     # ------------------------------------------------------------------ pacing
 

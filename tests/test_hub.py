@@ -264,3 +264,19 @@ async def test_an_event_nobody_reads_never_becomes_a_message_yet_resumes_as_one(
                                         for n, e in enumerate(events[5:], 6)]
     assert json.loads(frames[0].payload)["data"] == {"number": 5, "action": "opened"}
     assert all(f._event is None and f._message is None for f in frames)  # let go once made
+
+
+async def test_a_cluster_follower_says_it_is_overloaded_unstamped(autojump_clock):
+    """A follower stamps nothing: its seq is the leader's, and what it stamped could never be
+    stored (its write-ahead retried the commit forever and its ring was cleared).  Its
+    clients are told of an overload without a new seq, as of system_status."""
+    hub = Hub(lambda: NOW, clients_behind=5.0, clustered=True)
+    assert not hub.stamping
+    client = _client()
+    hub.attach(client, snapshot=False)
+    client.take(10**9)  # the connection message
+    seq_before = hub.seq
+    hub._tell_overloaded("behind", ["new_event"])
+    told = [json.loads(f.payload) for f in client.take(10**9)]
+    assert [(m["type"], m["error_code"]) for m in told] == [("error", "SERVER_OVERLOADED")]
+    assert told[0]["seq"] == seq_before and hub.seq == seq_before
