@@ -14,6 +14,7 @@ import hmac
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -25,12 +26,12 @@ import trio_websocket
 
 from tests.conftest import Daemon, spawn_daemon
 from tests.redisserver import RedisServer, needs_redis
+from resuming import STAMPED, follow
 
 pytestmark = needs_redis
 
 #: The messages the leader stamps (a heartbeat carries seq but is not stamped; a node's own
 #: Redis status is said unstamped too, and no Redis trouble happens in these tests).
-STAMPED = {"new_event", "ranking_change", "trend_change", "summary_update", "metrics_update", "system_status", "error"}
 
 
 @pytest.fixture
@@ -372,32 +373,16 @@ async def test_a_new_leader_takes_up_deliveries_an_old_one_took_and_never_commit
 
 # ------------------------------------------------------------------ nothing lost, at the source
 
-async def follow_cluster(cluster: list[Daemon], first: int, seen: list[dict], stop: trio.Event) -> None:
-    """One client: on node ``first`` until it dies, then on the next live node, resuming from
-    the last seq it saw (``?since&epoch``); every stamped message in ``seen``, none twice."""
-    epoch, last, at = None, 0, first
-    while not stop.is_set():
+def live_node_url(cluster: list[Daemon], first: int) -> Callable[[], str]:
+    """Node ``first``'s URL until it dies, then the next live node's."""
+    at = first
+
+    def url() -> str:
+        nonlocal at
         while cluster[at].process.poll() is not None:
             at = (at + 1) % len(cluster)
-        url = cluster[at].url + (f"?since={last}&epoch={epoch}&snapshot=0" if epoch is not None else "")
-        try:
-            async with trio_websocket.open_websocket_url(url, message_queue_size=4096) as ws:
-                while not stop.is_set():
-                    message = json.loads(await ws.get_message())
-                    if message["type"] == "connection":
-                        resuming = epoch is not None
-                        epoch = epoch or message["epoch"]
-                        assert message["epoch"] == epoch
-                        if not resuming and message["seq"] > last:
-                            break  # broadcasts came first: reconnect and resume from 0
-                    elif message["type"] == "resumed":
-                        assert message["recovered"], message
-                    elif message["type"] in STAMPED and message["seq"] > last:
-                        assert message["seq"] == last + 1, (cluster[at].url, last, message)
-                        last = message["seq"]
-                        seen.append(message)
-        except (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed):
-            await trio.sleep(0.05)
+        return cluster[at].url
+    return url
 
 
 async def test_kill_9_leaders_mid_stream_every_event_github_served_is_broadcast_once(tmp_path, redis, secret_file):
@@ -466,7 +451,7 @@ async def test_kill_9_leaders_mid_stream_every_event_github_served_is_broadcast_
             nursery.start_soon(feed, stop_feed)
             nursery.start_soon(deliver, stop_feed)
             for index in range(3):
-                nursery.start_soon(follow_cluster, cluster, index, seen[index], stop_clients)
+                nursery.start_soon(follow, live_node_url(cluster, index), seen[index], stop_clients)
             leaders = []
             for _ in range(2):
                 leader = await wait_for_leader(cluster, 15)

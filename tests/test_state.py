@@ -18,6 +18,7 @@ import trio_websocket
 
 from conftest import collect_for, ROOT, make_settings, receive_json, spawn_daemon, start_app, ws_url
 from fakegithub import FakeGitHub, events_api_item
+from resuming import follow
 from osintd.clock import WallClock
 from osintd.normalize import from_events_api
 from osintd.scorer import ScoringModel
@@ -199,35 +200,6 @@ def test_a_stored_seq_that_is_not_a_number_is_a_one_line_error(tmp_path):
 # ------------------------------------------------------------------------ crash
 
 
-async def _observe(url_of, seen: list[dict], stop: trio.Event) -> None:
-    """Follow the daemon across kills: reconnect and resume from the last seq."""
-    epoch, last = None, 0
-    while not stop.is_set():
-        url = url_of()
-        if epoch is not None:
-            url += f"?since={last}&epoch={epoch}&snapshot=0"
-        try:
-            async with trio_websocket.open_websocket_url(url) as ws:
-                while not stop.is_set():
-                    message = json.loads(await ws.get_message())
-                    if message["type"] == "connection":
-                        resuming = epoch is not None
-                        epoch = epoch or message["epoch"]
-                        assert message["epoch"] == epoch
-                        if not resuming and message["seq"] > last:
-                            break  # broadcasts came first: reconnect and resume from 0
-                    elif message["type"] == "snapshot":
-                        continue  # the first, unresumed connection's
-                    elif message["type"] == "resumed":
-                        assert message["recovered"], message
-                    elif "seq" in message and message["type"] != "heartbeat":
-                        assert message["seq"] == last + 1, (last, message)
-                        last = message["seq"]
-                        seen.append(message)
-        except (OSError, trio_websocket.HandshakeError, trio_websocket.ConnectionClosed):
-            await trio.sleep(0.05)
-
-
 def _stored_cursors(state_dir) -> int:
     """How many poll targets' cursors (ETags) the daemon's state file holds (read-only)."""
     try:
@@ -276,7 +248,7 @@ async def test_repeated_kill_9_while_ingesting_broadcasts_every_event_exactly_on
             seen: list[dict] = []
             stop_feed, stop_observer = trio.Event(), trio.Event()
             nursery.start_soon(feed, stop_feed)
-            nursery.start_soon(_observe, lambda: f"ws://127.0.0.1:{port_holder['port']}/ws/live-updates",
+            nursery.start_soon(follow, lambda: f"ws://127.0.0.1:{port_holder['port']}/ws/live-updates",
                                seen, stop_observer)
             kills = 0
             for _ in range(5):
