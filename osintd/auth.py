@@ -42,6 +42,7 @@ import ipaddress
 import logging
 import re
 import stat
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a JWT is still taken after its ``exp`` (and before its ``nbf``): clocks differ a little.
 JWT_LEEWAY = 30.0
+#: Seconds between two log lines about refused tokens (the ones between are counted).
+REFUSAL_LOG_EVERY = 1.0
 #: The shortest static token or scrape token taken: 16 characters of a random token are ~96 bits.
 MIN_TOKEN_LENGTH = 16
 MAX_TOKEN_LENGTH = 4096
@@ -292,6 +295,8 @@ class Authenticator:
         self.settings = settings
         self._now = now
         self._metrics_digest = _digest(settings.metrics_token) if settings.metrics_token else None
+        self._last_refusal_logged = -REFUSAL_LOG_EVERY
+        self._refusals_unlogged = 0
 
     @property
     def enabled(self) -> bool:
@@ -331,7 +336,7 @@ class Authenticator:
             return Grant(found.name, found.types, found.repos)
         if self.settings.jwt_secret is not None and token.count(".") == 2:
             return self._check_jwt(token, self.settings.jwt_secret)
-        log.info("refused a client token: not one of ours")
+        self._refused("refused a client token: not one of ours")
         return None
 
     def _check_jwt(self, token: str, secret: bytes) -> Grant | None:
@@ -342,28 +347,40 @@ class Authenticator:
                                 options={"require": ["exp"], "verify_exp": False, "verify_nbf": False,
                                          "verify_iat": False})
         except jwt.PyJWTError as exc:
-            log.info("refused a JWT: %s", type(exc).__name__)
+            self._refused("refused a JWT: %s", type(exc).__name__)
             return None
         subject = claims.get("sub")
         name = subject if isinstance(subject, str) and _NAME.match(subject) else "jwt"
         now = self._now()
         exp, nbf = claims["exp"], claims.get("nbf")
         if not _is_number(exp) or (nbf is not None and not _is_number(nbf)):
-            log.info("refused a JWT of %s: exp and nbf must be numbers", name)
+            self._refused("refused a JWT of %s: exp and nbf must be numbers", name)
             return None
         if now > exp + JWT_LEEWAY:
-            log.info("refused a JWT of %s: expired %.0f s ago", name, now - exp)
+            self._refused("refused a JWT of %s: expired %.0f s ago", name, now - exp)
             return None
         if nbf is not None and now + JWT_LEEWAY < nbf:
-            log.info("refused a JWT of %s: not valid for another %.0f s", name, nbf - now)
+            self._refused("refused a JWT of %s: not valid for another %.0f s", name, nbf - now)
             return None
         try:
             types = _limit_types(_claim_list(claims, "types"))
             repos = _limit_repos(_claim_list(claims, "repos"))
         except ValueError as exc:
-            log.info("refused a JWT of %s: %s", name, exc)
+            self._refused("refused a JWT of %s: %s", name, exc)
             return None
         return Grant(name, types, repos, float(exp) + JWT_LEEWAY)
+
+    def _refused(self, message: str, *args: object) -> None:
+        """One line for a refused token, at most every REFUSAL_LOG_EVERY seconds: someone
+        trying tokens in a loop must not flood the log; the next line counts the rest."""
+        now = time.monotonic()
+        if now - self._last_refusal_logged < REFUSAL_LOG_EVERY:
+            self._refusals_unlogged += 1
+            return
+        if self._refusals_unlogged:
+            message += f" (and {self._refusals_unlogged} more refused since the last such line)"
+        log.info(message, *args)
+        self._last_refusal_logged, self._refusals_unlogged = now, 0
 
     # ------------------------------------------------------------------ start-up
 

@@ -409,3 +409,21 @@ def test_osintd_watch_presents_a_token_from_a_file_or_the_environment(tmp_path):
     finally:
         daemon.stop()
     assert FULL not in daemon.log() and "not-a-token-of-this-server" not in daemon.log()
+
+
+def test_refused_tokens_in_a_loop_do_not_flood_the_log(access, caplog, monkeypatch):
+    """One line a second at most about refused tokens; the next one counts those left out."""
+    clock = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    checker = auth.Authenticator(auth.AccessSettings(access["client_tokens"], access["jwt_secret"]), lambda: 0.0)
+
+    def refusal_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "osintd.auth" and "refused" in r.getMessage()]
+
+    for n in range(500):
+        assert checker.check(f"not-a-token-of-this-server-{n}") is None
+    assert refusal_lines() == ["refused a client token: not one of ours"]
+    clock[0] += auth.REFUSAL_LOG_EVERY
+    assert checker.check("still-not-a-token-of-this-server") is None
+    assert refusal_lines()[-1].endswith("(and 499 more refused since the last such line)")
+    assert len(refusal_lines()) == 2
