@@ -143,7 +143,7 @@ class Hub:
                     await self._publish_events(item.events)
                 else:
                     self.publish(item)
-                    await self._let_senders_catch_up()
+                    await self.let_senders_catch_up()
                 while self._held():  # the disk (or Redis) is behind
                     await trio.sleep(0.02)
             nursery.cancel_scope.cancel()
@@ -174,9 +174,7 @@ class Hub:
                     self._writeahead.add_cursor(target, etag, self.broadcaster.seq)
                 return None
             case Heartbeat():
-                frame = Frame.of(None, item.TYPE, None, encode(item, seq=self.broadcaster.delivered))
-                self._offer_all(frame)
-                return frame
+                return self._tell_unstamped(item)
             case _:
                 return self._publish_message(item)
 
@@ -194,7 +192,7 @@ class Hub:
             busy = self._queued_at_last_fan_out and self._senders_busy()
             if busy or time.perf_counter() - step_began > STEP_BUDGET:
                 if busy:
-                    await self._let_senders_catch_up()
+                    await self.let_senders_catch_up()
                 else:
                     await trio.lowlevel.checkpoint()
                 self._check_clients()
@@ -252,9 +250,7 @@ class Hub:
                 self._store_down = down
                 (log.error if down else log.info)("state store %s", "cannot commit: nothing new reaches clients "
                                                   "until it can" if down else "commits again")
-                self.system = self._with_store(self._reported)
-                self._offer_all(Frame.of(None, SystemStatus.TYPE, None,
-                                         encode(self.system, seq=self.broadcaster.delivered)))
+                self._tell_system()
 
     def _with_store(self, status: SystemStatus) -> SystemStatus:
         """``status`` with the state store's component (when there is a store)."""
@@ -303,9 +299,6 @@ class Hub:
         if frame is not None:
             self._deliver(frame)
 
-    async def let_senders_catch_up(self) -> None:
-        await self._let_senders_catch_up()
-
     def rollback(self) -> None:
         """A leader that lost its lease forgets what it stamped but did not store."""
         if self._writeahead is not None:
@@ -315,7 +308,15 @@ class Hub:
 
     def _tell_system(self) -> None:
         self.system = self._with_store(self._reported)
-        self._offer_all(Frame.of(None, SystemStatus.TYPE, None, encode(self.system, seq=self.broadcaster.delivered)))
+        self._tell_unstamped(self.system)
+
+    def _tell_unstamped(self, message: Outgoing) -> Frame:
+        """``message`` to every client now, carrying the last seq delivered instead of a new
+        one: what is said while stamped frames cannot go out (a heartbeat, the store's or
+        Redis's condition, a follower's overload) must not wait behind them."""
+        frame = Frame.of(None, message.TYPE, None, encode(message, seq=self.broadcaster.delivered))
+        self._offer_all(frame)
+        return frame
 
     def _show(self, frame: Frame) -> Frame:
         """A stamped frame goes to the clients now, or once stored."""
@@ -336,16 +337,14 @@ class Hub:
 
     def _tell_overloaded(self, message: str, shedding: list[str]) -> None:
         error = Error(self._now(), "SERVER_OVERLOADED", message, "warning", {"shedding": shedding})
-        if not self.stamping:
-            # A follower stamps nothing (it could never store it): its clients are told
-            # unstamped, as they are of system_status.
-            self._offer_all(Frame.of(None, Error.TYPE, None, encode(error, seq=self.broadcaster.delivered)))
-            return
-        self._publish_message(error)
+        if self.stamping:
+            self._publish_message(error)
+        else:  # a follower stamps nothing: it could never store it
+            self._tell_unstamped(error)
 
     # ------------------------------------------------------------------ pacing
 
-    async def _let_senders_catch_up(self) -> None:
+    async def let_senders_catch_up(self) -> None:
         """After a fan-out that had to queue for many clients (their senders are still
         writing), give the senders their turns before the next fan-out: fanned out
         back to back, ever more clients are found busy, and every frame then costs

@@ -170,18 +170,21 @@ class Server:
         self._now = now
         self.auth = auth or Authenticator(AccessSettings(), lambda: now().timestamp())
         self.sessions = 0
-        self.port = settings.port
         self.connections_failed = 0
         self.connections_accepted = 0
         self._unfinished_bodies = 0  # request bodies being received (see MAX_UNFINISHED_BODIES)
         self._buffered_body_bytes = 0  # what they hold so far (see MAX_BUFFERED_BODY_BYTES)
         self._accepting: trio.CancelScope | None = None
         self._public = tuple(proxy.public_url(url) for url in settings.public_urls)
+        listed = (Origin.parse(text) for text in settings.allowed_origins)
+        self._listed = tuple(origin for origin in listed if origin is not None)
         self._trusted = TrustedProxies.parse(settings.forwarded_allow_ips)
-        # The addresses the listening sockets are bound to (set by serve: under socket
-        # activation they are systemd's, not --host).
-        self._bound: frozenset[str] = frozenset({settings.host.strip("[]").lower()})
-        self._wildcard = settings.host in ("0.0.0.0", "::", "")
+        # What the Host and Origin checks admit, from where the listening sockets are bound
+        # (set again by serve: under socket activation they are systemd's, not --host).
+        self._hosts: frozenset[str] = frozenset()
+        self._origins: frozenset[Origin] = frozenset()
+        self._wildcard = False
+        self._bind(settings.port, [settings.host.strip("[]")])
         self._idle = trio.Event()
         self._idle.set()
 
@@ -190,10 +193,8 @@ class Server:
     async def serve(self, listeners: list[trio.SocketListener], *,
                     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED) -> None:
         # The port actually bound (settings may say 0): own origins are on this one.
-        self.port = listeners[0].socket.getsockname()[1]
-        bound = [proxy.display_peer(listener.socket.getsockname()) for listener in listeners]
-        self._bound = frozenset(address.lower() for address in bound)
-        self._wildcard = any(address in ("0.0.0.0", "::") for address in bound)
+        self._bind(listeners[0].socket.getsockname()[1],
+                   [proxy.display_peer(listener.socket.getsockname()) for listener in listeners])
         async with trio.open_nursery() as handlers:
             with trio.CancelScope() as self._accepting:
                 async with trio.open_nursery() as accepting:
@@ -487,7 +488,7 @@ class Server:
         if host is None:
             return problem(400, "bad_request", "the Host header is required")
         name = _split_host(host)[0]
-        if name in self._allowed_hosts() or (self._wildcard and _is_ip(name)):
+        if name in self._hosts or (self._wildcard and _is_ip(name)):
             return None
         return problem(421, "misdirected_request",
                        f"this server does not answer for host {name!r}; use localhost, or start osintd "
@@ -504,7 +505,7 @@ class Server:
         if origin is None or "*" in self.settings.allowed_origins:
             return None
         page = Origin.parse(origin)
-        if page is not None and (page in self._allowed_origins()
+        if page is not None and (page in self._origins
                                  or page == Origin.of_request(forwarded.scheme, forwarded.host)):
             return None
         log.warning("refused WebSocket from %s: origin %s", forwarded.peer, origin[:200])
@@ -512,21 +513,15 @@ class Server:
                        f"origin {origin} is not allowed; start osintd with --public-url {origin} if that "
                        f"is where people open it, or --allowed-origin {origin} to let that site's pages connect")
 
-    def _allowed_origins(self) -> set[Origin]:
-        own = {Origin(scheme, host, self.port) for scheme in ("http", "https")
-               for host in ("localhost", "127.0.0.1", "::1")}
-        listed = {Origin.parse(text) for text in self.settings.allowed_origins}
-        return own | set(self._public) | {origin for origin in listed if origin is not None}
-
-    def _allowed_hosts(self) -> set[str]:
-        hosts = {"localhost", "127.0.0.1", "::1", *self._bound}
-        hosts |= {origin.host for origin in self._public}
-        for text in self.settings.allowed_origins:
-            origin = Origin.parse(text)
-            if origin is not None:
-                hosts.add(origin.host)
-        return hosts
-
+    def _bind(self, port: int, addresses: list[str]) -> None:
+        """Where this server listens: the hosts it answers for and its own origins follow."""
+        self.port = port
+        bound = {address.lower() for address in addresses}
+        self._wildcard = bool(bound & {"0.0.0.0", "::", ""})
+        loopback = ("localhost", "127.0.0.1", "::1")
+        self._hosts = frozenset({*loopback, *bound, *(origin.host for origin in (*self._public, *self._listed))})
+        self._origins = frozenset({Origin(scheme, host, port) for scheme in ("http", "https") for host in loopback}
+                                  | {*self._public, *self._listed})
 
 def _peer_of(stream: trio.SocketStream) -> str:
     try:
