@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 import jsonschema
@@ -87,6 +88,15 @@ class Daemon:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout=timeout)
+
+
+def missing(what: str) -> NoReturn:
+    """A program or package a test needs is absent: a skip on a developer's machine, a
+    failure in CI (``CI`` set), where ``.ci/run`` installs everything and a skip would hide
+    that a part was never tested."""
+    if os.environ.get("CI"):
+        pytest.fail(what)
+    pytest.skip(what)
 
 
 def spawn_daemon(tmp_path: Path, *args: str, env: dict | None = None, timeout: float = 15) -> Daemon:

@@ -28,7 +28,7 @@ import attrs
 import pytest
 import trio
 
-from conftest import ROOT, ScriptedSource, make_settings, start_app, ws_url
+from conftest import ROOT, ScriptedSource, make_settings, missing, start_app, ws_url
 from osintd import aio
 from osintd.client import (
     ClientSettings, ConnectionState, Gap, HandshakeRefused, LiveUpdatesClient, Resync, StateChange,
@@ -137,7 +137,7 @@ class NodeDriver(Driver):
     async def start(self, nursery: trio.Nursery, url: str, heartbeat_timeout: float = 60.0, **options) -> None:
         node = shutil.which("node")
         if node is None or not (NODE_DIR / "node_modules" / "ws").is_dir():
-            pytest.skip("needs node and the ws package: cd tests/node && npm ci")
+            missing("needs node and the ws package: cd tests/node && npm ci")
         module = self.tmp_path / "client.mjs"
         module.write_bytes(CLIENT_JS.read_bytes())
         options = {**options, "randomFraction": 0, "backoffBaseMs": BASE * 1000, "backoffCapMs": CAP * 1000,
@@ -483,7 +483,7 @@ def test_the_typescript_declarations_compile_a_usage_example_and_reject_misuse()
     lines must be errors, so the declarations cannot silently become ``any``)."""
     tsc = NODE_DIR / "node_modules" / ".bin" / "tsc"
     if shutil.which("node") is None or not tsc.exists():
-        pytest.skip("needs node and typescript: cd tests/node && npm ci")
+        missing("needs node and typescript: cd tests/node && npm ci")
     result = subprocess.run([str(tsc), "--noEmit", "--strict", "--target", "es2022", "--module", "esnext",
                              "--moduleResolution", "bundler", "--lib", "es2022,dom", "client_usage.mts"],
                             cwd=NODE_DIR, capture_output=True, text=True, timeout=120)

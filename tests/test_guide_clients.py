@@ -42,7 +42,7 @@ from typing import Callable, Iterable
 import pytest
 from websockets.sync.client import connect
 
-from conftest import ROOT, Daemon, check_message, spawn_daemon
+from conftest import ROOT, Daemon, check_message, missing, spawn_daemon
 from osintd.models import EventType
 
 CLIENTS = ROOT / "tests" / "guide_clients"
@@ -192,7 +192,7 @@ class Processes:
     def node(self, *args: object) -> Client:
         node = shutil.which("node")
         if node is None or not (NODE_DIR / "node_modules" / "ws").is_dir():
-            pytest.skip("needs node and the ws package: cd tests/node && npm ci")
+            missing("needs node and the ws package: cd tests/node && npm ci")
         return self._start([node, *map(str, args)], "node")
 
     def _start(self, argv: list[str], name: str) -> Client:

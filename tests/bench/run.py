@@ -41,8 +41,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # tests/: the redis-server the cluster tests start, started the same way
 import gharchive  # noqa: E402
 import realshape  # noqa: E402
+from redisserver import answers_ping, redis_argv  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WS_PATH = "/ws/live-updates"
@@ -297,23 +299,12 @@ class RedisProc:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.port = free_port()
         directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=procs.logdir))
-        self.proc = procs.spawn(name, [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                       "--appendonly", "yes", "--dir", str(directory)])
+        self.proc = procs.spawn(name, redis_argv(exe, self.port, directory))
         self.pid = self.proc.pid
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                Processes.stop(self.proc)
-                raise RuntimeError(f"redis-server did not start (log: {self.proc.log_path})")  # type: ignore[attr-defined]
-            time.sleep(0.05)
+        if not answers_ping(self.port, lambda: self.proc.poll() is None, 10):
+            Processes.stop(self.proc)
+            raise RuntimeError(f"redis-server did not start (log: {self.proc.log_path})")  # type: ignore[attr-defined]
 
     def stop(self) -> None:
         Processes.stop(self.proc)
