@@ -180,7 +180,7 @@ class NodeDriver(Driver):
         try:
             await self.process.stdin.send_all(b"close\n")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            pass  # the harness has ended already (a final refusal ends it): nothing to tell it
         await self.wait_ended()
 
     def kill(self) -> None:
