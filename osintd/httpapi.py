@@ -256,9 +256,10 @@ class HttpApi:
         return round(time.monotonic() - self._started, 3)
 
     def _index(self) -> Response:
-        """The live dashboard: one self-contained page, nothing loaded from elsewhere."""
-        page = importlib.resources.files("osintd").joinpath("static/dashboard.html").read_bytes()
-        return Response(200, page, DASHBOARD_HEADERS, content_type="text/html; charset=utf-8")
+        """The live dashboard: one page and the client module it imports from this server
+        (``/client.js``), nothing loaded from elsewhere."""
+        return Response(200, _static_bytes("dashboard.html"), DASHBOARD_HEADERS,
+                        content_type="text/html; charset=utf-8")
 
     def _health(self) -> Response:
         status = self.hub.system.status
@@ -346,5 +347,10 @@ class HttpApi:
 
 def _static(name: str, content_type: str) -> Response:
     """The JavaScript client (``/client.js``, used by the dashboard too) and its TypeScript types."""
-    body = importlib.resources.files("osintd").joinpath(f"static/{name}").read_bytes()
-    return Response(200, body, CLIENT_HEADERS, content_type=content_type)
+    return Response(200, _static_bytes(name), CLIENT_HEADERS, content_type=content_type)
+
+
+@functools.cache
+def _static_bytes(name: str) -> bytes:
+    """A file of the package's ``static/``, read once: it changes only with the installed version."""
+    return importlib.resources.files("osintd").joinpath(f"static/{name}").read_bytes()
